@@ -1,0 +1,173 @@
+"""Pure-torch reference of the spike-and-slab recognition model (paper section 3, appendices B, C).
+
+This file is the contract: every compiled kernel (Numba CPU, numba.cuda) is tested against
+`spike_slab_ref` for values and gradients. It is written for clarity, not speed.
+
+Notation (paper): for one image i and latent element j
+  mu, logvar   the slab's Gaussian N(mu, sigma^2), with logvar = log sigma^2
+  v            the encoder's third output; log gamma = -ReLU(-v) = min(v, 0)     (eq. 12)
+  gamma        the spike probability, P(z_j != 0)
+  alpha        the prior spike probability                                       (eq. 4)
+  eps ~ N(0,1), eta ~ U(0,1) the reparameterisation noise                         (eq. 24)
+  c            the sigmoid's scale, raised from 50 to 200 during training        (C.2)
+
+Numerical choices, each the only departure from the equations:
+  * log gamma is min(v, 0) exactly, never log(exp(.)), so gamma*log(gamma) is finite for any v.
+  * 1 - gamma is computed as -expm1(log gamma): exact even when gamma rounds to 1 in float32.
+  * (1 - gamma) * log(1 - gamma) is taken as 0 at gamma == 1 (its limit), through a "double
+    where" so that neither the value nor the gradient becomes NaN (0 * log 0, 0 * inf).
+  * 1 - alpha is floored at ALPHA_FLOOR. Without it alpha = 1 makes the spike KL +inf for every
+    gamma < 1 (the true value: q has mass at 0, the prior none). With it, alpha = 1 is a finite,
+    very strong push towards gamma = 1, and at gamma = alpha = 1 the spike KL is exactly 0, so
+    the KL is exactly the plain VAE's (the paper's remark after eq. 11).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Distribution, constraints
+from torch.distributions.kl import register_kl
+
+ALPHA_FLOOR = 1e-6  # floor on (1 - alpha); only reached for alpha > 1 - 1e-6, i.e. alpha = 1
+C_START, C_END = 50.0, 200.0  # the sigmoid scale's warm-up range (appendix C.2)
+
+
+def log_gamma_from_v(v: torch.Tensor) -> torch.Tensor:
+    """Eq. 12: log gamma = -ReLU(-v), i.e. min(v, 0); gamma is in (0, 1]."""
+    return -torch.relu(-v)
+
+
+def kl_slab(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per element (eq. 21)."""
+    return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
+
+
+def kl_spike(log_gamma: torch.Tensor, alpha: float) -> torch.Tensor:
+    """KL(Bernoulli(gamma) || Bernoulli(alpha)) per element, the spike term of eq. 9."""
+    gamma = torch.exp(log_gamma)
+    one_m_gamma = -torch.expm1(log_gamma)
+    positive = one_m_gamma > 0
+    safe = torch.where(positive, one_m_gamma, torch.ones_like(one_m_gamma))
+    log1m_alpha = math.log(max(1.0 - alpha, ALPHA_FLOOR))
+    inactive = torch.where(positive, safe * (torch.log(safe) - log1m_alpha), torch.zeros_like(safe))
+    return gamma * (log_gamma - math.log(alpha)) + inactive
+
+
+def spike_slab_ref(mu, logvar, v, eps, eta, c: float, alpha: float):
+    """The fused operation, in plain torch: sparse sample and KL terms.
+
+    Returns (z, kl_slab_rows, kl_spike_rows):
+      z              (B, J)  eq. 24: S(c (eta - 1 + gamma)) * (mu + sigma * eps)
+      kl_slab_rows   (B,)    sum_j gamma_j KL(N(mu_j, sigma_j^2) || N(0,1))    (eq. 9, first term)
+      kl_spike_rows  (B,)    sum_j KL(Bern(gamma_j) || Bern(alpha))            (eq. 9, second term)
+    Autograd gives the gradients with respect to mu, logvar and v.
+    c = math.inf gives the exact draw: the step function T of eq. 25 in place of the sigmoid.
+    """
+    log_gamma = log_gamma_from_v(v)
+    gamma = torch.exp(log_gamma)
+    if math.isinf(c):
+        selection = (eta - 1.0 + gamma >= 0).to(mu.dtype)
+    else:
+        selection = torch.sigmoid(c * (eta - 1.0 + gamma))
+    z = selection * (mu + torch.exp(0.5 * logvar) * eps)
+    slab = (gamma * kl_slab(mu, logvar)).sum(-1)
+    spike = kl_spike(log_gamma, alpha).sum(-1)
+    return z, slab, spike
+
+
+def c_schedule(iteration: int, iterations: int, c_start: float = C_START, c_end: float = C_END) -> float:
+    """Sigmoid scale c at 0-based `iteration`: linear from c_start (first) to c_end (last) (C.2)."""
+    if iterations <= 1:
+        return float(c_end)
+    frac = min(max(iteration / (iterations - 1), 0.0), 1.0)
+    return float(c_start + (c_end - c_start) * frac)
+
+
+class SpikeSlab(Distribution):
+    """Recognition distribution q(z|x) of eq. 5: per element gamma N(mu, sigma^2) + (1-gamma) delta(0).
+
+    Parameterised as the encoder outputs it: mu, logvar = log sigma^2 and v (log gamma = min(v, 0)).
+    `rsample(c=...)` is the relaxed reparameterised draw of eq. 24; `sample()` is an exact draw
+    (the step function T of eq. 25, i.e. c -> infinity).
+    """
+
+    arg_constraints = {"mu": constraints.real, "logvar": constraints.real, "v": constraints.real}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, mu, logvar, v, validate_args=None):
+        self.mu, self.logvar, self.v = torch.broadcast_tensors(mu, logvar, v)
+        super().__init__(batch_shape=self.mu.shape, validate_args=validate_args)
+
+    @property
+    def log_gamma(self):
+        return log_gamma_from_v(self.v)
+
+    @property
+    def gamma(self):
+        return torch.exp(self.log_gamma)
+
+    @property
+    def sigma(self):
+        return torch.exp(0.5 * self.logvar)
+
+    @property
+    def mean(self):
+        """E[z] = gamma * mu: the deterministic sparse code."""
+        return self.gamma * self.mu
+
+    def rsample(self, sample_shape=torch.Size(), c: float = C_END, generator=None):
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)
+        eta = torch.rand(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)
+        selection = torch.sigmoid(c * (eta - 1.0 + self.gamma))
+        return selection * (self.mu + self.sigma * eps)
+
+    def sample(self, sample_shape=torch.Size(), generator=None):
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            eps = torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)
+            eta = torch.rand(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)
+            spike = (eta >= 1.0 - self.gamma).to(self.mu.dtype)  # T(eta - 1 + gamma), eq. 25
+            return spike * (self.mu + self.sigma * eps)
+
+    def log_prob(self, value):
+        """Log density with respect to Lebesgue measure plus a unit point mass at 0."""
+        at_zero = value == 0
+        one_m_gamma = -torch.expm1(self.log_gamma)
+        slab = self.log_gamma + torch.distributions.Normal(self.mu, self.sigma).log_prob(value)
+        return torch.where(at_zero, torch.log(one_m_gamma), slab)
+
+
+class SpikeSlabPrior(Distribution):
+    """The prior p_s(z) of eq. 4: per element alpha N(0, 1) + (1 - alpha) delta(0)."""
+
+    arg_constraints = {"alpha": constraints.half_open_interval(0.0, 1.0)}
+    support = constraints.real
+
+    def __init__(self, alpha: float, shape=torch.Size(), validate_args=None):
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        self.alpha = float(alpha)
+        super().__init__(batch_shape=torch.Size(shape), validate_args=False)
+
+    def sample(self, sample_shape=torch.Size(), generator=None):
+        shape = self._extended_shape(sample_shape)
+        spike = torch.rand(shape, generator=generator) < self.alpha
+        return spike.float() * torch.randn(shape, generator=generator)
+
+    def log_prob(self, value):
+        slab = math.log(self.alpha) + torch.distributions.Normal(0.0, 1.0).log_prob(value)
+        return torch.where(value == 0, torch.full_like(value, math.log(max(1 - self.alpha, ALPHA_FLOOR))), slab)
+
+
+def kl_terms(q: SpikeSlab, alpha: float):
+    """Eq. 9 per element, as its two named terms: (gamma * KL_slab, KL_spike)."""
+    return q.gamma * kl_slab(q.mu, q.logvar), kl_spike(q.log_gamma, alpha)
+
+
+@register_kl(SpikeSlab, SpikeSlabPrior)
+def _kl_spikeslab_prior(q: SpikeSlab, p: SpikeSlabPrior):
+    slab, spike = kl_terms(q, p.alpha)
+    return slab + spike

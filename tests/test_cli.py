@@ -1,0 +1,92 @@
+"""The `vsc` command line through click's CliRunner: exit codes and one-line messages."""
+import urllib.error
+
+import pytest
+from click.testing import CliRunner
+
+from vsc_cli import data
+from vsc_cli.cli import main
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(main, [str(a) for a in args], **kw)
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("cmd", [[], ["train"], ["download"]])
+def test_help(cmd):
+    result = run(*cmd, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_every_option_has_help():
+    for name, cmd in main.commands.items():
+        for param in cmd.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"vsc {name} {param.opts[0]} has no help"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--alpha", "0"], "--alpha"),
+    (["--alpha", "1.5"], "--alpha"),
+    (["--dim", "0"], "--dim"),
+    (["--data", "cifar"], "--data"),
+    (["--hidden", "400,x"], "--hidden"),
+    (["--hidden", "0"], "--hidden"),
+    (["--lr", "-1"], "--lr"),
+    (["--model", "gan"], "--model"),
+])
+def test_bad_values_exit_2(args, fragment):
+    assert_one_line_error(run("train", *args), 2, "Invalid value", fragment)
+
+
+def test_unknown_download_dataset():
+    assert_one_line_error(run("download", "imagenet"), 2, "Invalid value")
+
+
+def test_missing_data_is_one_line_error(tmp_path, monkeypatch):
+    def fail(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", fail)
+    no_debian = data.DatasetSpec(**{**data.DATASETS["fmnist"].__dict__, "debian_dir": str(tmp_path / "none")})
+    monkeypatch.setitem(data.DATASETS, "fmnist", no_debian)
+    result = run("train", "--data-dir", tmp_path, "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, 1, "--from", "dataset-fashion-mnist")
+
+
+def test_train_then_resume_and_refusals(shared_data, tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "--data", "fmnist", "--dim", 10, "--iterations", 40, "--train-size", 500,
+            "--test-size", 200, "--batch-size", 50, "--data-dir", shared_data, "--out", out, "--quiet"]
+    result = run(*base, "--alpha", 0.2)
+    assert result.exit_code == 0, result.output
+    assert "test ELBO per image" in result.output and "prior alpha 0.2" in result.output
+    assert (out / "checkpoint.pt").is_file() and (out / "log.csv").is_file() and (out / "metrics.json").is_file()
+    # the same --out again is refused without --force
+    assert_one_line_error(run(*base), 2, "--resume")
+    # resuming with a different model option is refused
+    assert_one_line_error(run("train", "--resume", out, "--dim", 11, "--data-dir", shared_data), 2, "--dim")
+    result = run("train", "--resume", out, "--data-dir", shared_data, "--quiet", "--json")
+    assert result.exit_code == 0 and '"test_elbo"' in result.output
+
+
+def test_download_from_folder(shared_data, tmp_path):
+    result = run("download", "mnist", "--from", shared_data / "mnist", "--data-dir", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "mnist").glob("*.gz"))) == 4
+
+
+def test_cuda_device_without_gpu_is_usage_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert_one_line_error(run("train", "--device", "cuda"), 2, "--device cuda")

@@ -1,0 +1,109 @@
+"""Encoder, decoder and ELBO of the VSC (paper section 3, appendix A) and of the plain VAE baseline."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vsc_kernels import log_gamma_from_v, spike_slab
+
+from .config import TrainConfig
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def mlp(sizes) -> nn.Sequential:
+    """Fully connected layers with ReLU between them (none after the last)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Decoder(nn.Module):
+    """p(x|z): an MLP giving the per-pixel mean and log-variance of a Gaussian (A.1), or Bernoulli logits.
+
+    The Gaussian's log-variance has a soft floor, min_logvar + softplus(raw - min_logvar): pixels
+    that are zero in every image (MNIST's border) otherwise let the variance go to 0 and the
+    likelihood to +infinity. With -10 the floor is a standard deviation of 0.0067, small beside
+    unit-norm pixel values (up to about 0.15).
+    """
+
+    def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float):
+        super().__init__()
+        self.likelihood, self.min_logvar = likelihood, min_logvar
+        outputs = 2 * pixels if likelihood == "gaussian" else pixels
+        self.net = mlp([dim, *hidden, outputs])
+
+    def forward(self, z):
+        out = self.net(z)
+        if self.likelihood == "gaussian":
+            mean, raw = out.chunk(2, dim=-1)
+            return mean, self.min_logvar + F.softplus(raw - self.min_logvar)
+        return out, None
+
+    def log_likelihood(self, x, z):
+        """log p(x|z) summed over pixels, per image."""
+        mean, logvar = self(z)
+        if self.likelihood == "gaussian":
+            return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar)).sum(-1)
+        return -F.binary_cross_entropy_with_logits(mean, x, reduction="none").sum(-1)
+
+    def mean(self, z):
+        """The decoded image: the Gaussian mean, or the Bernoulli probabilities."""
+        mean, _ = self(z)
+        return mean if self.likelihood == "gaussian" else torch.sigmoid(mean)
+
+
+class VAE(nn.Module):
+    """The family's shared harness; `model='vae'` is the standard VAE, `model='vsc'` the sparse one.
+
+    One encoder network outputs mu, log sigma^2 and (VSC only) v, with log gamma = min(v, 0) (eq. 12).
+    """
+
+    def __init__(self, cfg: TrainConfig, pixels: int):
+        super().__init__()
+        self.cfg, self.pixels = cfg, pixels
+        self.sparse = cfg.model == "vsc"
+        heads = 3 if self.sparse else 2
+        self.encoder = mlp([pixels, *cfg.hidden, heads * cfg.dim])
+        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar)
+
+    def encode(self, x):
+        """Returns (mu, logvar, v); v is None for the VAE (gamma = 1)."""
+        out = self.encoder(x)
+        if self.sparse:
+            return out.chunk(3, dim=-1)
+        mu, logvar = out.chunk(2, dim=-1)
+        return mu, logvar, None
+
+    def gamma(self, v):
+        return torch.exp(log_gamma_from_v(v))
+
+    def elbo_terms(self, x, c: float, generator=None, hard: bool = False):
+        """One-sample ELBO estimate (eq. 11), per image, as named terms.
+
+        Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`,
+        the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE).
+        `hard=True` draws the spike exactly (the step T of eq. 25, c = infinity) instead of the
+        relaxed sigmoid: the estimate is then of the true ELBO of q in eq. 5; evaluation uses it.
+        """
+        mu, logvar, v = self.encode(x)
+        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        if self.sparse:
+            eta = torch.rand(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+            z, kl_slab, kl_spike = spike_slab(mu, logvar, v, eps, eta, math.inf if hard else c,
+                                              self.cfg.alpha, backend=self.cfg.backend)
+            active = self.gamma(v).mean(-1)
+        else:
+            z = mu + torch.exp(0.5 * logvar) * eps
+            kl_slab = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+            kl_spike = torch.zeros_like(kl_slab)
+            active = torch.ones_like(kl_slab)
+        recon = self.decoder.log_likelihood(x, z)
+        return {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
+                "kl_spike": kl_spike, "active": active}
