@@ -126,8 +126,8 @@ class _Log:
 
 def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int) -> None:
     if torch.isfinite(loss):
-        grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-        if grads_ok:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):  # one fused pass
             return
         raise VscError(f"non-finite gradient at iteration {iteration}; the last checkpoint is kept")
     bad = [k for k in ("recon", "kl_slab", "kl_spike") if not bool(torch.isfinite(terms[k]).all())]
@@ -170,7 +170,7 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         data_gen.set_state(state["rng"]["data"])
-        noise_gen.set_state(state["rng"]["noise"].to("cpu") if device == "cpu" else state["rng"]["noise"])
+        noise_gen.set_state(state["rng"]["noise"])  # generator states are CPU byte tensors, even for cuda
         perm, pos, start = state["perm"], int(state["pos"]), int(state["iteration"])
         elapsed = float(state.get("seconds", 0.0))
     else:
