@@ -1,6 +1,10 @@
 """Spike-and-slab kernels for vsc, installed under the import name `vsc_kernels`.
 
-`reference` holds the pure-torch definition that every compiled backend is tested against.
+reference.py  the pure-torch definition that every compiled backend is tested against
+function.py   `spike_slab(..., backend)`: the dispatcher and the torch.autograd.Function
+cpu.py        Numba CPU kernels; gpu.py their numba.cuda twins (imported only when used)
+fastmath.py   vectorisable float32 exp/log; _element.py the per-element math, written once
+config.py     tunables
 """
 from .reference import (  # noqa: F401
     ALPHA_FLOOR,
@@ -13,12 +17,12 @@ from .reference import (  # noqa: F401
     log_gamma_from_v,
     spike_slab_ref,
 )
-
-BACKENDS = ("torch",)
-
-
-def spike_slab(mu, logvar, v, eps, eta, c: float, alpha: float, backend: str = "torch"):
-    """The fused op: (z, kl_slab_rows, kl_spike_rows) of `spike_slab_ref`, by the chosen backend."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown spike-slab backend {backend!r}; available: {', '.join(BACKENDS)}")
-    return spike_slab_ref(mu, logvar, v, eps, eta, c, alpha)
+from .function import (  # noqa: F401,E402
+    BACKENDS,
+    BackendUnavailable,
+    SpikeSlabFunction,
+    available_backends,
+    cuda_problem,
+    default_backend,
+    spike_slab,
+)

@@ -1,4 +1,9 @@
 import os
+
+# The CUDA kernels run under Numba's simulator in CI; the variable must be set before numba is
+# imported. On a machine with a real GPU, run `NUMBA_ENABLE_CUDASIM=0 python -m pytest`.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 from pathlib import Path
 
 import pytest

@@ -90,3 +90,40 @@ def test_cuda_device_without_gpu_is_usage_error(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert_one_line_error(run("train", "--device", "cuda"), 2, "--device cuda")
+
+
+def test_backend_cuda_without_gpu_is_usage_error(monkeypatch):
+    import torch
+
+    from vsc_kernels import function
+
+    monkeypatch.setattr(function, "_simulated", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert_one_line_error(run("train", "--backend", "cuda"), 2, "--backend cuda", "numba")
+
+
+def test_bench_table_and_json():
+    import json
+
+    result = run("bench", "--sizes", "4x8,16x8", "--no-compile", "--repeats", 2, "--warmup", 1, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    impls = {r["impl"] for r in report["rows"]}
+    assert {"torch-eager", "numba"} <= impls and "torch-compile" not in impls
+    assert report["copy_bandwidth_gbps"] > 0 and all(r["ms"] > 0 for r in report["rows"])
+    result = run("bench", "--sizes", "4x8", "--impls", "numba", "--repeats", 2)
+    assert result.exit_code == 0 and "numba" in result.output and "GB/s" in result.output
+
+
+def test_bench_train_json():
+    import json
+
+    result = run("bench", "--train", "--dim", 8, "--repeats", 2, "--warmup", 1, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert {r["backend"] for r in rows} >= {"torch", "numba"} and all(r["iterations_per_second"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("args", [["--sizes", "256"], ["--sizes", "0x5"], ["--impls", "fortran"]])
+def test_bench_bad_values(args):
+    assert_one_line_error(run("bench", *args), 2, "Invalid value")

@@ -78,6 +78,22 @@ def download(dataset, data_dir, source, quiet):
     click.echo(f"{dataset}: verified files in {folder}")
 
 
+def check_backend(backend: str, device: str) -> None:
+    """UsageError for a backend that cannot run on this device or machine."""
+    from vsc_kernels import cuda_problem
+
+    if backend == "numba" and device == "cuda":
+        raise click.UsageError("--backend numba runs on the CPU; use --backend cuda with --device cuda")
+    if backend == "cuda":
+        problem = cuda_problem()
+        if problem:
+            raise click.UsageError(f"--backend cuda cannot run here: {problem}; use --backend numba")
+        from vsc_kernels.function import _simulated
+
+        if device != "cuda" and not _simulated():
+            raise click.UsageError("--backend cuda needs --device cuda")
+
+
 @main.command()
 @click.option("--data", type=click.Choice(DATA_NAMES, case_sensitive=False), default="fmnist", show_default=True,
               help="Dataset to train on.")
@@ -105,6 +121,11 @@ def download(dataset, data_dir, source, quiet):
 @click.option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Torch device for the networks.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "numba", "cuda"]), default="auto", show_default=True,
+              help="Spike-and-slab op: fused numba (CPU) or cuda kernels, or the pure-torch reference; "
+                   "auto picks cuda on a usable GPU, else numba.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Floating-point type of the model and data (float64: slower, for exact comparisons).")
 @click.option("--train-size", type=click.IntRange(min=1), help="Use only the first N training images.")
 @click.option("--test-size", type=click.IntRange(min=1), help="Evaluate on only the first N test images.")
 @click.option("--log-every", type=click.IntRange(min=1), default=100, show_default=True,
@@ -130,6 +151,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
     ctx = click.get_current_context()
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
+    check_backend(opts["backend"], device)
     opts["data"] = {"fashion-mnist": "fmnist"}.get(opts["data"].lower(), opts["data"].lower())
     if resume is not None:
         if out is not None and out.resolve() != resume.resolve():
@@ -137,7 +159,9 @@ def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
         stored = TrainConfig.from_dict(load_checkpoint(resume)["config"])
         for name, value in opts.items():
             given = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-            if given and getattr(stored, name) != value:
+            if name == "backend":  # the backend changes speed, not the model: it may differ
+                stored.backend = value
+            elif given and getattr(stored, name) != value:
                 raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
                                        f"({getattr(stored, name)}); a resumed run keeps its config")
         cfg, out = stored, resume
@@ -161,6 +185,98 @@ def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
                    f"(prior alpha {cfg.alpha:g})")
     if metrics["seconds_per_1000_iterations"]:
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
+
+
+def _sizes(ctx, param, value):
+    """'100x200,256x200' -> [(100, 200), (256, 200)]."""
+    try:
+        sizes = [tuple(int(n) for n in item.lower().split("x")) for item in value.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
+        raise click.BadParameter(f"{value!r} is not a list of BATCHxDIM sizes, e.g. 256x200,4096x800")
+    return sizes
+
+
+def _names(choices):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        bad = [n for n in names if n not in choices]
+        if bad or not names:
+            raise click.BadParameter(f"unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(choices)}")
+        return names
+
+    return parse
+
+
+@main.command()
+@click.option("--sizes", callback=_sizes, default="100x200,256x200,1024x200,4096x800", show_default=True,
+              help="Comma-separated BATCHxDIM sizes for the op benchmark.")
+@click.option("--impls", callback=_names(["torch-eager", "torch-compile", "numba", "cuda"]),
+              help="Comma-separated implementations to time [default: torch-eager, torch-compile and every "
+                   "available backend].")
+@click.option("--no-compile", is_flag=True, help="Skip the torch.compile anchor (its first call compiles for a while).")
+@click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Timed calls (or training iterations) per measurement; the median is reported.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Untimed calls before timing (compilation, caches).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Floating-point type of the op's inputs.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the tensors live (cuda times the cuda backend on the GPU).")
+@click.option("--train", "train_mode", is_flag=True,
+              help="Instead, time training iterations of the paper's network (784-400-DIM, batch 256) per backend.")
+@click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True, help="Latent dimensions for --train.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@handle_errors
+def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json):
+    """Time the spike-and-slab op (forward + backward) per backend, against torch eager and torch.compile."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import bench as B
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda: no usable CUDA device here")
+    console = Console(stderr=True)
+    with console.status("benchmarking") as status:
+        report = (lambda what: status.update(f"benchmarking {what}")) if not as_json else None
+        if train_mode:
+            result = B.run_train_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=report)
+        else:
+            if no_compile and impls is None:
+                impls = [i for i in [*B.ANCHORS, "numba", "cuda"] if i != "torch-compile"]
+            elif no_compile:
+                impls = [i for i in impls if i != "torch-compile"]
+            result = B.run_op_bench(sizes, impls, device, getattr(torch, dtype), repeats, warmup, progress=report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    m = result["machine"]
+    title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
+    out = Console()
+    if train_mode:
+        table = Table(title=f"training step, 784-400-{result['dim']}, batch {result['batch_size']}: {title}")
+        for col in ("backend", "ms / iteration", "iterations / s"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            table.add_row(r["backend"], f"{r['ms_per_iteration']:.2f}", f"{r['iterations_per_second']:.1f}")
+    else:
+        table = Table(title=f"spike-slab op, forward + backward, {result['dtype']}, median of {repeats}: {title}")
+        for col in ("size", "impl", "ms", "x eager", "GB/s", "x bandwidth bound"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            if "error" in r:
+                table.add_row(r["size"], r["impl"], "error", "", "", r["error"][:40])
+                continue
+            table.add_row(r["size"], r["impl"], f"{r['ms']:.3f}",
+                          f"{r['speedup_vs_eager']:.1f}" if r["speedup_vs_eager"] else "",
+                          f"{r['gbps']:.1f}", f"{r['x_bandwidth_bound']:.2f}")
+        table.caption = f"copy bandwidth measured: {result['copy_bandwidth_gbps']:.1f} GB/s"
+    out.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vsc_kernels import c_schedule
+from vsc_kernels import c_schedule, default_backend
 
 from . import __version__
 from .config import TrainConfig
@@ -148,18 +148,21 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
     if state is not None:
         cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
 
+    if cfg.backend == "auto":
+        cfg.backend = default_backend(device)
     x_train, _ = load_split(cfg.data, "train", data_dir, cfg.normalisation, cfg.train_size)
     x_test, _ = load_split(cfg.data, "test", data_dir, cfg.normalisation, cfg.test_size)
     if cfg.likelihood == "bernoulli" and (x_train.min() < 0 or x_train.max() > 1):
         raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
     if cfg.batch_size > len(x_train):
         raise VscError(f"--batch-size {cfg.batch_size} is larger than the {len(x_train)} training images")
-    x_train = torch.from_numpy(x_train).to(device)
-    x_test = torch.from_numpy(x_test).to(device)
+    dtype = getattr(torch, cfg.dtype)
+    x_train = torch.from_numpy(x_train).to(device=device, dtype=dtype)
+    x_test = torch.from_numpy(x_test).to(device=device, dtype=dtype)
     n, pixels = x_train.shape
 
     torch.manual_seed(cfg.seed)  # initial weights
-    model = VAE(cfg, pixels).to(device)
+    model = VAE(cfg, pixels).to(device=device, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # eps and eta
@@ -225,7 +228,7 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
         iterations=cfg.iterations, alpha=cfg.alpha if cfg.model == "vsc" else None,
         seconds=elapsed + train_seconds,
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
-        device=device, threads=torch.get_num_threads(), vsc_version=__version__,
+        device=device, backend=cfg.backend, threads=torch.get_num_threads(), vsc_version=__version__,
     )
     atomic_write(out_dir / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics

@@ -1,0 +1,192 @@
+"""The fused op as a torch.autograd.Function over the compiled kernels, and the public dispatcher.
+
+`spike_slab(mu, logvar, v, eps, eta, c, alpha, backend)` returns (z, kl_slab_rows, kl_spike_rows)
+exactly as `reference.spike_slab_ref` defines them:
+  * backend "torch": the reference itself, autograd does the backward;
+  * backend "numba": Numba CPU kernels (cpu.py), one pass over memory forward and one backward;
+  * backend "cuda":  numba.cuda kernels (gpu.py) on CUDA tensors, on torch's current stream
+                     (or, under NUMBA_ENABLE_CUDASIM=1, on CPU tensors, for testing).
+The gradient flows to mu, logvar and v; eps and eta are noise and get none.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import config
+from .reference import ALPHA_FLOOR, spike_slab_ref
+
+BACKENDS = ("torch", "numba", "cuda")
+_DTYPES = (torch.float32, torch.float64)
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (e.g. cuda without a GPU)."""
+
+
+def _simulated() -> bool:
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def cuda_problem() -> str | None:
+    """None when the cuda backend can run here, else why not (one line)."""
+    if _simulated():
+        return None
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA GPU"
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return "numba.cuda finds no usable GPU or CUDA driver"
+    except Exception as exc:  # a broken driver install raises from deep inside numba
+        return f"numba.cuda cannot start ({exc})"
+    return None
+
+
+def available_backends() -> list[str]:
+    return ["torch", "numba"] + (["cuda"] if cuda_problem() is None else [])
+
+
+def default_backend(device="cpu") -> str:
+    """cuda for CUDA tensors when it can run, else numba."""
+    return "cuda" if torch.device(device).type == "cuda" and cuda_problem() is None else "numba"
+
+
+def _log_alphas(alpha: float):
+    return math.log(alpha), math.log(max(1.0 - alpha, ALPHA_FLOOR))
+
+
+_STREAMS = {}
+
+
+def _arrays(tensors):
+    """Zero-copy numpy views of CPU tensors."""
+    return [t.detach().numpy() for t in tensors]
+
+
+def _launch(backend: str, kind: str, tensors, scalars, outputs):
+    """Hand torch tensors to the kernels as arrays without copying, and run them."""
+    if backend == "numba":
+        from . import cpu
+
+        fn = cpu.spike_slab_fwd_cpu if kind == "fwd" else cpu.spike_slab_bwd_cpu
+        arrays = _arrays((*tensors, *outputs))
+        fn(*arrays[:5], *scalars, *arrays[5:])
+        return
+    from numba import cuda
+
+    from . import gpu
+
+    fn = gpu.spike_slab_fwd_gpu if kind == "fwd" else gpu.spike_slab_bwd_gpu
+    all_tensors = (*tensors, *outputs)
+    if not all_tensors[0].is_cuda:  # the simulator: numpy arrays stand in for device memory
+        arrays = _arrays(all_tensors)
+        fn(*arrays[:5], *scalars, *arrays[5:])
+        return
+    device = all_tensors[0].device
+    handle = torch.cuda.current_stream(device).cuda_stream
+    with cuda.gpus[device.index]:
+        stream = _STREAMS.get(handle) or _STREAMS.setdefault(handle, cuda.external_stream(handle))
+        arrays = [cuda.as_cuda_array(t.detach()) for t in all_tensors]
+        fn(*arrays[:5], *scalars, *arrays[5:], stream=stream)
+
+
+class SpikeSlabFunction(torch.autograd.Function):
+    """Forward: z and the row KLs from one kernel; backward: d mu, d logvar, d v from one kernel.
+
+    What backward needs is saved, nothing more: either the five inputs (the backward recomputes
+    sigma, gamma and the sigmoid: least memory traffic, best for large inputs and GPUs), or, for
+    small CPU inputs, the seven local derivatives the forward computed anyway (the backward is then
+    three multiply-adds per element instead of four exp/log recomputations).
+    """
+
+    @staticmethod
+    def forward(ctx, mu, logvar, v, eps, eta, c, alpha, backend):
+        log_alpha, log1m_alpha = _log_alphas(alpha)
+        z = torch.empty_like(mu)
+        kl_slab = mu.new_empty(mu.shape[0])
+        kl_spike = mu.new_empty(mu.shape[0])
+        ctx.scalars, ctx.backend = (c, log_alpha, log1m_alpha), backend
+        ctx.saving = backend == "numba" and mu.numel() <= config.CPU_SAVE_PARTIALS_MAX_ELEMENTS
+        if ctx.saving:
+            from . import cpu
+
+            partials = mu.new_empty((7, *mu.shape))
+            arrays = _arrays((mu, logvar, v, eps, eta, z, kl_slab, kl_spike, partials))
+            cpu.spike_slab_fwd_saving_cpu(*arrays[:5], c, log_alpha, log1m_alpha, *arrays[5:])
+            ctx.save_for_backward(partials)
+        else:
+            _launch(backend, "fwd", (mu, logvar, v, eps, eta), ctx.scalars, (z, kl_slab, kl_spike))
+            ctx.save_for_backward(mu, logvar, v, eps, eta)
+        return z, kl_slab, kl_spike
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_z, g_slab, g_spike):
+        saved = ctx.saved_tensors
+        ref = saved[0][0] if ctx.saving else saved[0]  # a (B, J) tensor
+        g_z = torch.zeros_like(ref) if g_z is None else g_z.contiguous()
+        g_slab = ref.new_zeros(ref.shape[0]) if g_slab is None else g_slab.contiguous()
+        g_spike = ref.new_zeros(ref.shape[0]) if g_spike is None else g_spike.contiguous()
+        grads = (torch.empty_like(ref), torch.empty_like(ref), torch.empty_like(ref))
+        if ctx.saving:
+            from . import cpu
+
+            cpu.spike_slab_bwd_saved_cpu(*_arrays((saved[0], g_z, g_slab, g_spike, *grads)))
+        else:
+            _launch(ctx.backend, "bwd", saved, ctx.scalars, (g_z, g_slab, g_spike, *grads))
+        need = ctx.needs_input_grad
+        return (grads[0] if need[0] else None, grads[1] if need[1] else None, grads[2] if need[2] else None,
+                None, None, None, None, None)
+
+
+def _check(mu, logvar, v, eps, eta, c, alpha, backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown spike-slab backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    tensors = {"mu": mu, "logvar": logvar, "v": v, "eps": eps, "eta": eta}
+    shape, dtype, device = tuple(mu.shape), mu.dtype, mu.device
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if tuple(t.shape) != shape or t.dtype != dtype or t.device != device:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, {t.dtype} on {t.device}; mu has "
+                             f"{shape}, {dtype} on {device}: they must all match")
+    if mu.dim() < 1:
+        raise ValueError("the inputs need at least one dimension (the latent elements J)")
+    if mu.dtype not in _DTYPES:
+        raise TypeError(f"spike_slab supports float32 and float64, got {mu.dtype}")
+    if not (c > 0):
+        raise ValueError(f"the sigmoid scale c must be positive, got {c}")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if backend == "numba" and mu.device.type != "cpu":
+        raise ValueError("the numba backend runs on CPU tensors; use backend 'cuda' for CUDA tensors")
+    if backend == "cuda":
+        problem = cuda_problem()
+        if problem:
+            raise BackendUnavailable(f"the cuda backend cannot run here: {problem}; use backend 'numba'")
+        if mu.device.type != "cuda" and not _simulated():
+            raise ValueError("the cuda backend needs CUDA tensors (move the model with --device cuda)")
+
+
+def spike_slab(mu, logvar, v, eps, eta, c: float, alpha: float, backend: str = "torch"):
+    """Sparse sample z (eq. 24) and the per-row slab and spike KL terms (eq. 9), by `backend`.
+
+    All five tensors share one shape (..., J), dtype (float32 or float64) and device; the KL terms
+    are summed over the last dimension. c = inf gives the exact draw (the step of eq. 25), always
+    by the reference (it has no useful gradient).
+    """
+    _check(mu, logvar, v, eps, eta, c, alpha, backend)
+    if backend == "torch" or math.isinf(c) or mu.numel() == 0:
+        return spike_slab_ref(mu, logvar, v, eps, eta, c, alpha)
+    if mu.dim() == 2:  # the common case: no reshapes (each costs microseconds at these sizes)
+        return SpikeSlabFunction.apply(mu.contiguous(), logvar.contiguous(), v.contiguous(), eps.contiguous(),
+                                       eta.contiguous(), float(c), float(alpha), backend)
+    lead, J = mu.shape[:-1], mu.shape[-1]
+    flat = [t.reshape(-1, J).contiguous() for t in (mu, logvar, v, eps, eta)]
+    z, kl_slab, kl_spike = SpikeSlabFunction.apply(*flat, float(c), float(alpha), backend)
+    return z.reshape(mu.shape), kl_slab.reshape(lead), kl_spike.reshape(lead)

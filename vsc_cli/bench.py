@@ -1,0 +1,174 @@
+"""Timing of the spike-and-slab op per backend (`vsc bench`) and of whole training steps (`--train`).
+
+Every figure is the median of `repeats` timed calls after `warmup` untimed ones, all in one process,
+so that the ratios between implementations are taken under the same machine load.
+"""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+
+from vsc_kernels import available_backends, spike_slab, spike_slab_ref
+
+ANCHORS = ("torch-eager", "torch-compile")  # the reference, as plain eager torch and compiled
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_seconds(fn, repeats: int, warmup: int, device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device="cpu", nbytes: int = 1 << 28, repeats: int = 7) -> float:
+    """Measured copy bandwidth in GB/s: bytes read plus bytes written by dst.copy_(src), per second."""
+    n = nbytes // 4
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    t = _median_seconds(lambda: dst.copy_(src), repeats, 2, device)
+    return 2 * nbytes / t / 1e9
+
+
+def bytes_moved(b: int, j: int, itemsize: int) -> int:
+    """Least traffic of forward + backward: forward reads mu, logvar, v, eps, eta and writes z (+ two
+    row sums); backward reads the five again and dz, writes three gradients (+ reads two row grads)."""
+    return (15 * b * j + 4 * b) * itemsize
+
+
+def _op(impl: str):
+    if impl == "torch-eager":
+        return spike_slab_ref
+    if impl == "torch-compile":
+        return torch.compile(spike_slab_ref, dynamic=False)
+    return lambda *a: spike_slab(*a, backend=impl)
+
+
+def bench_op(impl: str, b: int, j: int, device="cpu", dtype=torch.float32, repeats: int = 50,
+             warmup: int = 5, seed: int = 0) -> float:
+    """Median seconds of forward + backward of the op at batch b, J = j."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, uniform=False):
+        t = torch.rand(*shape, generator=g) if uniform else torch.randn(*shape, generator=g)
+        return t.to(device=device, dtype=dtype)
+
+    mu, logvar, v = (rnd(b, j).requires_grad_(True) for _ in range(3))
+    eps, eta = rnd(b, j), rnd(b, j, uniform=True)
+    grads = (rnd(b, j), rnd(b), rnd(b))
+    op = _op(impl)
+
+    def step():
+        out = op(mu, logvar, v, eps, eta, 120.0, 0.5)
+        torch.autograd.grad(out, (mu, logvar, v), grads)
+
+    return _median_seconds(step, repeats, warmup, device)
+
+
+def run_op_bench(sizes, impls=None, device="cpu", dtype=torch.float32, repeats=50, warmup=5, progress=None):
+    """Rows of {size, impl, ms, speedup (over torch eager), gbps, bound_ratio} plus the machine facts."""
+    impls = list(impls or [*ANCHORS, *[b for b in available_backends() if b != "torch"]])
+    if torch.device(device).type == "cpu":
+        impls = [i for i in impls if i != "cuda" or _cuda_sim()]
+    bandwidth = copy_bandwidth(device)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    rows = []
+    for b, j in sizes:
+        eager = None
+        for impl in impls:
+            if progress:
+                progress(f"{impl} {b}x{j}")
+            try:
+                t = bench_op(impl, b, j, device, dtype, repeats, warmup)
+            except Exception as exc:  # e.g. torch.compile without a working C++ compiler
+                rows.append({"size": f"{b}x{j}", "impl": impl, "error": str(exc).splitlines()[0][:200]})
+                continue
+            eager = t if impl == "torch-eager" else eager
+            moved = bytes_moved(b, j, itemsize)
+            rows.append({
+                "size": f"{b}x{j}", "impl": impl, "ms": t * 1e3,
+                "speedup_vs_eager": (eager / t) if eager else None,
+                "gbps": moved / t / 1e9,
+                "x_bandwidth_bound": t / (moved / (bandwidth * 1e9)),
+            })
+    return {"machine": machine(device), "copy_bandwidth_gbps": bandwidth, "dtype": str(dtype).replace("torch.", ""),
+            "repeats": repeats, "warmup": warmup, "rows": rows}
+
+
+def _cuda_sim() -> bool:
+    from vsc_kernels.function import _simulated
+
+    return _simulated()
+
+
+def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeats=50, warmup=10, progress=None):
+    """Training iterations per second of the paper's network (784-400-dim) per backend, random data."""
+    from .config import TrainConfig
+    from .model import VAE
+
+    backends = list(backends or [b for b in available_backends() if b != "cuda" or device == "cuda"])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size * 8, 784, generator=g)
+    x = (x / x.norm(dim=1, keepdim=True)).to(device)
+    rows = []
+    for backend in backends:
+        if progress:
+            progress(f"train {backend}")
+        torch.manual_seed(0)
+        cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend)
+        model = VAE(cfg, 784).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        noise = torch.Generator(device=device).manual_seed(1)
+        state = {"i": 0}
+
+        def step():
+            i = state["i"] % 8
+            state["i"] += 1
+            loss = -model.elbo_terms(x[i * batch_size:(i + 1) * batch_size], 120.0, generator=noise)["elbo"].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        t = _median_seconds(step, repeats, warmup, device)
+        rows.append({"backend": backend, "ms_per_iteration": t * 1e3, "iterations_per_second": 1 / t})
+    return {"machine": machine(device), "dim": dim, "batch_size": batch_size, "repeats": repeats, "rows": rows}
+
+
+def machine(device="cpu") -> dict:
+    info = {"platform": platform.platform(), "processor": _cpu_name(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+        info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    except ImportError:  # pragma: no cover
+        pass
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
