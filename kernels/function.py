@@ -19,6 +19,7 @@ from .reference import ALPHA_FLOOR, spike_slab_ref
 
 BACKENDS = ("torch", "numba", "cuda")
 _DTYPES = (torch.float32, torch.float64)
+_NP_DTYPE = {torch.float32: "float32", torch.float64: "float64"}
 
 
 class BackendUnavailable(RuntimeError):
@@ -73,9 +74,9 @@ def _launch(backend: str, kind: str, tensors, scalars, outputs):
     if backend == "numba":
         from . import cpu
 
-        fn = cpu.spike_slab_fwd_cpu if kind == "fwd" else cpu.spike_slab_bwd_cpu
-        arrays = _arrays((*tensors, *outputs))
-        fn(*arrays[:5], *scalars, *arrays[5:])
+        B, J = tensors[0].shape
+        cpu.run_at_addresses(kind, _NP_DTYPE[tensors[0].dtype], tuple(t.data_ptr() for t in (*tensors, *outputs)),
+                             B, J, *scalars)
         return
     from numba import cuda
 
@@ -116,8 +117,8 @@ class SpikeSlabFunction(torch.autograd.Function):
             from . import cpu
 
             partials = mu.new_empty((7, *mu.shape))
-            arrays = _arrays((mu, logvar, v, eps, eta, z, kl_slab, kl_spike, partials))
-            cpu.spike_slab_fwd_saving_cpu(*arrays[:5], c, log_alpha, log1m_alpha, *arrays[5:])
+            addresses = tuple(t.data_ptr() for t in (mu, logvar, v, eps, eta, z, kl_slab, kl_spike, partials))
+            cpu.run_at_addresses("fwd_saving", _NP_DTYPE[mu.dtype], addresses, *mu.shape, c, log_alpha, log1m_alpha)
             ctx.save_for_backward(partials)
         else:
             _launch(backend, "fwd", (mu, logvar, v, eps, eta), ctx.scalars, (z, kl_slab, kl_spike))
@@ -136,7 +137,8 @@ class SpikeSlabFunction(torch.autograd.Function):
         if ctx.saving:
             from . import cpu
 
-            cpu.spike_slab_bwd_saved_cpu(*_arrays((saved[0], g_z, g_slab, g_spike, *grads)))
+            addresses = tuple(t.data_ptr() for t in (saved[0], g_z, g_slab, g_spike, *grads))
+            cpu.run_at_addresses("bwd_saved", _NP_DTYPE[ref.dtype], addresses, *ref.shape)
         else:
             _launch(ctx.backend, "bwd", saved, ctx.scalars, (g_z, g_slab, g_spike, *grads))
         need = ctx.needs_input_grad

@@ -57,25 +57,54 @@ def _op(impl: str):
     return lambda *a: spike_slab(*a, backend=impl)
 
 
-def bench_op(impl: str, b: int, j: int, device="cpu", dtype=torch.float32, repeats: int = 50,
-             warmup: int = 5, seed: int = 0) -> float:
-    """Median seconds of forward + backward of the op at batch b, J = j."""
+def _op_inputs(b: int, j: int, device, dtype, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, uniform=False):
         t = torch.rand(*shape, generator=g) if uniform else torch.randn(*shape, generator=g)
         return t.to(device=device, dtype=dtype)
 
-    mu, logvar, v = (rnd(b, j).requires_grad_(True) for _ in range(3))
-    eps, eta = rnd(b, j), rnd(b, j, uniform=True)
+    params = tuple(rnd(b, j).requires_grad_(True) for _ in range(3))
+    noise = (rnd(b, j), rnd(b, j, uniform=True))
     grads = (rnd(b, j), rnd(b), rnd(b))
+    return params, noise, grads
+
+
+def _op_step(impl: str, params, noise, grads):
+    """One forward + backward of the op (c = 120, alpha = 0.5), gradients returned, not accumulated."""
     op = _op(impl)
 
     def step():
-        out = op(mu, logvar, v, eps, eta, 120.0, 0.5)
-        torch.autograd.grad(out, (mu, logvar, v), grads)
+        out = op(*params, *noise, 120.0, 0.5)
+        torch.autograd.grad(out, params, grads)
 
-    return _median_seconds(step, repeats, warmup, device)
+    return step
+
+
+def bench_op(impl: str, b: int, j: int, device="cpu", dtype=torch.float32, repeats: int = 50,
+             warmup: int = 5, seed: int = 0) -> float:
+    """Median seconds of forward + backward of the op at batch b, J = j."""
+    return _median_seconds(_op_step(impl, *_op_inputs(b, j, device, dtype, seed)), repeats, warmup, device)
+
+
+def _interleaved(steps: dict, repeats: int, warmup: int, device, rounds: int = 5) -> dict:
+    """Median seconds per step, timed in `rounds` alternating blocks so that all steps see the same
+    machine load (the machines are shared: a block of one implementation alone can land in a quiet
+    or a busy second)."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples = {name: [] for name in steps}
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            _sync(device)
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                step()
+                _sync(device)
+                samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
 def run_op_bench(sizes, impls=None, device="cpu", dtype=torch.float32, repeats=50, warmup=5, progress=None):
@@ -87,17 +116,25 @@ def run_op_bench(sizes, impls=None, device="cpu", dtype=torch.float32, repeats=5
     itemsize = torch.empty((), dtype=dtype).element_size()
     rows = []
     for b, j in sizes:
-        eager = None
+        if progress:
+            progress(f"{b}x{j}")
+        inputs = _op_inputs(b, j, device, dtype)
+        steps, errors = {}, {}
         for impl in impls:
-            if progress:
-                progress(f"{impl} {b}x{j}")
             try:
-                t = bench_op(impl, b, j, device, dtype, repeats, warmup)
+                steps[impl] = _op_step(impl, *inputs)
+                steps[impl]()  # compiles (numba, torch.compile) and fails early if it cannot run
             except Exception as exc:  # e.g. torch.compile without a working C++ compiler
-                rows.append({"size": f"{b}x{j}", "impl": impl, "error": str(exc).splitlines()[0][:200]})
+                steps.pop(impl, None)
+                errors[impl] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        times = _interleaved(steps, repeats, warmup, device)
+        eager = times.get("torch-eager")
+        moved = bytes_moved(b, j, itemsize)
+        for impl in impls:
+            if impl in errors:
+                rows.append({"size": f"{b}x{j}", "impl": impl, "error": errors[impl]})
                 continue
-            eager = t if impl == "torch-eager" else eager
-            moved = bytes_moved(b, j, itemsize)
+            t = times[impl]
             rows.append({
                 "size": f"{b}x{j}", "impl": impl, "ms": t * 1e3,
                 "speedup_vs_eager": (eager / t) if eager else None,
@@ -115,7 +152,9 @@ def _cuda_sim() -> bool:
 
 
 def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeats=50, warmup=10, progress=None):
-    """Training iterations per second of the paper's network (784-400-dim) per backend, random data."""
+    """Training iterations per second of the paper's network (784-400-dim) per backend, random data.
+
+    The backends' steps are timed in alternating blocks (see _interleaved)."""
     from .config import TrainConfig
     from .model import VAE
 
@@ -123,18 +162,15 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size * 8, 784, generator=g)
     x = (x / x.norm(dim=1, keepdim=True)).to(device)
-    rows = []
+    steps = {}
     for backend in backends:
-        if progress:
-            progress(f"train {backend}")
         torch.manual_seed(0)
         cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend)
         model = VAE(cfg, 784).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         noise = torch.Generator(device=device).manual_seed(1)
-        state = {"i": 0}
 
-        def step():
+        def step(model=model, opt=opt, noise=noise, state={"i": 0}):
             i = state["i"] % 8
             state["i"] += 1
             loss = -model.elbo_terms(x[i * batch_size:(i + 1) * batch_size], 120.0, generator=noise)["elbo"].mean()
@@ -142,8 +178,11 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
             loss.backward()
             opt.step()
 
-        t = _median_seconds(step, repeats, warmup, device)
-        rows.append({"backend": backend, "ms_per_iteration": t * 1e3, "iterations_per_second": 1 / t})
+        steps[backend] = step
+    if progress:
+        progress("training steps")
+    times = _interleaved(steps, repeats, warmup, device)
+    rows = [{"backend": b, "ms_per_iteration": t * 1e3, "iterations_per_second": 1 / t} for b, t in times.items()]
     return {"machine": machine(device), "dim": dim, "batch_size": batch_size, "repeats": repeats, "rows": rows}
 
 
