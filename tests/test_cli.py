@@ -127,3 +127,7 @@ def test_bench_train_json():
 @pytest.mark.parametrize("args", [["--sizes", "256"], ["--sizes", "0x5"], ["--impls", "fortran"]])
 def test_bench_bad_values(args):
     assert_one_line_error(run("bench", *args), 2, "Invalid value")
+
+
+def test_bench_cuda_impl_needs_cuda_device():
+    assert_one_line_error(run("bench", "--impls", "cuda"), 2, "--device cuda")

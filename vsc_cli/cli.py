@@ -241,6 +241,8 @@ def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, 
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here")
+    if device == "cpu" and impls and "cuda" in impls:
+        raise click.UsageError("--impls cuda needs --device cuda")
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         report = (lambda what: status.update(f"benchmarking {what}")) if not as_json else None
