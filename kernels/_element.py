@@ -28,13 +28,18 @@ def element_functions(jit, exp, log, one_minus_exp, dtype):
     zero, one, half, y_max = dtype(0.0), dtype(1.0), dtype(0.5), dtype(Y_MAX)
 
     @jit
-    def spike_slab_element_fwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha):
+    def _common(logvar, v, eta, c):
+        """log gamma, gamma, 1 - gamma, sigma, e**-y and the sigmoid s = S(y), y = c (eta - 1 + gamma)."""
         lg = min(v, zero)
         g = exp(lg)
         omg = one_minus_exp(lg, g)
         sigma = exp(half * logvar)
         e = exp(-min(max(c * (eta - one + g), -y_max), y_max))
-        s = one / (one + e)
+        return lg, g, omg, sigma, e, one / (one + e)
+
+    @jit
+    def spike_slab_element_fwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha):
+        lg, g, omg, sigma, e, s = _common(logvar, v, eta, c)
         z = s * (mu + sigma * eps)
         kl_slab = g * half * (mu * mu + sigma * sigma - one - logvar)
         positive = omg > zero
@@ -44,12 +49,7 @@ def element_functions(jit, exp, log, one_minus_exp, dtype):
 
     @jit
     def spike_slab_element_bwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, gz, gsl, gsp):
-        lg = min(v, zero)
-        g = exp(lg)
-        omg = one_minus_exp(lg, g)
-        sigma = exp(half * logvar)
-        e = exp(-min(max(c * (eta - one + g), -y_max), y_max))
-        s = one / (one + e)
+        lg, g, omg, sigma, e, s = _common(logvar, v, eta, c)
         gzs = gz * s
         gslg = gsl * g
         d_mu = gzs + gslg * mu
@@ -64,12 +64,7 @@ def element_functions(jit, exp, log, one_minus_exp, dtype):
         """The forward plus the seven local derivatives the backward needs, so that the backward is
         a few multiply-adds: (z, kl_slab, kl_spike, dz/dmu, dslab/dmu, dz/dlogvar, dslab/dlogvar,
         dz/dv, dslab/dv, dspike/dv)."""
-        lg = min(v, zero)
-        g = exp(lg)
-        omg = one_minus_exp(lg, g)
-        sigma = exp(half * logvar)
-        e = exp(-min(max(c * (eta - one + g), -y_max), y_max))
-        s = one / (one + e)
+        lg, g, omg, sigma, e, s = _common(logvar, v, eta, c)
         slab = mu + sigma * eps
         k = half * (mu * mu + sigma * sigma - one - logvar)
         positive = omg > zero

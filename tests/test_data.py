@@ -37,6 +37,18 @@ def tiny(monkeypatch, tmp_path):
     return ds, mirror, raw
 
 
+class Resp(io.BytesIO):
+    """A stand-in for urlopen's response: bytes, no headers, a context manager."""
+
+    headers = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
 def no_network(monkeypatch):
     def fail(*a, **k):
         raise urllib.error.URLError("network is unreachable")
@@ -88,15 +100,6 @@ def test_download_writes_part_then_verified_file(tiny, tmp_path, monkeypatch):
     ds, mirror, raw = tiny
     seen = []
 
-    class Resp(io.BytesIO):
-        headers = {}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
     def urlopen(url, timeout):
         seen.append(url)
         if url.startswith(ds.urls[0]):  # the first mirror is down
@@ -111,15 +114,6 @@ def test_download_writes_part_then_verified_file(tiny, tmp_path, monkeypatch):
 
 def test_download_with_bad_checksum_leaves_nothing(tiny, tmp_path, monkeypatch):
     ds, mirror, raw = tiny
-
-    class Resp(io.BytesIO):
-        headers = {}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
 
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Resp(gzip.compress(b"garbage")))
     with pytest.raises(VscError, match="checksum mismatch"):
