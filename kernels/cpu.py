@@ -1,6 +1,7 @@
 """Numba CPU kernels of the fused spike-and-slab op (twins of gpu.py: same names and arguments).
 
-Private kernels see only arrays; `spike_slab_fwd_cpu` / `spike_slab_bwd_cpu` are the host drivers.
+Private kernels see only arrays; `spike_slab_fwd_cpu` / `spike_slab_bwd_cpu` are the host drivers
+for numpy arrays (validated); the autograd Function calls `run_at_addresses` with tensor addresses.
 Rows are spread over threads (prange); the loop over a row's J elements is branch-free and, in
 float32, uses the polynomial exp/log of fastmath.py so that LLVM vectorises it (8 lanes on AVX2).
 float64 uses libm (exact enough for gradcheck).
@@ -179,31 +180,25 @@ def run_at_addresses(kind: str, dtype, addresses: tuple, B: int, J: int, c=0.0, 
     entry(addresses, B, J, c, log_alpha, log1m_alpha)
 
 
-def _pick(kind, arr):
-    serial, parallel = _KERNELS[arr.dtype][kind]
-    return parallel if arr.size >= config.CPU_PARALLEL_MIN_ELEMENTS else serial
+def _addresses(arrays, dtype, shapes):
+    """Validate numpy arrays (dtype, C-contiguity, shapes) and return their addresses."""
+    for a, shape in zip(arrays, shapes):
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous or a.shape != shape:
+            raise ValueError(f"expected C-contiguous {np.dtype(dtype).name} arrays of shapes {shapes}")
+    return tuple(a.ctypes.data for a in arrays)
 
 
 def spike_slab_fwd_cpu(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike):
     """Host driver: C-contiguous (B, J) arrays of one float dtype in, z (B, J) and row KLs (B,) out."""
-    t = mu.dtype.type
-    _pick("fwd", mu)(mu, logvar, v, eps, eta, t(c), t(log_alpha), t(log1m_alpha), z, kl_slab, kl_spike)
+    B, J = mu.shape
+    arrays = (mu, logvar, v, eps, eta, z, kl_slab, kl_spike)
+    run_at_addresses("fwd", mu.dtype, _addresses(arrays, mu.dtype, [(B, J)] * 6 + [(B,)] * 2), B, J,
+                     c, log_alpha, log1m_alpha)
 
 
 def spike_slab_bwd_cpu(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, gz, gsl, gsp, g_mu, g_logvar, g_v):
-    """Host driver of the backward: fills g_mu, g_logvar, g_v (B, J)."""
-    t = mu.dtype.type
-    _pick("bwd", mu)(mu, logvar, v, eps, eta, t(c), t(log_alpha), t(log1m_alpha), gz, gsl, gsp,
-                     g_mu, g_logvar, g_v)
-
-
-def spike_slab_fwd_saving_cpu(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike, partials):
-    """Forward that also fills partials (7, B, J) for `spike_slab_bwd_saved_cpu`."""
-    t = mu.dtype.type
-    _pick("fwd_saving", mu)(mu, logvar, v, eps, eta, t(c), t(log_alpha), t(log1m_alpha), z, kl_slab, kl_spike,
-                            partials)
-
-
-def spike_slab_bwd_saved_cpu(partials, gz, gsl, gsp, g_mu, g_logvar, g_v):
-    """Backward from saved partials: three multiply-adds per element."""
-    _pick("bwd_saved", gz)(partials, gz, gsl, gsp, g_mu, g_logvar, g_v)
+    """Host driver of the backward: fills g_mu, g_logvar, g_v (B, J) from the upstream gradients."""
+    B, J = mu.shape
+    arrays = (mu, logvar, v, eps, eta, gz, gsl, gsp, g_mu, g_logvar, g_v)
+    run_at_addresses("bwd", mu.dtype, _addresses(arrays, mu.dtype, [(B, J)] * 6 + [(B,)] * 2 + [(B, J)] * 3), B, J,
+                     c, log_alpha, log1m_alpha)

@@ -1,4 +1,5 @@
 """Compiled backends (Numba CPU, numba.cuda) against the pure-torch reference: values and gradients."""
+import math
 import os
 import subprocess
 import sys
@@ -201,3 +202,26 @@ def test_cuda_without_gpu_is_a_clear_error():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "cuda backend cannot run here" in out.stdout and "numba" in out.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_host_drivers_match_reference(dtype):
+    from vsc_kernels.cpu import spike_slab_bwd_cpu, spike_slab_fwd_cpu
+
+    tensors = make_inputs(6, 9, torch.float64, seed=11)
+    (z_ref, slab_ref, spike_ref), grads_ref = run_op("torch", *tensors, 90.0, 0.3)
+    a = [t.numpy().astype(dtype) for t in tensors]
+    z, slab, spike = np.empty((6, 9), dtype), np.empty(6, dtype), np.empty(6, dtype)
+    spike_slab_fwd_cpu(*a, 90.0, math.log(0.3), math.log(0.7), z, slab, spike)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(z, z_ref.numpy(), **tol)
+    np.testing.assert_allclose(slab, slab_ref.numpy(), **tol)
+    np.testing.assert_allclose(spike, spike_ref.numpy(), **tol)
+    g = torch.Generator().manual_seed(1)  # the same upstream gradients as run_op draws
+    up = [torch.randn(s, generator=g, dtype=torch.float64).numpy().astype(dtype) for s in ((6, 9), (6,), (6,))]
+    out = [np.empty((6, 9), dtype) for _ in range(3)]
+    spike_slab_bwd_cpu(*a, 90.0, math.log(0.3), math.log(0.7), *up, *out)
+    for got, want in zip(out, grads_ref):
+        np.testing.assert_allclose(got, want.numpy(), **tol)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        spike_slab_fwd_cpu(*[x.T for x in a], 90.0, 0.0, 0.0, z, slab, spike)
