@@ -53,8 +53,10 @@ def available_backends() -> list[str]:
 
 
 def default_backend(device="cpu") -> str:
-    """cuda for CUDA tensors when it can run, else numba."""
-    return "cuda" if torch.device(device).type == "cuda" and cuda_problem() is None else "numba"
+    """numba for CPU tensors; cuda for CUDA tensors when numba.cuda can run there, else torch."""
+    if torch.device(device).type != "cuda":
+        return "numba"
+    return "cuda" if cuda_problem() is None else "torch"
 
 
 def _log_alphas(alpha: float):

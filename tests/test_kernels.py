@@ -225,3 +225,13 @@ def test_numpy_host_drivers_match_reference(dtype):
         np.testing.assert_allclose(got, want.numpy(), **tol)
     with pytest.raises(ValueError, match="C-contiguous"):
         spike_slab_fwd_cpu(*[x.T for x in a], 90.0, 0.0, 0.0, z, slab, spike)
+
+
+def test_default_backend_follows_the_device(monkeypatch):
+    from vsc_kernels import default_backend, function
+
+    assert default_backend("cpu") == "numba"
+    monkeypatch.setattr(function, "cuda_problem", lambda: "no GPU")
+    assert default_backend("cuda") == "torch"  # never numba for CUDA tensors
+    monkeypatch.setattr(function, "cuda_problem", lambda: None)
+    assert default_backend("cuda") == "cuda"

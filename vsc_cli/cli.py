@@ -123,7 +123,7 @@ def check_backend(backend: str, device: str) -> None:
               help="Torch device for the networks.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "numba", "cuda"]), default="auto", show_default=True,
               help="Spike-and-slab op: fused numba (CPU) or cuda kernels, or the pure-torch reference; "
-                   "auto picks cuda on a usable GPU, else numba.")
+                   "auto picks numba on the CPU and cuda with --device cuda.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
               help="Floating-point type of the model and data (float64: slower, for exact comparisons).")
 @click.option("--train-size", type=click.IntRange(min=1), help="Use only the first N training images.")

@@ -24,7 +24,7 @@ class TrainConfig:
     test_size: int | None = None  # evaluate on the first N test images (None: all 10,000)
     log_every: int = 100  # iterations between rows of log.csv
     checkpoint_every: int = 1000  # iterations between checkpoints
-    backend: str = "auto"  # spike-and-slab op: torch | numba | cuda | auto (cuda on a GPU, else numba)
+    backend: str = "auto"  # spike-and-slab op: torch | numba | cuda | auto (numba on CPU, cuda on GPU)
     dtype: str = "float32"  # float64 is slower; it makes runs of different backends agree to ~1e-10
     extra: dict = field(default_factory=dict)  # free-form, kept for forward compatibility
 
