@@ -8,14 +8,10 @@ imported) the same kernels run in Python threads on CPU tensors: that is how CI 
 import math
 
 import numpy as np
-from numba import config as numba_config
 from numba import cuda, float32, float64
 
 from . import config
 from ._element import element_functions
-
-SIMULATED = bool(numba_config.ENABLE_CUDASIM)
-
 
 def _device(fn):
     return cuda.jit(device=True)(fn)

@@ -164,9 +164,8 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         noise = torch.Generator(device=device).manual_seed(1)
 
-        def step(model=model, opt=opt, noise=noise, state={"i": 0}):
-            i = state["i"] % 8
-            state["i"] += 1
+        def step(model=model, opt=opt, noise=noise, counter=iter(range(1 << 62))):
+            i = next(counter) % 8  # cycle through 8 fixed batches
             loss = -model.elbo_terms(x[i * batch_size:(i + 1) * batch_size], 120.0, generator=noise)["elbo"].mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

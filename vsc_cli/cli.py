@@ -23,7 +23,8 @@ def _hidden(ctx, param, value):
     try:
         sizes = tuple(int(s) for s in str(value).split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 400 or 2000,2000")
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of layer widths, e.g. 400 or 2000,2000") from None
     if not sizes or any(s < 1 for s in sizes):
         raise click.BadParameter(f"{value!r}: every layer width must be at least 1")
     return sizes
