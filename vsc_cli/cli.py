@@ -188,6 +188,122 @@ def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
 
 
+def _int_list(ctx, param, value):
+    """'100,1000,5000' -> [100, 1000, 5000]; every entry at least 1."""
+    try:
+        items = [int(v) for v in str(value).split(",")]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive integers, e.g. 100,1000,5000")
+    return items
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="HDF5 file to write (written to a temporary name, renamed when complete).")
+@click.option("--data", type=click.Choice(DATA_NAMES, case_sensitive=False),
+              help="Dataset to encode [default: the one the run was trained on].")
+@click.option("--split", "splits", default="train,test", show_default=True,
+              help="Comma-separated splits to encode: train, test or both.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images encoded at once (bounds memory).")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="An element goes into the sparse CSR copy when its spike probability gamma exceeds this.")
+@click.option("--limit", type=click.IntRange(min=1), help="Encode only the first N images of each split.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@data_dir_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data_dir, quiet):
+    """Encode a dataset with a trained run into an HDF5 file of codes (mu, logvar, gamma, code, CSR).
+
+    Example: vsc encode runs/fmnist-vsc-d200-a0.01-s0 -o codes.h5
+    """
+    from .codes import SPLITS, encode as run_encode
+
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    if not names or any(n not in SPLITS for n in names) or len(set(names)) != len(names):
+        raise click.UsageError(f"--split {splits!r}: choose from train, test (comma-separated, no repeats)")
+    if data:
+        data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
+    path = run_encode(run_dir, out, data, names, data_dir, batch_size, threshold, force, progress=not quiet,
+                      limit=limit)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("codes", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--features", default="code", show_default=True,
+              help="Dataset under each split to classify: code, mu, gamma, logvar (files from other tools: features).")
+@click.option("--labelled", callback=_int_list, default="5000", show_default=True,
+              help="Labelled training codes drawn at random; a comma-separated list sweeps, e.g. 100,1000,5000.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Independent draws of the labelled set; mean and standard deviation are reported.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the draws of labelled codes.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def classify(codes, features, labelled, repeats, seed, as_json, quiet):
+    """The paper's classification test: a linear softmax classifier on labelled codes, scored on the test split.
+
+    Reads `vsc encode` files, or any HDF5 file with train/ and test/ groups holding `features` (N x J)
+    and `labels` (N).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .codes import classify as run_classify
+
+    result = run_classify(codes, features, labelled, repeats, seed, progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"linear classifier on '{features}' of {codes} ({result['test_examples']} test images, "
+                        f"{repeats} draws)")
+    for col in ("labelled", "accuracy %", "std %"):
+        table.add_column(col, justify="right")
+    for r in result["results"]:
+        table.add_row(str(r["labelled"]), f"{100 * r['accuracy_mean']:.2f}", f"{100 * r['accuracy_std']:.2f}")
+    Console().print(table)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+              help="Which split's codes to measure.")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="gamma above which an element counts as selected.")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (with every dimension's rate).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def sparsity(source, split, threshold, data_dir, as_json, quiet):
+    """Posterior sparsity of a codes file (CODES.h5) or of a run's encoder (RUN_DIR), beside the prior alpha."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .codes import sparsity as run_sparsity
+
+    r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    table = Table(title=f"posterior sparsity of {source} ({split}, {r['examples']} images, {r['dim']} dimensions)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    alpha = r["alpha"]
+    table.add_row("prior alpha", "-" if alpha is None else f"{alpha:g}")
+    table.add_row("sparsity: mean gamma (expected fraction non-zero)", f"{r['sparsity']:.4f}")
+    table.add_row(f"fraction with gamma > {threshold:g}", f"{r['selected_fraction']:.4f}")
+    table.add_row(f"active elements per image (gamma > {threshold:g})", f"{r['active_per_example']:.1f}")
+    table.add_row(f"dimensions never active (rate < {r['eps']:g})", str(r["dims_never"]))
+    table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
+    table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
+    Console().print(table)
+
+
 def _sizes(ctx, param, value):
     """'100x200,256x200' -> [(100, 200), (256, 200)]."""
     try:

@@ -1,0 +1,176 @@
+"""`vsc encode` (HDF5), `vsc classify` and `vsc sparsity`."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vsc_cli.cli import main
+from vsc_cli.codes import classify, sparsity_from_gamma
+from vsc_cli.config import TrainConfig
+from vsc_cli.data import load_split
+from vsc_cli.train import build_model, load_checkpoint, train
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_run(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(data="fmnist", dim=12, alpha=0.2, iterations=40, batch_size=50, train_size=500,
+                      test_size=100, log_every=20)
+    train(cfg, out, data_dir=shared_data, progress=False)
+    return out
+
+
+def test_encode_round_trip(trained_run, shared_data, tmp_path):
+    out = tmp_path / "codes.h5"
+    result = run("encode", trained_run, "-o", out, "--limit", 300, "--batch-size", 64, "--threshold", 0.3,
+                 "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 0, result.output
+    model = build_model(load_checkpoint(trained_run))
+    with h5py.File(out, "r") as f:
+        for key in ("format", "dataset", "model", "alpha", "dim", "normalisation", "checkpoint_sha256",
+                    "vsc_version", "created"):
+            assert key in f.attrs, key
+        assert f.attrs["dataset"] == "fmnist" and f.attrs["dim"] == 12 and f.attrs["alpha"] == pytest.approx(0.2)
+        for split in ("train", "test"):
+            g = f[split]
+            x, labels = load_split("fmnist", split, shared_data, limit=300, fetch_missing=False)
+            with torch.no_grad():
+                mu, logvar, v = model.encode(torch.from_numpy(x))
+            gamma = torch.exp(torch.clamp(v, max=0))
+            np.testing.assert_allclose(g["mu"][()], mu.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(g["logvar"][()], logvar.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(g["gamma"][()], gamma.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(g["code"][()], (gamma * mu).numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(g["labels"][()], labels)
+            assert g["mu"].compression == "gzip" and g["mu"].chunks is not None
+            # the CSR copy, rebuilt by hand, equals the thresholded dense code
+            csr = g["code_csr"]
+            assert csr.attrs["threshold"] == pytest.approx(0.3)
+            indptr, indices, data = csr["indptr"][()], csr["indices"][()], csr["data"][()]
+            dense = np.zeros((300, 12), np.float32)
+            for i in range(300):
+                dense[i, indices[indptr[i]:indptr[i + 1]]] = data[indptr[i]:indptr[i + 1]]
+            code, gam = g["code"][()], g["gamma"][()]
+            np.testing.assert_array_equal(dense, np.where(gam > 0.3, code, 0))
+            assert indptr[-1] == (gam > 0.3).sum() > 0
+
+
+def test_encode_refuses_existing_output_and_missing_folder(trained_run, shared_data, tmp_path):
+    out = tmp_path / "codes.h5"
+    out.write_bytes(b"keep me")
+    result = run("encode", trained_run, "-o", out, "--limit", 10, "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 1 and "--force" in result.output and out.read_bytes() == b"keep me"
+    result = run("encode", trained_run, "-o", tmp_path / "nope" / "c.h5", "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    result = run("encode", trained_run, "-o", out, "--split", "valid")
+    assert result.exit_code == 2 and "--split" in result.output
+
+
+def test_interrupted_encode_leaves_no_output(trained_run, shared_data, tmp_path):
+    out = tmp_path / "codes.h5"
+    env = dict(os.environ, VSC_DATA_DIR=str(shared_data))
+    proc = subprocess.Popen([sys.executable, "-m", "vsc_cli.cli", "encode", str(trained_run), "-o", str(out),
+                             "--batch-size", "10", "--quiet"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".codes.h5.partial-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()  # still running: we kill it mid-way
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+
+
+def write_features(path, x_train, y_train, x_test, y_test):
+    with h5py.File(path, "w") as f:
+        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            f.create_dataset(f"{split}/features", data=x)
+            f.create_dataset(f"{split}/labels", data=y)
+
+
+def blobs(n, rng, centres):
+    y = rng.integers(0, len(centres), n)
+    return (centres[y] + rng.standard_normal((n, centres.shape[1]))).astype(np.float32), y
+
+
+def test_classify_separable_and_shuffled(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = 6 * rng.standard_normal((10, 20))
+    (xa, ya), (xb, yb) = blobs(3000, rng, centres), blobs(1000, rng, centres)
+    write_features(tmp_path / "sep.h5", xa, ya, xb, yb)
+    r = classify(tmp_path / "sep.h5", labelled=[1000], repeats=2)
+    assert r["results"][0]["accuracy_mean"] > 0.95
+    write_features(tmp_path / "shuf.h5", xa, rng.permutation(ya), xb, yb)
+    r = classify(tmp_path / "shuf.h5", labelled=[1000], repeats=2)
+    assert abs(r["results"][0]["accuracy_mean"] - 0.1) < 0.05  # chance for 10 classes
+    result = run("classify", tmp_path / "sep.h5", "--labelled", "100,500", "--repeats", 3, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["results"]
+    assert [r["labelled"] for r in rows] == [100, 500] and all(len(r["accuracies"]) == 3 for r in rows)
+
+
+def test_classify_missing_or_wrong_datasets(tmp_path):
+    with h5py.File(tmp_path / "no_test.h5", "w") as f:
+        f.create_dataset("train/features", data=np.zeros((5, 2), np.float32))
+        f.create_dataset("train/labels", data=np.zeros(5, np.int64))
+    result = run("classify", tmp_path / "no_test.h5")
+    assert result.exit_code == 1 and "no group 'test'" in result.output and "Traceback" not in result.output
+    with h5py.File(tmp_path / "no_labels.h5", "w") as f:
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}/features", data=np.zeros((5, 2), np.float32))
+    result = run("classify", tmp_path / "no_labels.h5")
+    assert result.exit_code == 1 and "'train/labels'" in result.output
+    with h5py.File(tmp_path / "mismatch.h5", "w") as f:
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}/features", data=np.zeros((5, 2), np.float32))
+            f.create_dataset(f"{split}/labels", data=np.zeros(4, np.int64))
+    result = run("classify", tmp_path / "mismatch.h5")
+    assert result.exit_code == 1 and "shape" in result.output
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    result = run("classify", tmp_path / "junk.h5")
+    assert result.exit_code == 1 and "not a readable HDF5" in result.output
+    result = run("classify", tmp_path / "no_labels.h5", "--labelled", "0")
+    assert result.exit_code == 2
+
+
+def test_sparsity_exact_numbers(tmp_path):
+    # 4 images x 5 dims; per-dimension mean gamma: 0, 0.25, 0.5, 1, 0.005
+    gamma = np.array([[0, 1, 0.5, 1, 0.02],
+                      [0, 0, 0.5, 1, 0],
+                      [0, 0, 0.5, 1, 0],
+                      [0, 0, 0.5, 1, 0]], np.float32)
+    r = sparsity_from_gamma(gamma, 0.3)
+    assert r["sparsity"] == pytest.approx(gamma.mean())  # 7.02 / 20
+    assert r["selected_fraction"] == pytest.approx(5 / 20)  # gamma > 0.5: one 1 in column 1, four in column 3
+    assert r["active_per_example"] == pytest.approx(5 / 4)
+    assert (r["dims_never"], r["dims_sometimes"], r["dims_always"]) == (2, 2, 1)
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f.attrs["alpha"] = 0.3
+        f.create_dataset("test/gamma", data=gamma)
+    result = run("sparsity", tmp_path / "g.h5", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["alpha"] == 0.3 and got["sparsity"] == pytest.approx(float(gamma.astype(np.float64).mean()))
+    assert got["dimension_rates"] == pytest.approx([0, 0.25, 0.5, 1, 0.005])
+    result = run("sparsity", tmp_path / "g.h5", "--split", "train")
+    assert result.exit_code == 1 and "'train/gamma'" in result.output
+
+
+def test_sparsity_of_a_run_directory(trained_run, shared_data):
+    result = run("sparsity", trained_run, "--data-dir", shared_data, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output)
+    assert r["examples"] == 10_000 and r["dim"] == 12 and r["alpha"] == pytest.approx(0.2) and 0 < r["sparsity"] < 1

@@ -1,0 +1,261 @@
+"""Sparse codes out of a trained run: `encode` to HDF5, `classify` (paper 4.2, E.4), `sparsity` (E.2).
+
+HDF5 layout written by `encode` (format "vsc-codes/1"), one group per split ("train", "test"):
+    <split>/mu, <split>/logvar, <split>/gamma   float32 (N, J)  the encoder's outputs (eq. 5, 12)
+    <split>/code                               float32 (N, J)  gamma * mu, the posterior mean E_q[z]
+    <split>/labels                             int64 (N,)
+    <split>/code_csr/{indptr, indices, data}   CSR copy of the spike-selected code: the elements
+                                               with gamma > threshold (attribute `threshold`)
+File attributes: format, dataset, splits, model, alpha, dim, hidden, likelihood, normalisation,
+iterations, checkpoint, checkpoint_sha256, vsc_version, created, limit (-1: whole splits).
+gamma * mu is the deterministic code because under q(z|x) (eq. 5) z is 0 with probability 1 - gamma
+and N(mu, sigma^2) otherwise, so E[z] = gamma mu: elements the encoder switches off are (near) 0.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .data import load_split
+from .errors import VscError
+from .train import CHECKPOINT, build_model, load_checkpoint
+
+FORMAT = "vsc-codes/1"
+SPLITS = ("train", "test")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def encode_batches(model, x: np.ndarray, batch_size: int, progress: bool = False, desc: str = "encoding"):
+    """Yield (start, mu, logvar, gamma) float32 numpy blocks of at most batch_size rows."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
+        xb = torch.from_numpy(x[start:start + batch_size]).to(dtype)
+        mu, logvar, v = model.encode(xb)
+        gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
+        yield start, mu.float().numpy(), logvar.float().numpy(), gamma.float().numpy()
+
+
+def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, data_dir=None,
+           batch_size: int = 1000, threshold: float = 0.5, force: bool = False, progress: bool = True,
+           limit: int | None = None) -> Path:
+    """Encode the splits of `data` with the run's encoder into the HDF5 file `out` (atomically).
+
+    limit: encode only the first N images of each split."""
+    import h5py
+
+    run_dir, out = Path(run_dir), Path(out)
+    state = load_checkpoint(run_dir)
+    model = build_model(state)
+    cfg = model.cfg
+    data = data or cfg.data
+    if out.exists() and not force:
+        raise VscError(f"{out} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise VscError(f"cannot write {out}: folder {out.parent} does not exist")
+    ckpt = run_dir / CHECKPOINT if run_dir.is_dir() else run_dir
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")  # never looks like a finished file
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({
+                "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
+                "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
+                "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
+                "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
+                "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
+                "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "limit": -1 if limit is None else int(limit),
+            })
+            for split in splits:
+                x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
+                if x.shape[1] != state["pixels"]:
+                    raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on {state['pixels']}")
+                _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress)
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _write_split(group, model, x, labels, batch_size, threshold, progress):
+    n, dim = len(x), model.cfg.dim
+    opts = dict(chunks=(min(n, 1024), dim), compression="gzip", compression_opts=4, shuffle=True)
+    sets = {name: group.create_dataset(name, (n, dim), dtype="float32", **opts)
+            for name in ("mu", "logvar", "gamma", "code")}
+    group.create_dataset("labels", data=labels.astype(np.int64))
+    csr = group.create_group("code_csr")
+    csr.attrs.update(threshold=threshold, shape=(n, dim))
+    indptr = csr.create_dataset("indptr", (n + 1,), dtype="int64")
+    indices = csr.create_dataset("indices", (0,), maxshape=(None,), dtype="int32", chunks=(1 << 16,),
+                                 compression="gzip", shuffle=True)
+    values = csr.create_dataset("data", (0,), maxshape=(None,), dtype="float32", chunks=(1 << 16,),
+                                compression="gzip", shuffle=True)
+    nnz = 0
+    indptr[0] = 0
+    for start, mu, logvar, gamma in encode_batches(model, x, batch_size, progress, f"encoding {group.name[1:]}"):
+        stop = start + len(mu)
+        code = gamma * mu
+        for name, block in (("mu", mu), ("logvar", logvar), ("gamma", gamma), ("code", code)):
+            sets[name][start:stop] = block
+        rows, cols = np.nonzero(gamma > threshold)
+        counts = np.bincount(rows, minlength=len(mu))
+        indptr[start + 1:stop + 1] = nnz + np.cumsum(counts)
+        indices.resize((nnz + len(cols),))
+        values.resize((nnz + len(cols),))
+        indices[nnz:] = cols.astype(np.int32)
+        values[nnz:] = code[rows, cols]
+        nnz += len(cols)
+
+
+# ------------------------------------------------------------------------------------ reading
+def read_features(path: Path, split: str, features: str = "code"):
+    """(X float32 (N, J), y int64 (N,)) from our files or any HDF5 file with <split>/features, <split>/labels."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise VscError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if split not in f:
+            raise VscError(f"{path}: no group '{split}' (it has: {', '.join(f.keys()) or 'nothing'})")
+        g = f[split]
+        name = features if features in g else "features" if "features" in g else None
+        if name is None:
+            raise VscError(f"{path}: no dataset '{split}/{features}' (nor '{split}/features')")
+        if "labels" not in g:
+            raise VscError(f"{path}: no dataset '{split}/labels'")
+        x, y = g[name], g["labels"]
+        if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise VscError(f"{path}: '{split}/{name}' has shape {x.shape} but '{split}/labels' {y.shape}; "
+                           "expected (N, J) and (N,)")
+        return np.asarray(x, dtype=np.float32), np.asarray(y).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------ classify
+def train_linear(x, y, classes: int, l2: float = 1e-4, max_iter: int = 200):
+    """Softmax regression (one fully connected layer) on standardised features, by L-BFGS.
+
+    Standardising (the labelled set's mean and std) is an affine change of the inputs, so the
+    classifier is still one linear layer on the codes; it only makes L-BFGS converge alike for
+    codes of any scale. A small L2 penalty keeps the optimum finite on separable data.
+    """
+    x = torch.from_numpy(x).double()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+    xs = (x - mean) / std
+    yt = torch.from_numpy(y)
+    layer = torch.nn.Linear(x.shape[1], classes).double()
+    torch.nn.init.zeros_(layer.weight)
+    torch.nn.init.zeros_(layer.bias)
+    opt = torch.optim.LBFGS(layer.parameters(), lr=1, max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(layer(xs), yt) + l2 * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+    @torch.no_grad()
+    def predict(xn):
+        return layer((torch.from_numpy(xn).double() - mean) / std).argmax(1).numpy()
+
+    return predict
+
+
+def classify(path: Path, features: str = "code", labelled=(5000,), repeats: int = 5, seed: int = 0,
+             progress: bool = False) -> dict:
+    """The paper's protocol: a linear softmax classifier on `labelled` random training codes, scored
+    on the whole test split; repeated with different draws, mean and std reported per size."""
+    x_train, y_train = read_features(path, "train", features)
+    x_test, y_test = read_features(path, "test", features)
+    if x_train.shape[1] != x_test.shape[1]:
+        raise VscError(f"{path}: train features have {x_train.shape[1]} columns, test features {x_test.shape[1]}")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    rng = np.random.default_rng(seed)
+    rows = []
+    total = len(labelled) * repeats
+    with tqdm(total=total, desc="classifying", disable=not progress, leave=False) as bar:
+        for n in labelled:
+            if n > len(x_train):
+                raise VscError(f"--labelled {n} is more than the {len(x_train)} training codes in {path}")
+            accs = []
+            for _ in range(repeats):
+                pick = rng.choice(len(x_train), n, replace=False)
+                predict = train_linear(x_train[pick], y_train[pick], classes)
+                accs.append(float((predict(x_test) == y_test).mean()))
+                bar.update()
+            rows.append({"labelled": n, "accuracy_mean": float(np.mean(accs)),
+                         "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                         "accuracies": accs})
+    return {"file": str(path), "features": features, "test_examples": len(x_test), "repeats": repeats,
+            "seed": seed, "results": rows}
+
+
+# ------------------------------------------------------------------------------------ sparsity
+def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float = 0.5, eps: float = 0.01) -> dict:
+    """Aggregate posterior sparsity (appendix E.2) and per-dimension activation rates from gamma (N, J).
+
+    sparsity = mean gamma = the expected fraction of non-zero latent elements under q (the paper's
+    measure, plotted against alpha in Fig. 8); selected = fraction of elements with gamma > threshold.
+    A dimension's activation rate is its mean gamma over the examples: 'never' active below eps,
+    'always' above 1 - eps, 'sometimes' in between.
+    """
+    gamma = np.asarray(gamma, dtype=np.float64)
+    rate = gamma.mean(0)
+    never = int((rate < eps).sum())
+    always = int((rate > 1 - eps).sum())
+    return {"alpha": alpha, "examples": int(gamma.shape[0]), "dim": int(gamma.shape[1]),
+            "sparsity": float(gamma.mean()), "selected_fraction": float((gamma > threshold).mean()),
+            "threshold": threshold, "active_per_example": float((gamma > threshold).sum(1).mean()),
+            "dims_never": never, "dims_sometimes": int(gamma.shape[1]) - never - always, "dims_always": always,
+            "eps": eps, "dimension_rates": rate.tolist()}
+
+
+def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False) -> dict:
+    """Sparsity of a codes file's <split>/gamma, or of a run directory's encoder on <split>."""
+    import h5py
+
+    source = Path(source)
+    if source.is_dir() or source.suffix == ".pt":
+        state = load_checkpoint(source)
+        model = build_model(state)
+        x, _ = load_split(model.cfg.data, split, data_dir, model.cfg.normalisation)
+        gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
+        alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
+    else:
+        try:
+            f = h5py.File(source, "r")
+        except (OSError, ValueError) as exc:
+            raise VscError(f"{source}: not a readable HDF5 file or run directory ({exc})") from None
+        with f:
+            if f"{split}/gamma" not in f:
+                raise VscError(f"{source}: no dataset '{split}/gamma'")
+            gamma = np.asarray(f[f"{split}/gamma"])
+            alpha = float(f.attrs["alpha"]) if "alpha" in f.attrs else None
+        if gamma.ndim != 2:
+            raise VscError(f"{source}: '{split}/gamma' has shape {gamma.shape}, expected (N, J)")
+    out = sparsity_from_gamma(gamma, alpha, threshold)
+    out.update(source=str(source), split=split)
+    return out
