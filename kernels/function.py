@@ -178,12 +178,15 @@ def _check(mu, logvar, v, eps, eta, c, alpha, backend):
 
 
 def spike_slab(mu, logvar, v, eps, eta, c: float, alpha: float, backend: str = "torch"):
-    """Sparse sample z (eq. 24) and the per-row slab and spike KL terms (eq. 9), by `backend`.
+    """Sparse sample z (eq. 24) and the per-row slab and spike KL terms (eq. 9), by `backend`
+    ("auto": `default_backend` for the tensors' device).
 
     All five tensors share one shape (..., J), dtype (float32 or float64) and device; the KL terms
     are summed over the last dimension. c = inf gives the exact draw (the step of eq. 25), always
     by the reference (it has no useful gradient).
     """
+    if backend == "auto":
+        backend = default_backend(getattr(mu, "device", "cpu"))
     _check(mu, logvar, v, eps, eta, c, alpha, backend)
     if backend == "torch" or math.isinf(c) or mu.numel() == 0:
         return spike_slab_ref(mu, logvar, v, eps, eta, c, alpha)

@@ -235,3 +235,11 @@ def test_default_backend_follows_the_device(monkeypatch):
     assert default_backend("cuda") == "torch"  # never numba for CUDA tensors
     monkeypatch.setattr(function, "cuda_problem", lambda: None)
     assert default_backend("cuda") == "cuda"
+
+
+def test_auto_backend_uses_the_default_for_the_device():
+    inputs = make_inputs(4, 6, torch.float32)
+    got, _ = run_op("auto", *inputs, 70.0, 0.4)
+    want, _ = run_op("numba", *inputs, 70.0, 0.4)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)

@@ -81,12 +81,6 @@ def _op_step(impl: str, params, noise, grads):
     return step
 
 
-def bench_op(impl: str, b: int, j: int, device="cpu", dtype=torch.float32, repeats: int = 50,
-             warmup: int = 5, seed: int = 0) -> float:
-    """Median seconds of forward + backward of the op at batch b, J = j."""
-    return _median_seconds(_op_step(impl, *_op_inputs(b, j, device, dtype, seed)), repeats, warmup, device)
-
-
 def _interleaved(steps: dict, repeats: int, warmup: int, device, rounds: int = 5) -> dict:
     """Median seconds per step, timed in `rounds` alternating blocks so that all steps see the same
     machine load (the machines are shared: a block of one implementation alone can land in a quiet

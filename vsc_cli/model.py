@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import default_backend, log_gamma_from_v, spike_slab
+from vsc_kernels import log_gamma_from_v, spike_slab
 
 from .config import TrainConfig
 
@@ -96,9 +96,8 @@ class VAE(nn.Module):
         eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
         if self.sparse:
             eta = torch.rand(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-            backend = self.cfg.backend if self.cfg.backend != "auto" else default_backend(mu.device)
             z, kl_slab, kl_spike = spike_slab(mu, logvar, v, eps, eta, math.inf if hard else c,
-                                              self.cfg.alpha, backend=backend)
+                                              self.cfg.alpha, backend=self.cfg.backend)
             active = self.gamma(v).mean(-1)
         else:
             z = mu + torch.exp(0.5 * logvar) * eps

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -148,8 +149,8 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
     if state is not None:
         cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
 
-    if cfg.backend == "auto":
-        cfg.backend = default_backend(device)
+    if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
+        cfg = dataclasses.replace(cfg, backend=default_backend(device))
     x_train, _ = load_split(cfg.data, "train", data_dir, cfg.normalisation, cfg.train_size)
     x_test, _ = load_split(cfg.data, "test", data_dir, cfg.normalisation, cfg.test_size)
     if cfg.likelihood == "bernoulli" and (x_train.min() < 0 or x_train.max() > 1):
