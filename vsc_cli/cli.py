@@ -12,6 +12,7 @@ from . import __version__
 from .config import TrainConfig
 from .data import DATASETS, NORMALISATIONS
 from .errors import VscError
+from .safeio import describe_os_error
 
 DATA_NAMES = [*DATASETS, "fashion-mnist"]
 
@@ -36,14 +37,28 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
+        debug = ctx.find_root().params.get("debug")
         try:
             return fn(*args, **kwargs)
-        except (VscError, OSError) as exc:
-            if ctx.find_root().params.get("debug"):
+        except click.ClickException:
+            raise
+        except VscError as exc:
+            if debug:
                 raise
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if debug:
+                raise
+            where = exc.filename or "a file"
+            raise click.ClickException(describe_os_error(exc, where).replace("cannot write", "cannot use")) from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted; the last checkpoint is kept") from None
+            raise click.ClickException("interrupted; no half-written file is left (a run keeps its last "
+                                       "checkpoint: continue it with --resume)") from None
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if debug:
+                raise
+            raise click.ClickException(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                       "rerun with `vsc --debug ...` for the traceback and report it") from None
 
     return wrapper
 
@@ -137,16 +152,18 @@ def check_backend(backend: str, device: str) -> None:
               help="Soft floor on the Gaussian decoder's per-pixel log-variance.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--detect-anomaly", is_flag=True,
+              help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
-def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
+def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
 
     Example: vsc train --data fmnist --dim 200
     """
     import torch
 
-    from .train import CHECKPOINT, load_checkpoint
+    from .checkpoint import CHECKPOINT, load_checkpoint
     from .train import train as run_training
 
     ctx = click.get_current_context()
@@ -174,7 +191,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, **opts):
         if (out / CHECKPOINT).exists() and not force:
             raise click.UsageError(f"{out} already holds a run: continue it with --resume {out}, or pass --force")
     metrics = run_training(cfg, out, device=device, data_dir=data_dir, resume=resume is not None,
-                           progress=not quiet)
+                           progress=not quiet, detect_anomaly=detect_anomaly)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return

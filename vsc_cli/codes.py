@@ -14,7 +14,6 @@ and N(mu, sigma^2) otherwise, so E[z] = gamma mu: elements the encoder switches 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -25,9 +24,11 @@ from tqdm import tqdm
 from . import __version__
 from .data import load_split
 from .errors import VscError
-from .train import CHECKPOINT, build_model, load_checkpoint
+from .checkpoint import build_model, checkpoint_path, load_checkpoint
+from .safeio import OutputLock, atomic_output, check_writable_folder, describe_os_error
 
 FORMAT = "vsc-codes/1"
+HDF5_LIBVER = ("v110", "latest")  # object headers with checksums: damaged metadata is detected
 SPLITS = ("train", "test")
 
 
@@ -64,50 +65,50 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
     model = build_model(state)
     cfg = model.cfg
     data = data or cfg.data
-    if out.exists() and not force:
-        raise VscError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise VscError(f"cannot write {out}: folder {out.parent} does not exist")
-    ckpt = run_dir / CHECKPOINT if run_dir.is_dir() else run_dir
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")  # never looks like a finished file
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({
-                "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
-                "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
-                "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
-                "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
-                "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
-                "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "limit": -1 if limit is None else int(limit),
-            })
-            for split in splits:
-                x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
-                if x.shape[1] != state["pixels"]:
-                    raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on {state['pixels']}")
-                _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress)
-            f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if out.is_dir():
+        raise VscError(f"{out} is a folder; give a file name for the codes, e.g. {out / 'codes.h5'}")
+    check_writable_folder(out)
+    ckpt = checkpoint_path(run_dir)
+    with OutputLock(out, "vsc encode"):
+        if out.exists() and not force:
+            raise VscError(f"{out} exists; pass --force to overwrite it")
+        with atomic_output(out) as tmp:  # never looks like a finished file until renamed
+            try:
+                f = h5py.File(tmp, "w", libver=HDF5_LIBVER)  # metadata checksums
+            except OSError as exc:
+                raise VscError(describe_os_error(exc, out)) from None
+            with f:
+                f.attrs.update({
+                    "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
+                    "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
+                    "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
+                    "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
+                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
+                    "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "limit": -1 if limit is None else int(limit),
+                })
+                for split in splits:
+                    x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
+                    if x.shape[1] != state["pixels"]:
+                        raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on "
+                                       f"{state['pixels']}")
+                    _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress)
     return out
 
 
 def _write_split(group, model, x, labels, batch_size, threshold, progress):
     n, dim = len(x), model.cfg.dim
-    opts = dict(chunks=(min(n, 1024), dim), compression="gzip", compression_opts=4, shuffle=True)
+    opts = dict(chunks=(min(n, 1024), dim), compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
     sets = {name: group.create_dataset(name, (n, dim), dtype="float32", **opts)
             for name in ("mu", "logvar", "gamma", "code")}
-    group.create_dataset("labels", data=labels.astype(np.int64))
+    group.create_dataset("labels", data=labels.astype(np.int64), chunks=(min(max(n, 1), 1 << 16),), fletcher32=True)
     csr = group.create_group("code_csr")
     csr.attrs.update(threshold=threshold, shape=(n, dim))
-    indptr = csr.create_dataset("indptr", (n + 1,), dtype="int64")
+    indptr = csr.create_dataset("indptr", (n + 1,), dtype="int64", chunks=(min(n + 1, 1 << 16),), fletcher32=True)
     indices = csr.create_dataset("indices", (0,), maxshape=(None,), dtype="int32", chunks=(1 << 16,),
-                                 compression="gzip", shuffle=True)
+                                 compression="gzip", shuffle=True, fletcher32=True)
     values = csr.create_dataset("data", (0,), maxshape=(None,), dtype="float32", chunks=(1 << 16,),
-                                compression="gzip", shuffle=True)
+                                compression="gzip", shuffle=True, fletcher32=True)
     nnz = 0
     indptr[0] = 0
     for start, mu, logvar, gamma in encode_batches(model, x, batch_size, progress, f"encoding {group.name[1:]}"):
@@ -126,29 +127,57 @@ def _write_split(group, model, x, labels, batch_size, threshold, progress):
 
 
 # ------------------------------------------------------------------------------------ reading
-def read_features(path: Path, split: str, features: str = "code"):
-    """(X float32 (N, J), y int64 (N,)) from our files or any HDF5 file with <split>/features, <split>/labels."""
+# h5py and the HDF5 library raise all of these for damaged files; each becomes a one-line VscError
+H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError)
+
+
+def _open_h5(path: Path):
     import h5py
 
-    path = Path(path)
     try:
-        f = h5py.File(path, "r")
-    except (OSError, ValueError) as exc:
-        raise VscError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        if split not in f:
-            raise VscError(f"{path}: no group '{split}' (it has: {', '.join(f.keys()) or 'nothing'})")
-        g = f[split]
-        name = features if features in g else "features" if "features" in g else None
-        if name is None:
-            raise VscError(f"{path}: no dataset '{split}/{features}' (nor '{split}/features')")
-        if "labels" not in g:
-            raise VscError(f"{path}: no dataset '{split}/labels'")
-        x, y = g[name], g["labels"]
-        if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-            raise VscError(f"{path}: '{split}/{name}' has shape {x.shape} but '{split}/labels' {y.shape}; "
-                           "expected (N, J) and (N,)")
-        return np.asarray(x, dtype=np.float32), np.asarray(y).astype(np.int64)
+        return h5py.File(path, "r")
+    except H5_ERRORS as exc:
+        raise VscError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+
+
+def read_features(path: Path, split: str, features: str = "code"):
+    """(X float32 (N, J), y int64 (N,)) from our files or any HDF5 file with <split>/features, <split>/labels.
+
+    A damaged file (truncated, bit-flipped: our files carry HDF5 checksums) raises VscError."""
+    path = Path(path)
+    with _open_h5(path) as f:
+        try:
+            return _read_features(f, path, split, features)
+        except VscError:
+            raise
+        except H5_ERRORS as exc:
+            raise VscError(f"{path}: damaged or unreadable ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+
+
+def _read_features(f, path, split, features):
+    import h5py
+
+    if split not in f or not isinstance(f[split], h5py.Group):
+        raise VscError(f"{path}: no group '{split}' (it has: {', '.join(f.keys()) or 'nothing'})")
+    g = f[split]
+    name = features if features in g else "features" if "features" in g else None
+    if name is None:
+        raise VscError(f"{path}: no dataset '{split}/{features}' (nor '{split}/features')")
+    if "labels" not in g:
+        raise VscError(f"{path}: no dataset '{split}/labels'")
+    x, y = g[name], g["labels"]
+    if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
+        raise VscError(f"{path}: '{split}/{name}' and '{split}/labels' must be datasets")
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise VscError(f"{path}: '{split}/{name}' has shape {x.shape} but '{split}/labels' {y.shape}; "
+                       "expected (N, J) and (N,)")
+    if x.dtype.kind not in "fiu" or y.dtype.kind not in "iu":
+        raise VscError(f"{path}: '{split}/{name}' must be numeric and '{split}/labels' integers "
+                       f"(they are {x.dtype} and {y.dtype})")
+    labels = np.asarray(y).astype(np.int64)
+    if len(labels) and labels.min() < 0:
+        raise VscError(f"{path}: '{split}/labels' has negative values")
+    return np.asarray(x, dtype=np.float32), labels
 
 
 # ------------------------------------------------------------------------------------ classify
@@ -235,27 +264,38 @@ def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float
 
 def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False) -> dict:
     """Sparsity of a codes file's <split>/gamma, or of a run directory's encoder on <split>."""
-    import h5py
-
     source = Path(source)
-    if source.is_dir() or source.suffix == ".pt":
+    if source.is_dir() or source.suffix == ".safetensors":
         state = load_checkpoint(source)
         model = build_model(state)
         x, _ = load_split(model.cfg.data, split, data_dir, model.cfg.normalisation)
         gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
         alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
     else:
-        try:
-            f = h5py.File(source, "r")
-        except (OSError, ValueError) as exc:
-            raise VscError(f"{source}: not a readable HDF5 file or run directory ({exc})") from None
-        with f:
-            if f"{split}/gamma" not in f:
-                raise VscError(f"{source}: no dataset '{split}/gamma'")
-            gamma = np.asarray(f[f"{split}/gamma"])
-            alpha = float(f.attrs["alpha"]) if "alpha" in f.attrs else None
-        if gamma.ndim != 2:
-            raise VscError(f"{source}: '{split}/gamma' has shape {gamma.shape}, expected (N, J)")
+        gamma, alpha = read_gamma(source, split)
     out = sparsity_from_gamma(gamma, alpha, threshold)
     out.update(source=str(source), split=split)
     return out
+
+
+def read_gamma(path: Path, split: str):
+    """(gamma (N, J) float64, alpha or None) from a `vsc encode` file; VscError if absent or damaged."""
+    import h5py
+
+    with _open_h5(path) as f:
+        try:
+            if f"{split}/gamma" not in f or not isinstance(f[f"{split}/gamma"], h5py.Dataset):
+                raise VscError(f"{path}: no dataset '{split}/gamma'")
+            ds = f[f"{split}/gamma"]
+            if ds.ndim != 2 or ds.dtype.kind != "f":
+                raise VscError(f"{path}: '{split}/gamma' has shape {ds.shape} and type {ds.dtype}, "
+                               "expected floating point (N, J)")
+            gamma = np.asarray(ds, dtype=np.float64)
+            alpha = float(f.attrs["alpha"]) if "alpha" in f.attrs else None
+        except VscError:
+            raise
+        except H5_ERRORS as exc:
+            raise VscError(f"{path}: damaged or unreadable ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    if not np.isfinite(gamma).all() or gamma.min(initial=0) < 0 or gamma.max(initial=0) > 1:
+        raise VscError(f"{path}: '{split}/gamma' has values outside [0, 1]")
+    return gamma, alpha

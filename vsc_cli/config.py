@@ -35,7 +35,51 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild from a checkpoint's dict, refusing values no `vsc train` could have written."""
+        from .errors import VscError
+
+        if not isinstance(d, dict):
+            raise VscError("config is not a mapping")
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        d["hidden"] = tuple(d.get("hidden", (400,)))
-        return cls(**d)
+        hidden = d.get("hidden", [400])
+        if not isinstance(hidden, (list, tuple)) or not hidden or not all(_is_int(h) and h >= 1 for h in hidden):
+            raise VscError(f"config entry hidden={hidden!r} is not a list of layer widths")
+        d["hidden"] = tuple(hidden)
+        cfg = cls(**d)
+        for name, ok in _CHECKS.items():
+            if not ok(getattr(cfg, name)):
+                raise VscError(f"config entry {name}={getattr(cfg, name)!r} is out of range or of the wrong type")
+        return cfg
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+_CHECKS = {  # what a checkpoint's config may hold
+    "data": lambda v: isinstance(v, str) and v != "",
+    "model": lambda v: v in ("vsc", "vae"),
+    "dim": lambda v: _is_int(v) and 1 <= v <= 1 << 20,
+    "alpha": lambda v: _is_num(v) and 0 < v <= 1,
+    "likelihood": lambda v: v in ("gaussian", "bernoulli"),
+    "normalisation": lambda v: v in ("unit", "01", "none"),
+    "iterations": lambda v: _is_int(v) and v >= 1,
+    "batch_size": lambda v: _is_int(v) and v >= 1,
+    "lr": lambda v: _is_num(v) and v > 0,
+    "c_start": _is_num,
+    "c_end": _is_num,
+    "min_logvar": _is_num,
+    "seed": _is_int,
+    "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
+    "test_size": lambda v: v is None or (_is_int(v) and v >= 1),
+    "log_every": lambda v: _is_int(v) and v >= 1,
+    "checkpoint_every": lambda v: _is_int(v) and v >= 1,
+    "backend": lambda v: v in ("auto", "torch", "numba", "cuda"),
+    "dtype": lambda v: v in ("float32", "float64"),
+    "extra": lambda v: isinstance(v, dict),
+}

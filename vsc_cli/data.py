@@ -13,12 +13,14 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import VscError
+from .safeio import atomic_output, atomic_write
 
 FILES = {  # split -> (images file, labels file), without .gz
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -105,7 +107,7 @@ def read_raw(path: Path) -> bytes:
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as fh:
             return fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; zlib.error: bad deflate data
         raise VscError(f"{path}: cannot read ({exc})") from None
 
 
@@ -130,18 +132,15 @@ def _find_valid(folder: Path, ds: DatasetSpec, stem: str) -> Path | None:
 # ---------------------------------------------------------------------------- fetching
 def _atomic_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _download(url: str, dst: Path, stem: str, ds: DatasetSpec, progress: bool) -> None:
-    """Download to `<dst>.part`, verify the decompressed md5, then rename into place."""
+    """Download to a hidden `.NAME.partial-PID`, verify the decompressed md5, then rename into place."""
     from tqdm import tqdm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    part = dst.with_name(dst.name + ".part")
-    try:
+    with atomic_output(dst) as part:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp, open(part, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dst.name, disable=not progress, leave=False) as bar:
@@ -149,9 +148,12 @@ def _download(url: str, dst: Path, stem: str, ds: DatasetSpec, progress: bool) -
                     out.write(chunk)
                     bar.update(len(chunk))
         verify(read_raw(part), ds.md5[stem], url)
-        os.replace(part, dst)
-    finally:
-        part.unlink(missing_ok=True)
+
+
+def mirrors(ds: DatasetSpec) -> tuple:
+    """Base URLs to try: $VSC_MIRROR (one URL, for a local or institutional mirror) first, then the official ones."""
+    extra = os.environ.get("VSC_MIRROR")
+    return ((extra.rstrip("/") + "/",) if extra else ()) + ds.urls
 
 
 def fetch(name: str, data_dir: Path | None = None, source: Path | None = None, progress: bool = True) -> Path:
@@ -170,7 +172,7 @@ def fetch(name: str, data_dir: Path | None = None, source: Path | None = None, p
                     got = True
                     break
             errors = []
-            for base in ds.urls if not got else ():
+            for base in mirrors(ds) if not got else ():
                 try:
                     _download(base + stem + ".gz", cache / f"{stem}.gz", stem, ds, progress)
                     got = True

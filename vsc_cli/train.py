@@ -1,11 +1,11 @@
 """Training loop, checkpoints, resume and test-set evaluation."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -15,56 +15,17 @@ from tqdm import tqdm
 from vsc_kernels import c_schedule, default_backend
 
 from . import __version__
+from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
 from .config import TrainConfig
 from .data import load_split
 from .errors import VscError
 from .model import VAE
+from .safeio import OutputLock, atomic_write, atomic_write_text
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 METRICS = "metrics.json"
 LOG_FIELDS = ["iteration", "c", "elbo", "recon", "kl_slab", "kl_spike", "active", "seconds"]
 EVAL_BATCH = 1000
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync, then rename over `path`: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load with weights_only=True: a checkpoint is data; a pickled object is refused, never run."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise VscError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise VscError(f"{path}: not a vsc checkpoint or corrupt ({str(exc).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format") != "vsc-checkpoint":
-        raise VscError(f"{path}: not a vsc checkpoint")
-    return state
-
-
-def build_model(state: dict, device="cpu") -> VAE:
-    """Rebuild a model from a checkpoint dict (it carries its own config)."""
-    cfg = TrainConfig.from_dict(state["config"])
-    model = VAE(cfg, state["pixels"]).to(device)
-    model.load_state_dict(state["model"])
-    return model
 
 
 @torch.no_grad()
@@ -88,21 +49,34 @@ def evaluate(model: VAE, x: torch.Tensor, seed: int = 0, c: float = math.inf, pr
     return out
 
 
+def _complete_rows(path: Path) -> list[dict]:
+    """Rows of log.csv, without a last line cut short by a kill (no newline, or a missing field)."""
+    with open(path, newline="") as fh:
+        text = fh.read()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    rows = []
+    for row in csv.DictReader(text.splitlines()):
+        if all(row.get(k) not in (None, "") for k in LOG_FIELDS):
+            with contextlib.suppress(ValueError):
+                row["iteration"] = int(row["iteration"])
+                rows.append(row)
+    return rows
+
+
 class _Log:
     """Averages of the ELBO terms over the last `log_every` iterations, appended to log.csv."""
 
     def __init__(self, path: Path, resume_at: int | None):
         self.path = path
         if resume_at is None or not path.exists():
-            with open(path, "w", newline="") as fh:
-                csv.writer(fh).writerow(LOG_FIELDS)
+            atomic_write_text(path, ",".join(LOG_FIELDS) + "\n")
         else:  # drop rows written after the checkpoint we resume from: they will be redone
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= resume_at]
+            rows = [r for r in _complete_rows(path) if r["iteration"] <= resume_at]
 
             def write(tmp):
                 with open(tmp, "w", newline="") as fh:
-                    w = csv.DictWriter(fh, LOG_FIELDS)
+                    w = csv.DictWriter(fh, LOG_FIELDS, lineterminator="\n")
                     w.writeheader()
                     w.writerows(rows)
 
@@ -120,34 +94,74 @@ class _Log:
     def write(self, iteration: int, c: float, seconds: float):
         row = {k: f"{v / self.count:.6g}" for k, v in self.sums.items()}
         row.update(iteration=iteration, c=f"{c:.4g}", seconds=f"{seconds:.2f}")
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, LOG_FIELDS).writerow(row)
+        line = ",".join(str(row[k]) for k in LOG_FIELDS) + "\n"
+        with open(self.path, "a") as fh:  # one short write: a kill leaves whole lines (or a cut last one)
+            fh.write(line)
         self.reset()
 
 
-def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int) -> None:
-    if torch.isfinite(loss):
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):  # one fused pass
-            return
-        raise VscError(f"non-finite gradient at iteration {iteration}; the last checkpoint is kept")
-    bad = [k for k in ("recon", "kl_slab", "kl_spike") if not bool(torch.isfinite(terms[k]).all())]
-    raise VscError(f"non-finite loss at iteration {iteration} (term: {', '.join(bad) or 'elbo'}); "
-                   "the last checkpoint is kept")
+TERMS = ("recon", "kl_slab", "kl_spike")
 
 
-def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, resume: bool = False,
-          progress: bool = True, stop_at: int | None = None) -> dict | None:
+def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, last_good: int | None) -> None:
+    """Stop with a message naming the iteration, the ELBO term and the parameters when anything is NaN/Inf."""
+    kept = (f"the last good checkpoint (iteration {last_good}) is kept" if last_good
+            else "no checkpoint had been written yet")
+    if not torch.isfinite(loss):
+        bad = [k for k in TERMS if not bool(torch.isfinite(terms[k]).all())]
+        raise VscError(f"non-finite loss at iteration {iteration} (term: {', '.join(bad) or 'elbo'}); {kept}. "
+                       "Try a lower --lr, or --detect-anomaly to find the operation")
+    named = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
+    if bool(torch.isfinite(torch.stack(torch._foreach_norm([p.grad for _, p in named]))).all()):  # one fused pass
+        return
+    params = [n for n, p in named if not bool(torch.isfinite(p.grad).all())]
+    culprits = []
+    for k in TERMS:  # which term's gradient is non-finite (the graph was retained for this)
+        if terms[k].requires_grad:
+            grads = torch.autograd.grad(-terms[k].mean(), [p for _, p in named], retain_graph=True,
+                                        allow_unused=True)
+            if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+                culprits.append(k)
+    raise VscError(f"non-finite gradient at iteration {iteration} (term: {', '.join(culprits) or 'elbo'}; "
+                   f"parameters: {', '.join(params[:4])}); {kept}. "
+                   "Try a lower --lr, or --detect-anomaly to find the operation")
+
+
+def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=None, resume: bool = False,
+          progress: bool = True, stop_at: int | None = None, detect_anomaly: bool = False) -> dict | None:
     """Train (or resume) a run in out_dir; returns the final test-set metrics.
 
+    Only one process may train in a run directory at a time (a lock file refuses the second).
     stop_at: checkpoint and return None after that iteration, as if killed there (for tests).
+    detect_anomaly: run autograd's anomaly mode (slow) so a NaN is traced to the operation making it.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VscError(f"cannot create run folder {out_dir}: {exc.strerror}") from None
+    with OutputLock(out_dir, "vsc train"):
+        anomaly = torch.autograd.detect_anomaly(check_nan=True) if detect_anomaly else contextlib.nullcontext()
+        try:
+            with anomaly:
+                return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
+        except RuntimeError as exc:
+            if not detect_anomaly or "nan" not in str(exc).lower():
+                raise
+            raise VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration {_current_iteration[0]}); "
+                           "the last good checkpoint is kept") from None
+
+
+_current_iteration = [0]  # for the anomaly message
+
+
+def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at):
     ckpt_path = out_dir / CHECKPOINT
     state = load_checkpoint(ckpt_path) if resume else None
     if state is not None:
         cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
+    else:
+        (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
 
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
@@ -168,24 +182,31 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # eps and eta
     perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
+    elapsed, last_good = 0.0, None
     if state is not None:
         if state["pixels"] != pixels:
-            raise VscError(f"checkpoint has {state['pixels']} pixels, the data {pixels}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["rng"]["data"])
-        noise_gen.set_state(state["rng"]["noise"])  # generator states are CPU byte tensors, even for cuda
-        perm, pos, start = state["perm"], int(state["pos"]), int(state["iteration"])
-        elapsed = float(state.get("seconds", 0.0))
-    else:
-        elapsed = 0.0
+            raise VscError(f"{ckpt_path}: the run has {state['pixels']} pixels per image, the data {pixels}")
+        check_tensors(model.state_dict(), state["model"], cfg, pixels)
+        if len(state["perm"]) != n or state["pos"] > n or state["iteration"] > cfg.iterations:
+            raise VscError(f"{ckpt_path}: its batch order or iteration does not fit {n} training images "
+                           f"and {cfg.iterations} iterations")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            data_gen.set_state(state["rng"]["data"])
+            noise_gen.set_state(state["rng"]["noise"])  # generator states are CPU byte tensors, even for cuda
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise VscError(f"{ckpt_path}: optimiser or generator state does not fit this run "
+                           f"({str(exc).splitlines()[0]})") from None
+        perm, pos, start = state["perm"], state["pos"], state["iteration"]
+        elapsed, last_good = float(state.get("seconds", 0.0)), start
     log = _Log(out_dir / LOG, start if state is not None else None)
     if state is not None:
         log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
 
     def checkpoint(iteration):
         save_checkpoint(ckpt_path, {
-            "format": "vsc-checkpoint", "vsc_version": __version__, "config": cfg.to_dict(),
+            "vsc_version": __version__, "config": cfg.to_dict(),
             "pixels": pixels, "iteration": iteration, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "perm": perm, "pos": pos, "seconds": elapsed + time.perf_counter() - t0,
             "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state()},
@@ -197,6 +218,7 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
     for it in bar:
+        _current_iteration[0] = it + 1
         if pos + cfg.batch_size > n:  # new epoch: reshuffle, drop the incomplete last batch
             perm, pos = torch.randperm(n, generator=data_gen), 0
         idx = perm[pos:pos + cfg.batch_size].to(device)
@@ -205,17 +227,19 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
         terms = model.elbo_terms(x_train[idx], c, generator=noise_gen)
         loss = -terms["elbo"].mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _check_finite(loss, terms, model, it + 1)
+        loss.backward(retain_graph=True)  # kept only so a non-finite gradient can be traced to its term
+        _check_finite(loss, terms, model, it + 1, last_good)
         opt.step()
         log.add(terms)
         value = -loss.item()
+        del terms, loss  # frees the retained graph
         running = value if running is None else 0.98 * running + 0.02 * value
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
             log.write(it + 1, c, elapsed + time.perf_counter() - t0)
             bar.set_postfix(elbo=f"{running:.1f}", c=f"{c:.0f}")
         if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations or it + 1 == stop_at:
             checkpoint(it + 1)
+            last_good = it + 1
         if it + 1 == stop_at:
             bar.close()
             return None
@@ -231,5 +255,5 @@ def train(cfg: TrainConfig, out_dir: Path, device: str = "cpu", data_dir=None, r
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
         device=device, backend=cfg.backend, threads=torch.get_num_threads(), vsc_version=__version__,
     )
-    atomic_write(out_dir / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    atomic_write_text(out_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,0 +1,230 @@
+"""Checkpoints that are data, not code: one safetensors file, no pickle anywhere.
+
+The file is in the safetensors layout (https://github.com/huggingface/safetensors): an 8-byte
+little-endian header length N, N bytes of JSON header {name: {dtype, shape, data_offsets}, ...,
+"__metadata__": {str: str}}, then the raw little-endian tensor bytes. It is written and read here,
+strictly validated, with no dependency beyond torch; `safetensors.torch.load_file` reads it too.
+
+Tensors: model/<parameter>, optimizer/state/<param index>/<key>, perm (the epoch's batch order),
+rng/data and rng/noise (generator states). Everything else (config, iteration, the epoch position,
+optimizer hyper-parameters, the partial log window) is JSON in the metadata entry "vsc". The entry
+"vsc_sha256" is a SHA-256 over the rest of the header and all tensor bytes: a truncated, bit-flipped
+or edited file is refused, naming what is wrong. (It detects damage, it is not a signature.)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import TrainConfig
+from .errors import VscError
+from .safeio import atomic_write
+
+FORMAT = "vsc-checkpoint/2"
+CHECKPOINT = "checkpoint.safetensors"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # vsc 0.1 wrote torch.save pickles; they are never loaded
+MAX_HEADER_BYTES = 64 << 20  # a header larger than this is damage, not a checkpoint
+
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+if sys.byteorder != "little":  # pragma: no cover - safetensors data are little-endian
+    raise ImportError("vsc checkpoints need a little-endian machine")
+
+
+def _digest(header: dict, data: bytes | memoryview) -> str:
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    h.update(data)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ file format
+def write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
+    """Write `tensors` (name -> tensor) and `metadata` (str -> str) to `path` atomically."""
+    header, chunks, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in DTYPE_NAMES:
+            raise VscError(f"cannot store tensor {name} of type {t.dtype}")
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    data = b"".join(chunks)
+    header["__metadata__"] = dict(metadata)
+    header["__metadata__"]["vsc_sha256"] = _digest(header, data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8-byte alignment
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(struct.pack("<Q", len(text)))
+            fh.write(text)
+            fh.write(data)
+
+    atomic_write(path, write)
+
+
+def read_safetensors(path: Path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a file written by write_safetensors; VscError for anything else."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise VscError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def bad(why):
+        return VscError(f"{path}: not a valid vsc checkpoint ({why})")
+
+    (n,) = struct.unpack("<Q", blob[:8]) if len(blob) >= 8 else (None,)
+    if n is None or n > min(MAX_HEADER_BYTES, len(blob) - 8):
+        if blob[:1] == b"\x80" or blob[:2] == b"PK":
+            raise bad("it looks like a pickle or a torch.save archive; those can run code and are never loaded")
+        if n is None:
+            raise bad(f"only {len(blob)} bytes")
+        raise bad(f"header length {n} does not fit in the {len(blob)}-byte file; truncated?")
+    try:
+        header = json.loads(blob[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad("header is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    data = memoryview(blob)[8 + n:]
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise bad("__metadata__ is not a map of strings")
+    metadata = dict(metadata)
+    stored_digest = metadata.pop("vsc_sha256", None)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    spans = []
+    for name, e in entries.items():
+        if (not isinstance(e, dict) or e.get("dtype") not in DTYPES or not isinstance(e.get("shape"), list)
+                or not all(isinstance(s, int) and s >= 0 for s in e["shape"])
+                or not isinstance(e.get("data_offsets"), list) or len(e["data_offsets"]) != 2
+                or not all(isinstance(o, int) for o in e["data_offsets"])):
+            raise bad(f"malformed entry for tensor {name!r}")
+        begin, end = e["data_offsets"]
+        size = math.prod(e["shape"]) * DTYPES[e["dtype"]].itemsize
+        if not 0 <= begin <= end <= len(data) or end - begin != size:
+            raise bad(f"tensor {name!r} claims bytes {begin}..{end} of {len(data)} (needs {size}); truncated?")
+        spans.append((begin, end))
+    spans.sort()
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])) or (spans and spans[-1][1] != len(data)) \
+            or (not spans and len(data)):
+        raise bad("tensor data overlap or leave unexplained bytes")
+    if stored_digest is None:
+        raise bad("no vsc_sha256 checksum; not written by vsc")
+    header_wo = dict(entries)
+    header_wo["__metadata__"] = metadata
+    if _digest(header_wo, data) != stored_digest:
+        raise bad("SHA-256 mismatch: the file was altered or damaged after it was written")
+    tensors = {}
+    for name, e in entries.items():
+        begin, end = e["data_offsets"]
+        dtype = DTYPES[e["dtype"]]
+        buf = bytearray(data[begin:end])
+        t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
+        tensors[name] = t.view(dtype).reshape(e["shape"]) if end > begin else torch.empty(e["shape"], dtype=dtype)
+    return tensors, metadata
+
+
+# ------------------------------------------------------------------------------------ training state
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a training state (the dict `train` builds) as tensors + JSON, atomically."""
+    tensors = {f"model/{k}": v for k, v in state["model"].items()}
+    opt = state["optimizer"]
+    opt_json = {"param_groups": opt["param_groups"], "state": {}}
+    for idx, entry in opt["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer/state/{idx}/{key}"] = value
+            else:
+                opt_json["state"].setdefault(str(idx), {})[key] = value
+    tensors["perm"] = state["perm"]
+    tensors["rng/data"] = state["rng"]["data"]
+    tensors["rng/noise"] = state["rng"]["noise"]
+    info = {k: v for k, v in state.items() if k not in ("model", "optimizer", "perm", "rng")}
+    info["optimizer"] = opt_json
+    info["format"] = FORMAT
+    write_safetensors(Path(path), tensors, {"vsc": json.dumps(info), "format": FORMAT, "vsc_version": __version__})
+
+
+def checkpoint_path(path: Path) -> Path:
+    """The checkpoint file of a run directory (or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file() and (path / LEGACY_CHECKPOINT).is_file():
+            raise VscError(f"{path / LEGACY_CHECKPOINT} is a pickle-based checkpoint from vsc 0.1; pickles can "
+                           "run code, so vsc no longer loads them: retrain the run")
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise VscError(f"no checkpoint at {path}")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by save_checkpoint back into the training-state dict (CPU tensors)."""
+    path = checkpoint_path(path)
+    tensors, metadata = read_safetensors(path)
+    try:
+        info = json.loads(metadata["vsc"])
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise KeyError("format")
+        state = {k: v for k, v in info.items() if k != "optimizer"}
+        state["model"] = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+        opt_state: dict = {int(i): dict(v) for i, v in info["optimizer"]["state"].items()}
+        for name, value in tensors.items():
+            if name.startswith("optimizer/state/"):
+                _, _, idx, key = name.split("/", 3)
+                opt_state.setdefault(int(idx), {})[key] = value
+        state["optimizer"] = {"state": opt_state, "param_groups": info["optimizer"]["param_groups"]}
+        state["perm"] = tensors["perm"]
+        state["rng"] = {"data": tensors["rng/data"], "noise": tensors["rng/noise"]}
+        state["config"] = TrainConfig.from_dict(info["config"]).to_dict()  # validates every field
+        for key in ("pixels", "iteration", "pos"):
+            if not isinstance(state[key], int) or state[key] < 0:
+                raise KeyError(key)
+    except VscError as exc:
+        raise VscError(f"{path}: {exc}") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise VscError(f"{path}: not a vsc training checkpoint (bad or missing entry {exc})") from None
+    return state
+
+
+def build_model(state: dict, device="cpu"):
+    """Rebuild the model a checkpoint describes; refuse tensors that do not fit its config."""
+    from .model import VAE
+
+    cfg = TrainConfig.from_dict(state["config"])
+    model = VAE(cfg, state["pixels"]).to(device)
+    check_tensors(model.state_dict(), state["model"], cfg, state["pixels"])
+    model.load_state_dict(state["model"])
+    return model
+
+
+def check_tensors(expected: dict, stored: dict, cfg: TrainConfig, pixels: int) -> None:
+    """VscError naming the first missing, extra or wrongly shaped tensor."""
+    what = (f"a {cfg.model} model with dim {cfg.dim}, hidden {','.join(map(str, cfg.hidden))}, "
+            f"{pixels} pixels, {cfg.likelihood} likelihood")
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    if missing or extra:
+        names = ", ".join([f"missing {m}" for m in missing[:2]] + [f"unexpected {e}" for e in extra[:2]])
+        raise VscError(f"checkpoint tensors do not match its config ({what}): {names}")
+    for k, v in expected.items():
+        if tuple(stored[k].shape) != tuple(v.shape):
+            raise VscError(f"checkpoint tensor {k} has shape {tuple(stored[k].shape)}, but {what} needs "
+                           f"{tuple(v.shape)}")
+        if not stored[k].is_floating_point():
+            raise VscError(f"checkpoint tensor {k} has type {stored[k].dtype}, expected floating point")

@@ -1,0 +1,151 @@
+"""Writing files so that nothing is lost or half-written, and one writer per output.
+
+Every file vsc writes (checkpoints, logs rewritten on resume, metrics, HDF5 codes, downloads,
+figures) goes through `atomic_output`: it is written under a hidden temporary name in the same
+folder (so the final rename never crosses file systems), flushed to disk with fsync, then renamed
+over the destination. A `kill -9` at any moment leaves either the previous complete file or the
+new complete one, plus at most a hidden `.NAME.partial-PID` file that no reader mistakes for output.
+
+`OutputLock` refuses a second process aimed at the same output while the first one runs. It is an
+flock on a hidden `.NAME.lock` file beside the output: the kernel drops it when its holder exits,
+even by SIGKILL, so a crashed run never leaves a stale lock behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+from .errors import VscError
+
+# errno values that mean "the disk (or the user's quota, or a file size limit) is full"
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def partial_name(path: Path) -> Path:
+    """The hidden temporary name a file is written under before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def check_writable_folder(path: Path) -> None:
+    """A one-line VscError, before any work is done, when `path` cannot be created in its folder."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise VscError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VscError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def describe_os_error(exc: OSError, path: Path | str) -> str:
+    """One line for an OSError met while writing `path`."""
+    if exc.errno in _FULL:
+        return f"cannot write {path}: the disk is full ({os.strerror(exc.errno)}); any previous version is kept"
+    if exc.errno in _DENIED:
+        return f"cannot write {path}: permission denied"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str):
+    """Yield a temporary path to write; on success fsync it and rename it to `path`.
+
+    On any exception (or KeyboardInterrupt) the temporary file is removed and `path` is untouched.
+    OSErrors (disk full, permissions) become one-line VscErrors naming `path`.
+    """
+    path = Path(path)
+    tmp = partial_name(path)
+    try:
+        try:
+            yield tmp
+        except OSError as exc:  # from the caller's writing: name disk-full and permission problems
+            if exc.errno in _FULL or exc.errno in _DENIED:
+                raise VscError(describe_os_error(exc, path)) from exc
+            raise
+        try:
+            fsync_file(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise VscError(describe_os_error(exc, path)) from exc
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def atomic_write(path: Path | str, write) -> None:
+    """Call write(tmp_path) and move the result into place atomically (see atomic_output)."""
+    with atomic_output(path) as tmp:
+        write(tmp)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+class OutputLock:
+    """Exclusive, non-blocking lock on an output (a file or a run folder) for one process.
+
+    with OutputLock(path, "vsc encode"): ...   # VscError at once if another process holds it
+    """
+
+    def __init__(self, path: Path | str, what: str = "vsc"):
+        path = Path(path)
+        self.lock_path = path / ".lock" if path.is_dir() else path.with_name(f".{path.name}.lock")
+        self.path, self.what, self.fd = path, what, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking (documented in the README)
+            return self
+        try:
+            self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise VscError(describe_os_error(exc, self.lock_path)) from exc
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            self.fd = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise VscError(f"{self.path} is being written by another process ({holder}); "
+                               "wait for it to finish or choose another output") from None
+            raise VscError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()}: {self.what}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock; the lock file stays (harmless, hidden)
+            self.fd = None
+        return False
