@@ -92,6 +92,10 @@ def test_interrupted_encode_leaves_no_output(trained_run, shared_data, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
+    # the lock died with the process: a retry runs, completes, and removes the killed run's partial file
+    result = run("encode", trained_run, "-o", out, "--limit", 50, "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not list(tmp_path.glob(".codes.h5.partial-*"))
 
 
 def write_features(path, x_train, y_train, x_test, y_test):

@@ -177,8 +177,9 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         stored = TrainConfig.from_dict(load_checkpoint(resume)["config"])
         for name, value in opts.items():
             given = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-            if name == "backend":  # the backend changes speed, not the model: it may differ
-                stored.backend = value
+            if name == "backend":  # the backend changes speed, not the model: it may differ if asked for
+                if given:
+                    stored.backend = value
             elif given and getattr(stored, name) != value:
                 raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
                                        f"({getattr(stored, name)}); a resumed run keeps its config")

@@ -13,7 +13,10 @@ and N(mu, sigma^2) otherwise, so E[z] = gamma mu: elements the encoder switches 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,10 +25,10 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .data import load_split
-from .errors import VscError
 from .checkpoint import build_model, checkpoint_path, load_checkpoint
-from .safeio import OutputLock, atomic_output, check_writable_folder, describe_os_error
+from .data import load_split
+from .errors import VscError, WriteError
+from .safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
 FORMAT = "vsc-codes/1"
 HDF5_LIBVER = ("v110", "latest")  # object headers with checksums: damaged metadata is detected
@@ -58,8 +61,6 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
     """Encode the splits of `data` with the run's encoder into the HDF5 file `out` (atomically).
 
     limit: encode only the first N images of each split."""
-    import h5py
-
     run_dir, out = Path(run_dir), Path(out)
     state = load_checkpoint(run_dir)
     model = build_model(state)
@@ -72,31 +73,107 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
     with OutputLock(out, "vsc encode"):
         if out.exists() and not force:
             raise VscError(f"{out} exists; pass --force to overwrite it")
+        need = _estimated_bytes(model.cfg.dim, len(splits) * (limit or 70_000))
+        free = shutil.disk_usage(out.parent).free
+        if free < need:
+            raise WriteError(f"cannot write {out}: about {need / 1e6:.0f} MB may be needed and only "
+                             f"{free / 1e6:.0f} MB are free on that disk")
         with atomic_output(out) as tmp:  # never looks like a finished file until renamed
-            try:
-                f = h5py.File(tmp, "w", libver=HDF5_LIBVER)  # metadata checksums
-            except OSError as exc:
-                raise VscError(describe_os_error(exc, out)) from None
-            with f:
-                f.attrs.update({
-                    "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
-                    "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
-                    "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
-                    "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
-                    "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
-                    "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "limit": -1 if limit is None else int(limit),
-                })
-                for split in splits:
-                    x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
-                    if x.shape[1] != state["pixels"]:
-                        raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on "
-                                       f"{state['pixels']}")
-                    _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress)
+            _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt)
     return out
 
 
-def _write_split(group, model, x, labels, batch_size, threshold, progress):
+def _estimated_bytes(dim: int, n: int) -> int:
+    """An upper bound on a codes file's size: 4 float32 (N, J) arrays and the CSR copy, uncompressed."""
+    return n * (dim * (4 * 4 + 8) + 16) + (1 << 20)
+
+
+def _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt):
+    import h5py
+
+    with open(tmp, "w+b", buffering=0) as raw:
+        fh = _WriteGuard(raw)
+        try:
+            with h5py.File(fh, "w", libver=HDF5_LIBVER) as f:  # libver: object headers with checksums
+                _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt,
+                      fh.check)
+        except _WriteFailed:
+            pass
+    if fh.error is not None:
+        raise write_error(fh.error, out)
+
+
+class _WriteFailed(Exception):
+    pass
+
+
+class _WriteGuard:
+    """The file HDF5 writes through. A failed write (a full disk) is recorded and then *hidden* from HDF5:
+    HDF5 1.14 can crash (SIGSEGV) closing a file after a failed write. The encoder checks the record after
+    each batch, stops, and the temporary file is deleted, so the hidden failure never reaches a reader."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data):
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):  # an unbuffered file may write part of a block
+                    wrote = self.fh.write(view[done:])
+                    if not wrote:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    done += wrote
+            except OSError as exc:
+                self.error = exc
+        return len(view)
+
+    def seek(self, *args):
+        return self.fh.seek(*args)  # unbuffered: a seek never flushes, so it cannot fail on a full disk
+
+    def truncate(self, size=None):
+        return self._quiet(self.fh.truncate, size)
+
+    def flush(self):
+        return self._quiet(self.fh.flush)
+
+    def _quiet(self, op, *args):
+        if self.error is None:
+            try:
+                return op(*args)
+            except OSError as exc:
+                self.error = exc
+        return args[0] if args else None
+
+    def check(self):
+        if self.error is not None:
+            raise _WriteFailed
+
+    def __getattr__(self, name):  # read, readinto, seek, tell: the real file's
+        return getattr(self.fh, name)
+
+
+def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt, check):
+    cfg = model.cfg
+    f.attrs.update({
+        "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
+        "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
+        "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
+        "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
+        "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
+        "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "limit": -1 if limit is None else int(limit),
+    })
+    for split in splits:
+        x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
+        if x.shape[1] != state["pixels"]:
+            raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on "
+                           f"{state['pixels']}")
+        _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress, check)
+
+
+def _write_split(group, model, x, labels, batch_size, threshold, progress, check=lambda: None):
     n, dim = len(x), model.cfg.dim
     opts = dict(chunks=(min(n, 1024), dim), compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
     sets = {name: group.create_dataset(name, (n, dim), dtype="float32", **opts)
@@ -124,6 +201,7 @@ def _write_split(group, model, x, labels, batch_size, threshold, progress):
         indices[nnz:] = cols.astype(np.int32)
         values[nnz:] = code[rows, cols]
         nnz += len(cols)
+        check()
 
 
 # ------------------------------------------------------------------------------------ reading

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VscError
+from .errors import VscError, WriteError
 from .safeio import atomic_output, atomic_write
 
 FILES = {  # split -> (images file, labels file), without .gz
@@ -104,6 +104,8 @@ def read_raw(path: Path) -> bytes:
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
+        if Path(path).suffix == ".gz" and head != b"\x1f\x8b":
+            raise VscError(f"{path}: not a gzip file (truncated or damaged)")
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as fh:
             return fh.read()
@@ -177,6 +179,8 @@ def fetch(name: str, data_dir: Path | None = None, source: Path | None = None, p
                     _download(base + stem + ".gz", cache / f"{stem}.gz", stem, ds, progress)
                     got = True
                     break
+                except WriteError:
+                    raise  # a full disk: another mirror will not help
                 except (urllib.error.URLError, OSError, VscError) as exc:
                     errors.append(f"{base}: {getattr(exc, 'reason', exc)}")
             if not got:

@@ -4,7 +4,8 @@ Every file vsc writes (checkpoints, logs rewritten on resume, metrics, HDF5 code
 figures) goes through `atomic_output`: it is written under a hidden temporary name in the same
 folder (so the final rename never crosses file systems), flushed to disk with fsync, then renamed
 over the destination. A `kill -9` at any moment leaves either the previous complete file or the
-new complete one, plus at most a hidden `.NAME.partial-PID` file that no reader mistakes for output.
+new complete one, plus at most a hidden `.NAME.partial-PID` file that no reader mistakes for output
+(the next write of the same file deletes it once that PID is gone).
 
 `OutputLock` refuses a second process aimed at the same output while the first one runs. It is an
 flock on a hidden `.NAME.lock` file beside the output: the kernel drops it when its holder exits,
@@ -15,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from pathlib import Path
 
-from .errors import VscError
+from .errors import VscError, WriteError
 
 # errno values that mean "the disk (or the user's quota, or a file size limit) is full"
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -33,9 +35,28 @@ def check_writable_folder(path: Path) -> None:
     """A one-line VscError, before any work is done, when `path` cannot be created in its folder."""
     folder = path.parent
     if not folder.is_dir():
-        raise VscError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise VscError(f"cannot write {path}: folder {folder} is not writable")
+        raise WriteError(f"cannot write {path}: folder {folder} does not exist")
+    probe = partial_name(path)
+    try:  # the only reliable test (root ignores permission bits; read-only and special file systems)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.unlink(probe)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: folder {folder} is not writable ({exc.strerror})") from None
+
+
+_HDF5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+def write_error(exc: Exception, path: Path | str) -> WriteError:
+    """A VscError for a failed write, also for h5py's RuntimeErrors that carry 'errno = N' in their text."""
+    code = getattr(exc, "errno", None)
+    if code is None and (m := _HDF5_ERRNO.search(str(exc))):
+        code = int(m.group(1))
+    if code is not None:
+        return WriteError(describe_os_error(OSError(code, os.strerror(code)), path))
+    return WriteError(f"cannot write {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
 def describe_os_error(exc: OSError, path: Path | str) -> str:
@@ -69,6 +90,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Delete `.NAME.partial-PID` files left by processes that were killed (their PID is gone)."""
+    for stale in path.parent.glob(f".{path.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str):
     """Yield a temporary path to write; on success fsync it and rename it to `path`.
@@ -78,18 +118,19 @@ def atomic_output(path: Path | str):
     """
     path = Path(path)
     tmp = partial_name(path)
+    remove_stale_partials(path)
     try:
         try:
             yield tmp
         except OSError as exc:  # from the caller's writing: name disk-full and permission problems
             if exc.errno in _FULL or exc.errno in _DENIED:
-                raise VscError(describe_os_error(exc, path)) from exc
+                raise WriteError(describe_os_error(exc, path)) from exc
             raise
         try:
             fsync_file(tmp)
             os.replace(tmp, path)
         except OSError as exc:
-            raise VscError(describe_os_error(exc, path)) from exc
+            raise WriteError(describe_os_error(exc, path)) from exc
         _fsync_dir(path.parent)
     finally:
         with contextlib.suppress(OSError):

@@ -1,0 +1,190 @@
+"""Checkpoints are data: round trip, refusal of pickles, tampering and damage (with fuzzing)."""
+import json
+import os
+import pickle
+import struct
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vsc_cli.checkpoint import (CHECKPOINT, build_model, load_checkpoint, read_safetensors, save_checkpoint,
+                                write_safetensors)
+from vsc_cli.cli import main
+from vsc_cli.config import TrainConfig
+from vsc_cli.errors import VscError
+from vsc_cli.model import VAE
+
+
+def tiny_state(model="vsc", dim=4, pixels=16, hidden=(8,)):
+    """A training state as `train` builds it, after one Adam step on random data."""
+    cfg = TrainConfig(data="fmnist", model=model, dim=dim, hidden=hidden, iterations=10, backend="torch")
+    torch.manual_seed(0)
+    m = VAE(cfg, pixels)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    (-m.elbo_terms(torch.rand(5, pixels), 50.0)["elbo"].mean()).backward()
+    opt.step()
+    data_gen = torch.Generator().manual_seed(1)
+    return {"vsc_version": "test", "config": cfg.to_dict(), "pixels": pixels, "iteration": 3,
+            "model": m.state_dict(), "optimizer": opt.state_dict(), "perm": torch.randperm(7, generator=data_gen),
+            "pos": 2, "seconds": 1.5, "rng": {"data": data_gen.get_state(), "noise": torch.Generator().get_state()},
+            "log_window": {"sums": {"elbo": 1.25}, "count": 1}}
+
+
+def assert_same_state(a, b):
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for idx, entry in a["optimizer"]["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(value, b["optimizer"]["state"][idx][key]), (idx, key)
+    assert json.dumps(a["optimizer"]["param_groups"]) == json.dumps(b["optimizer"]["param_groups"])
+    assert torch.equal(a["perm"], b["perm"])
+    assert torch.equal(a["rng"]["data"], b["rng"]["data"]) and torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    for key in ("config", "pixels", "iteration", "pos", "seconds", "log_window"):
+        assert a[key] == b[key], key
+
+
+def test_round_trip_keeps_every_tensor_and_counter(tmp_path):
+    state = tiny_state()
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    back = load_checkpoint(tmp_path)
+    assert_same_state(state, back)
+    opt = torch.optim.Adam(build_model(back).parameters(), lr=1e-3)
+    opt.load_state_dict(back["optimizer"])  # torch accepts the rebuilt optimiser state
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_file_is_plain_safetensors_layout(tmp_path):
+    """8-byte little-endian header length, JSON header with dtype/shape/offsets, raw bytes: no pickle."""
+    save_checkpoint(tmp_path / CHECKPOINT, tiny_state())
+    blob = (tmp_path / CHECKPOINT).read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    w = header["model/encoder.0.weight"]
+    assert w["dtype"] == "F32" and w["shape"] == [8, 16]
+    begin, end = w["data_offsets"]
+    raw = torch.frombuffer(bytearray(blob[8 + n + begin:8 + n + end]), dtype=torch.float32).reshape(8, 16)
+    assert torch.equal(raw, tiny_state()["model"]["encoder.0.weight"])
+    assert b"\x80\x04" not in blob[:8 + n]  # no pickle opcodes in the header
+
+
+class Boom:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["pickle-as-safetensors", "torch-save-as-safetensors", "legacy-pt"])
+def test_pickled_code_is_refused_without_running(tmp_path, how):
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    run.mkdir()
+    if how == "pickle-as-safetensors":
+        (run / CHECKPOINT).write_bytes(pickle.dumps({"model": Boom(marker)}))
+    elif how == "torch-save-as-safetensors":
+        torch.save({"model": Boom(marker)}, run / CHECKPOINT)
+    else:
+        torch.save({"model": Boom(marker)}, run / "checkpoint.pt")
+    for args in (["encode", run, "-o", tmp_path / "c.h5"], ["sparsity", run], ["train", "--resume", run]):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code in (1, 2), result.output
+        assert "Traceback" not in result.output
+        assert ("pickle" in result.output), result.output
+    assert not marker.exists()
+
+
+def test_damaged_file_is_refused_naming_why(tmp_path):
+    path = tmp_path / CHECKPOINT
+    save_checkpoint(path, tiny_state())
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x01  # one bit of one tensor
+    path.write_bytes(bytes(blob))
+    with pytest.raises(VscError, match="SHA-256 mismatch"):
+        load_checkpoint(path)
+    path.write_bytes(bytes(blob[:len(blob) // 2]))
+    with pytest.raises(VscError, match="truncated"):
+        load_checkpoint(path)
+
+
+def _rewrite(path, edit):
+    """Edit the metadata JSON and re-write with a fresh checksum, as a deliberate forger would."""
+    tensors, meta = read_safetensors(path)
+    info = json.loads(meta["vsc"])
+    edit(info)
+    meta["vsc"] = json.dumps(info)
+    write_safetensors(path, tensors, meta)
+
+
+def test_config_that_does_not_fit_the_tensors_is_refused(tmp_path):
+    path = tmp_path / CHECKPOINT
+    save_checkpoint(path, tiny_state(dim=4))
+    _rewrite(path, lambda info: info["config"].update(dim=5))
+    with pytest.raises(VscError, match=r"encoder.2.weight has shape \(12, 8\), but a vsc model with dim 5"):
+        build_model(load_checkpoint(path))
+    save_checkpoint(path, tiny_state(model="vae"))
+    _rewrite(path, lambda info: info["config"].update(model="vsc"))
+    with pytest.raises(VscError, match="but a vsc model"):
+        build_model(load_checkpoint(path))
+    _rewrite(path, lambda info: info["config"].update(model="gan"))
+    with pytest.raises(VscError, match="config entry model='gan'"):
+        load_checkpoint(path)
+    _rewrite(path, lambda info: (info["config"].update(model="vae"), info.update(iteration=-3)))
+    with pytest.raises(VscError, match="iteration"):
+        load_checkpoint(path)
+
+
+def test_resume_with_another_model_type_or_dim_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / CHECKPOINT, tiny_state())
+    for opt, value in (("--model", "vae"), ("--dim", "9")):
+        result = CliRunner().invoke(main, ["train", "--resume", str(run), opt, value])
+        assert result.exit_code == 2 and f"{opt} {value} differs from the run being resumed" in result.output
+
+
+@pytest.fixture(scope="module")
+def valid_blob(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / CHECKPOINT
+    state = tiny_state()
+    save_checkpoint(path, state)
+    return path.read_bytes(), state
+
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def mutations(size):
+    truncate = st.integers(0, size - 1).map(lambda n: ("truncate", n))
+    flips = st.lists(st.tuples(st.integers(0, size - 1), st.integers(0, 7)), min_size=1, max_size=4)
+    return st.one_of(truncate, flips.map(lambda f: ("flip", f)))
+
+
+def apply(blob: bytes, mutation) -> bytes:
+    kind, arg = mutation
+    if kind == "truncate":
+        return blob[:arg]
+    out = bytearray(blob)
+    for pos, bit in arg:
+        out[pos] ^= 1 << bit
+    return bytes(out)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_checkpoint_reader(valid_blob, tmp_path, data):
+    """Truncations and bit flips: the reader returns the exact state or raises VscError, nothing else."""
+    blob, state = valid_blob
+    mutated = apply(blob, data.draw(mutations(len(blob))))
+    path = tmp_path / CHECKPOINT
+    path.write_bytes(mutated)
+    try:
+        back = load_checkpoint(path)
+    except VscError:
+        return
+    assert mutated == blob or back is not None
+    assert_same_state(state, back)

@@ -1,0 +1,118 @@
+"""Property-based fuzzing of the idx reader (raw and gzip) and the HDF5 codes reader.
+
+Every mutated input must give either the correct data or the project's VscError: never another
+exception, a crash or a hang (hypothesis' deadline bounds each case).
+"""
+import gzip
+import struct
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vsc_cli.codes import HDF5_LIBVER, _write_split, read_features, read_gamma
+from vsc_cli.config import TrainConfig
+from vsc_cli.data import _IDX_DTYPES, parse_idx, read_raw
+from vsc_cli.errors import VscError
+from vsc_cli.model import VAE
+
+FUZZ = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
+         np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    return bytes([0, 0, CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def naive_idx(raw: bytes):
+    """The obvious reading of an idx file, used to say what 'correct data' is for any input."""
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    return np.frombuffer(raw[4 + 4 * ndim:], dtype).reshape(shape)
+
+
+arrays = st.tuples(st.sampled_from(list(CODES)), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.integers(0, 2**32 - 1))
+
+
+def mutate(draw, blob: bytes) -> bytes:
+    kind = draw(st.sampled_from(["truncate", "flip", "append"]))
+    if kind == "truncate" and blob:
+        return blob[:draw(st.integers(0, len(blob) - 1))]
+    if kind == "append":
+        return blob + draw(st.binary(min_size=1, max_size=16))
+    out = bytearray(blob)
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(out) - 1))
+        out[pos] ^= 1 << draw(st.integers(0, 7))
+    return bytes(out)
+
+
+def make_array(spec):
+    dtype, shape, seed = spec
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, int(np.prod(shape)) * dtype.itemsize, dtype=np.uint8).view(dtype).reshape(shape)
+
+
+@FUZZ
+@given(spec=arrays, data=st.data())
+def test_fuzz_parse_idx(spec, data):
+    raw = idx_bytes(make_array(spec))
+    mutated = mutate(data.draw, raw)
+    try:
+        got = parse_idx(mutated)
+    except VscError:
+        return
+    want = naive_idx(mutated)  # whatever the (possibly altered) header describes, read exactly
+    assert got.shape == want.shape and got.tobytes() == want.astype(want.dtype.newbyteorder("=")).tobytes()
+    if mutated == raw:
+        assert np.array_equal(got, make_array(spec).astype(got.dtype), equal_nan=got.dtype.kind == "f")
+
+
+@FUZZ
+@given(spec=arrays, data=st.data())
+def test_fuzz_gzip_idx_file(spec, data, tmp_path):
+    """A damaged .gz is detected by gzip's CRC and length checks: exact bytes back, or VscError."""
+    raw = idx_bytes(make_array(spec))
+    packed = gzip.compress(raw, mtime=0)
+    path = tmp_path / "f.gz"
+    path.write_bytes(mutate(data.draw, packed))
+    try:
+        back = read_raw(path)
+    except VscError:
+        return
+    assert back == raw
+
+
+@pytest.fixture(scope="module")
+def codes_file(tmp_path_factory):
+    """A small codes file written by the real writer, and the arrays it must give back."""
+    path = tmp_path_factory.mktemp("h5") / "codes.h5"
+    torch.manual_seed(0)
+    model = VAE(TrainConfig(dim=6, hidden=(8,), backend="torch"), 16)
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w", libver=HDF5_LIBVER) as f:
+        f.attrs["alpha"] = 0.5
+        for split, n in (("train", 30), ("test", 20)):
+            x = rng.random((n, 16)).astype(np.float32)
+            _write_split(f.create_group(split), model, x / np.linalg.norm(x, axis=1, keepdims=True),
+                         rng.integers(0, 10, n), 8, 0.5, False)
+    return path, path.read_bytes(), read_features(path, "test"), read_gamma(path, "test")
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_hdf5_codes_reader(codes_file, tmp_path, data):
+    path, blob, (x, y), (gamma, alpha) = codes_file
+    bad = tmp_path / "codes.h5"
+    bad.write_bytes(mutate(data.draw, blob))
+    for reader, want in ((lambda: read_features(bad, "test"), (x, y)), (lambda: read_gamma(bad, "test"), (gamma, alpha))):
+        try:
+            got = reader()
+        except VscError:
+            continue
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
