@@ -155,7 +155,8 @@ def valid_blob(tmp_path_factory):
     return path.read_bytes(), state
 
 
-FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("VSC_FUZZ_EXAMPLES", 300)),  # cases per fuzz test
+                deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def mutations(size):

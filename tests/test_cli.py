@@ -70,7 +70,8 @@ def test_train_then_resume_and_refusals(shared_data, tmp_path):
     result = run(*base, "--alpha", 0.2)
     assert result.exit_code == 0, result.output
     assert "test ELBO per image" in result.output and "prior alpha 0.2" in result.output
-    assert (out / "checkpoint.safetensors").is_file() and (out / "log.csv").is_file() and (out / "metrics.json").is_file()
+    for name in ("checkpoint.safetensors", "log.csv", "metrics.json"):
+        assert (out / name).is_file(), name
     # the same --out again is refused without --force
     assert_one_line_error(run(*base), 2, "--resume")
     # resuming with a different model option is refused

@@ -62,10 +62,14 @@ def uninterrupted(shared_data, tmp_path_factory):
     return out
 
 
-def test_sigkill_at_random_points_then_resume_is_bit_identical(shared_data, uninterrupted, tmp_path):
+KILL_SEEDS = [int(s) for s in os.environ.get("VSC_KILL_SEEDS", "6").split(",")]  # more seeds: more kill points
+
+
+@pytest.mark.parametrize("seed", KILL_SEEDS)
+def test_sigkill_at_random_points_then_resume_is_bit_identical(shared_data, uninterrupted, tmp_path, seed):
     """Kill `vsc train` (checkpointing every iteration, so kills land inside checkpoint writes too)
     at 4 random moments; resume each time; the final parameters equal an uninterrupted run's."""
-    out, rnd = tmp_path / "run", random.Random(6)
+    out, rnd = tmp_path / "run", random.Random(seed)
     targets = sorted(rnd.sample(range(20, 281, 20), 4))  # 20 apart: each kill is after progress
     killed_at = []
     for target in targets:

@@ -4,6 +4,7 @@ Every mutated input must give either the correct data or the project's VscError:
 exception, a crash or a hang (hypothesis' deadline bounds each case).
 """
 import gzip
+import os
 import struct
 
 import h5py
@@ -19,13 +20,15 @@ from vsc_cli.data import _IDX_DTYPES, parse_idx, read_raw
 from vsc_cli.errors import VscError
 from vsc_cli.model import VAE
 
-FUZZ = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("VSC_FUZZ_EXAMPLES", 300)),  # cases per fuzz test
+                deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
          np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    return bytes([0, 0, CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    header = bytes([0, 0, CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()
 
 
 def naive_idx(raw: bytes):
@@ -36,7 +39,8 @@ def naive_idx(raw: bytes):
     return np.frombuffer(raw[4 + 4 * ndim:], dtype).reshape(shape)
 
 
-arrays = st.tuples(st.sampled_from(list(CODES)), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.integers(0, 2**32 - 1))
+arrays = st.tuples(st.sampled_from(list(CODES)), st.lists(st.integers(0, 5), min_size=1, max_size=3),
+                   st.integers(0, 2**32 - 1))  # dtype, shape, seed of the content
 
 
 def mutate(draw, blob: bytes) -> bytes:
@@ -110,7 +114,8 @@ def test_fuzz_hdf5_codes_reader(codes_file, tmp_path, data):
     path, blob, (x, y), (gamma, alpha) = codes_file
     bad = tmp_path / "codes.h5"
     bad.write_bytes(mutate(data.draw, blob))
-    for reader, want in ((lambda: read_features(bad, "test"), (x, y)), (lambda: read_gamma(bad, "test"), (gamma, alpha))):
+    readers = ((lambda: read_features(bad, "test"), (x, y)), (lambda: read_gamma(bad, "test"), (gamma, alpha)))
+    for reader, want in readers:
         try:
             got = reader()
         except VscError:

@@ -41,28 +41,30 @@ if sys.byteorder != "little":  # pragma: no cover - safetensors data are little-
     raise ImportError("vsc checkpoints need a little-endian machine")
 
 
-def _digest(header: dict, data: bytes | memoryview) -> str:
+def _digest(header: dict, chunks) -> str:
     h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-    h.update(data)
+    for chunk in chunks:
+        h.update(chunk)
     return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ file format
 def write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
-    """Write `tensors` (name -> tensor) and `metadata` (str -> str) to `path` atomically."""
-    header, chunks, offset = {}, [], 0
+    """Write `tensors` (name -> tensor) and `metadata` (str -> str) to `path` atomically.
+
+    The tensor bytes are hashed and written straight from the tensors' memory: no copy of the whole."""
+    header, views, offset = {}, [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         if t.dtype not in DTYPE_NAMES:
             raise VscError(f"cannot store tensor {name} of type {t.dtype}")
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        view = memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
         header[name] = {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    data = b"".join(chunks)
+                        "data_offsets": [offset, offset + len(view)]}
+        views.append(view)
+        offset += len(view)
     header["__metadata__"] = dict(metadata)
-    header["__metadata__"]["vsc_sha256"] = _digest(header, data)
+    header["__metadata__"]["vsc_sha256"] = _digest(header, views)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # safetensors pads the header to 8-byte alignment
 
@@ -70,7 +72,8 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
         with open(tmp, "wb") as fh:
             fh.write(struct.pack("<Q", len(text)))
             fh.write(text)
-            fh.write(data)
+            for view in views:
+                fh.write(view)
 
     atomic_write(path, write)
 
@@ -127,7 +130,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
         raise bad("no vsc_sha256 checksum; not written by vsc")
     header_wo = dict(entries)
     header_wo["__metadata__"] = metadata
-    if _digest(header_wo, data) != stored_digest:
+    if _digest(header_wo, [data]) != stored_digest:
         raise bad("SHA-256 mismatch: the file was altered or damaged after it was written")
     tensors = {}
     for name, e in entries.items():

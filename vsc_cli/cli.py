@@ -57,7 +57,8 @@ def handle_errors(fn):
         except Exception as exc:  # a bug: still one line, the traceback on request
             if debug:
                 raise
-            raise click.ClickException(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise click.ClickException(f"internal error ({type(exc).__name__}: {first}); "
                                        "rerun with `vsc --debug ...` for the traceback and report it") from None
 
     return wrapper
@@ -363,7 +364,8 @@ def _names(choices):
               help="Where the tensors live (cuda times the cuda backend on the GPU).")
 @click.option("--train", "train_mode", is_flag=True,
               help="Instead, time training iterations of the paper's network (784-400-DIM, batch 256) per backend.")
-@click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True, help="Latent dimensions for --train.")
+@click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Latent dimensions for --train.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @handle_errors
 def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json):

@@ -116,7 +116,8 @@ def read_raw(path: Path) -> bytes:
 def verify(raw: bytes, expected_md5: str, what: str) -> None:
     got = hashlib.md5(raw).hexdigest()
     if got != expected_md5:
-        raise VscError(f"{what}: checksum mismatch (md5 {got}, expected {expected_md5}); the file is corrupt or not the official one")
+        raise VscError(f"{what}: checksum mismatch (md5 {got}, expected {expected_md5}); "
+                       "the file is corrupt or not the official one")
 
 
 def _candidates(folder: Path, stem: str):
