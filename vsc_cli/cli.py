@@ -10,11 +10,12 @@ import click
 
 from . import __version__
 from .config import TrainConfig
-from .data import DATASETS, NORMALISATIONS
+from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
 from .errors import VscError
 from .safeio import describe_os_error
 
-DATA_NAMES = [*DATASETS, "fashion-mnist"]
+DATA_NAMES = [*DATASETS, *IMAGE_DATASETS, "fashion-mnist"]
+DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise
 
 
 def _hidden(ctx, param, value):
@@ -79,18 +80,30 @@ data_dir_option = click.option(
 @main.command()
 @click.argument("dataset", type=click.Choice(DATA_NAMES, case_sensitive=False))
 @data_dir_option
-@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Copy the files from this local folder instead of downloading them.")
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path),
+              help="Copy the files from this local folder (for celeba: a folder or the zip itself) "
+                   "instead of downloading them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def download(dataset, data_dir, source, quiet):
-    """Fetch and verify DATASET (mnist or fmnist) into the cache folder.
+    """Fetch and verify DATASET (mnist, fmnist or celeba) into the cache folder.
 
-    Tries, in order: the cache, --from DIR, Debian's /usr/share/datasets/fashion-mnist/,
-    then the official URLs. Every file is checked by the md5 of its decompressed content.
+    mnist, fmnist: tries, in order, the cache, --from DIR, Debian's /usr/share/datasets/fashion-mnist/,
+    $VSC_MIRROR, then the official URLs; every file is checked by the md5 of its decompressed content.
+    celeba: the official zip sits behind a Google Drive page; download img_align_celeba.zip yourself
+    and copy it in with --from (its images are checked), or put it in DATA_DIR/celeba/.
     """
+    dataset = dataset.lower()
+    if dataset == "celeba":
+        from . import celeba
+
+        found = celeba.fetch(data_dir, source)
+        click.echo(f"celeba: {celeba.check_source(found)} images in {found}")
+        return
     from .data import fetch
 
+    if source is not None and not source.is_dir():
+        raise click.UsageError(f"--from {source}: give the folder holding the .gz files")
     folder = fetch(dataset, data_dir, source, progress=not quiet)
     click.echo(f"{dataset}: verified files in {folder}")
 
@@ -119,8 +132,9 @@ def check_backend(backend: str, device: str) -> None:
               help="vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Prior spike probability, in (0, 1] (VSC only).")
-@click.option("--hidden", callback=_hidden, default="400", show_default=True,
-              help="Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000.")
+@click.option("--hidden", callback=_hidden,
+              help="Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 "
+                   "[default: 2000,2000 for celeba, 400 otherwise (paper D.1)].")
 @click.option("--likelihood", type=click.Choice(["gaussian", "bernoulli"]), default="gaussian", show_default=True,
               help="Decoder likelihood: Gaussian with learned per-pixel mean and log-variance, or Bernoulli.")
 @click.option("--normalise", "normalisation", type=click.Choice(NORMALISATIONS), default="unit", show_default=True,
@@ -172,6 +186,8 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
     check_backend(opts["backend"], device)
     opts["data"] = {"fashion-mnist": "fmnist"}.get(opts["data"].lower(), opts["data"].lower())
+    if opts["hidden"] is None and resume is None:
+        opts["hidden"] = DEFAULT_HIDDEN.get(opts["data"], (400,))
     if resume is not None:
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
@@ -321,6 +337,70 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet):
     table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
     table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
     Console().print(table)
+
+
+def _indices(ctx, param, value):
+    """'3,7' -> [3, 7]; None stays None."""
+    if value is None:
+        return None
+    try:
+        items = [int(v) for v in str(value).split(",")]
+    except ValueError:
+        items = [-1]
+    if not items or min(items) < 0:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of image indices, e.g. 0 or 3,7")
+    return items
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["codes", "alter", "interpolate", "prior", "conditional"]))
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG file to write (written to a temporary name, renamed when complete).")
+@click.option("--index", "indices", callback=_indices,
+              help="Test image(s) to show: codes/conditional: a list [default: the first 5 / 3]; alter: one "
+                   "[default: 0]; interpolate: two, A,B [default: 0,1].")
+@click.option("--count", type=click.IntRange(min=1, max=1024),
+              help="codes: images shown [5]; prior: samples [64]; conditional: samples per source image [8].")
+@click.option("--elements", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="alter / interpolate: how many of the largest elements to alter, one per row.")
+@click.option("--steps", type=click.IntRange(min=2, max=64), default=7, show_default=True,
+              help="alter / interpolate: decoded images per row.")
+@click.option("--range", "span", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="alter: an element is set to values from -RANGE to +RANGE (prior standard deviations).")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="An element is active when its spike probability gamma exceeds this.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+              help="Which split the images come from.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the prior and conditional draws.")
+@click.option("--dpi", type=click.IntRange(min=20, max=600), default=100, show_default=True,
+              help="PNG resolution (pixels per inch; one image tile is 1.1 inch).")
+@click.option("--save-arrays", is_flag=True, help="Also write OUT.npz with the codes and images behind the figure.")
+@data_dir_option
+@handle_errors
+def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold, split, seed, dpi, save_arrays,
+           data_dir):
+    """Draw a figure of a trained run's sparse codes as a PNG (paper Figs. 4, 5, 7, 12, 13).
+
+    \b
+    codes        test images, their codes (bar plots, active elements in blue) and reconstructions
+    alter        one image; its largest active elements set one at a time from -RANGE to +RANGE
+    interpolate  two images A, B; the largest elements of B - A moved one at a time on each
+    prior        ancestral samples from the spike-and-slab prior, decoded
+    conditional  N(0, 1) draws along only the dimensions an image activates, decoded
+
+    Example: vsc figure alter runs/fmnist-vsc-d200-a0.01-s0 -o alter.png --index 0
+    """
+    from .figures import figure as draw
+
+    if kind == "interpolate" and indices is not None and (len(indices) != 2 or indices[0] == indices[1]):
+        raise click.UsageError("interpolate needs two different indices, e.g. --index 3,7")
+    if kind == "alter" and indices is not None and len(indices) != 1:
+        raise click.UsageError("alter shows one image: give one --index")
+    result = draw(kind, run_dir, out, data_dir, split, indices, count, elements, steps, span, threshold, seed, dpi,
+                  save_arrays)
+    w, h = result["pixels"]
+    click.echo(f"wrote {result['png']} ({w}x{h} pixels)" + (f" and {result['npz']}" if save_arrays else ""))
 
 
 def _sizes(ctx, param, value):

@@ -67,10 +67,34 @@ NORMALISATIONS = ("unit", "01", "none")
 DOWNLOAD_TIMEOUT_S = 60
 
 
-def spec(name: str) -> DatasetSpec:
+IMAGE_DATASETS = ("celeba",)  # not idx files: see celeba.py
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "celeba": (3, 32, 32)}  # (channels, height, width)
+
+
+def canonical(name: str) -> str:
     key = ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS and key not in IMAGE_DATASETS:
+        raise VscError(f"unknown dataset {name!r}; choose one of {', '.join([*DATASETS, *IMAGE_DATASETS])}")
+    return key
+
+
+def image_shape(name: str, pixels: int) -> tuple[int, int, int]:
+    """(channels, height, width) of a dataset's images, checked against the flattened size."""
+    shape = IMAGE_SHAPES.get(ALIASES.get(name.lower(), name.lower()))
+    if shape is None or int(np.prod(shape)) != pixels:
+        side = int(round(pixels ** 0.5))
+        if side * side == pixels:
+            return (1, side, side)
+        if pixels % 3 == 0 and (s := int(round((pixels // 3) ** 0.5))) ** 2 * 3 == pixels:
+            return (3, s, s)
+        raise VscError(f"cannot tell the image shape of {pixels} pixels of {name!r}")
+    return shape
+
+
+def spec(name: str) -> DatasetSpec:
+    key = canonical(name)
     if key not in DATASETS:
-        raise VscError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise VscError(f"{name} is not an idx dataset")
     return DATASETS[key]
 
 
@@ -209,7 +233,12 @@ def normalise(images: np.ndarray, how: str) -> np.ndarray:
 
 def load_split(name: str, split: str, data_dir: Path | None = None, normalisation: str = "unit",
                limit: int | None = None, fetch_missing: bool = True):
-    """Return (x float32 (N, 784), labels int64 (N,)) for split 'train' or 'test'."""
+    """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test'."""
+    if canonical(name) == "celeba":
+        from . import celeba
+
+        images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit)
+        return normalise(images, normalisation), labels
     ds = spec(name)
     cache = fetch(name, data_dir, progress=True) if fetch_missing else Path(data_dir or default_data_dir()) / ds.folder
     arrays = []

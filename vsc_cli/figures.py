@@ -1,0 +1,317 @@
+"""Pictures of the sparse codes: the paper's Figs. 7 (codes), 4 (alter), 5 (interpolate), 12 (prior), 13 (conditional).
+
+The code of an image is the posterior mean E_q[z] = gamma * mu (see codes.py); "active" elements are
+those with gamma > threshold. Decoded images are the decoder's mean. Images are unit-norm vectors
+(paper D.2), so each tile is shown scaled by its own maximum (negatives clipped to 0): the shapes
+are what matter, not the absolute scale.
+
+The array functions (`alter_codes`, `interpolation_codes`, `conditional_codes`, `prior_codes`,
+`top_elements`) are separate from the drawing so the tests can check them exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import build_model, load_checkpoint
+from .data import image_shape, load_split
+from .errors import VscError
+from .safeio import atomic_write, check_writable_folder
+
+KINDS = ("codes", "alter", "interpolate", "prior", "conditional")
+CELL = 1.1  # inches per image tile
+TITLE = 0.7  # inches for the figure title (two lines) and the first row's labels
+ACTIVE, INACTIVE, ALTERED = "tab:blue", "0.7", "tab:orange"
+
+
+# ---------------------------------------------------------------------------------------- arrays
+def top_elements(code: np.ndarray, gamma: np.ndarray, k: int, threshold: float = 0.5) -> np.ndarray:
+    """Indices of the k active elements (gamma > threshold) with the largest |code|, largest first."""
+    active = np.flatnonzero(gamma > threshold)
+    order = active[np.argsort(-np.abs(code[active]), kind="stable")]
+    return order[:k]
+
+
+def alter_codes(code: np.ndarray, j: int, values: np.ndarray) -> np.ndarray:
+    """len(values) copies of `code` with element j set to each value, all other elements unchanged."""
+    out = np.repeat(code[None, :], len(values), axis=0).astype(np.float32)
+    out[:, j] = values
+    return out
+
+
+def interpolation_codes(code_from: np.ndarray, code_to: np.ndarray, j: int, steps: int) -> np.ndarray:
+    """`code_from` with element j moved linearly from its own value to code_to[j] in `steps` steps."""
+    return alter_codes(code_from, j, np.linspace(code_from[j], code_to[j], steps))
+
+
+def conditional_codes(gamma: np.ndarray, n: int, rng: np.random.Generator, threshold: float = 0.5) -> np.ndarray:
+    """n draws from the prior's Gaussian N(0, 1) along the dimensions the encoding activates
+    (gamma > threshold), exactly 0 along all others (paper appendix E.5, Fig. 13)."""
+    z = rng.standard_normal((n, len(gamma))).astype(np.float32)
+    z[:, gamma <= threshold] = 0.0
+    return z
+
+
+def prior_codes(alpha: float, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """n ancestral draws from the spike-and-slab prior (eq. 4): N(0, 1) with probability alpha, else 0."""
+    slab = rng.standard_normal((n, dim)).astype(np.float32)
+    return np.where(rng.random((n, dim)) < alpha, slab, np.float32(0.0))
+
+
+# ---------------------------------------------------------------------------------------- model
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    shape: tuple  # (channels, height, width)
+    x: np.ndarray  # the split's images, (N, pixels) float32
+    labels: np.ndarray
+    title: str
+
+
+def load(run_dir: Path, data_dir=None, split: str = "test", need_data: bool = True) -> Loaded:
+    state = load_checkpoint(run_dir)
+    model = build_model(state).eval()
+    cfg = model.cfg
+    shape = image_shape(cfg.data, state["pixels"])
+    x, labels = (load_split(cfg.data, split, data_dir, cfg.normalisation) if need_data
+                 else (np.zeros((0, state["pixels"]), np.float32), np.zeros(0, np.int64)))
+    alpha = f", alpha {cfg.alpha:g}" if cfg.model == "vsc" else ""
+    title = f"{cfg.model.upper()} on {cfg.data}, {cfg.dim} dims{alpha}, {state['iteration']} iterations"
+    return Loaded(model, shape, x, labels, title)
+
+
+@torch.no_grad()
+def encode(model, x: np.ndarray) -> dict:
+    mu, logvar, v = model.encode(torch.from_numpy(np.ascontiguousarray(x)).float())
+    gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
+    return {"mu": mu.numpy(), "logvar": logvar.numpy(), "gamma": gamma.numpy(), "code": (gamma * mu).numpy()}
+
+
+@torch.no_grad()
+def decode(model, z: np.ndarray, shape) -> np.ndarray:
+    """Decoder means of codes z (n, J) as images (n, C, H, W)."""
+    out = model.decoder.mean(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)))
+    return out.numpy().reshape(len(z), *shape)
+
+
+def tile(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) unit-norm image -> (H, W) or (H, W, 3) in [0, 1], scaled by its own maximum."""
+    img = np.clip(img, 0, None)
+    img = img / img.max() if img.max() > 0 else img
+    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+
+
+def _pick(loaded: Loaded, indices, count: int) -> list[int]:
+    n = len(loaded.x)
+    indices = list(range(min(count, n))) if not indices else list(indices)
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise VscError(f"--index {bad[0]} is outside the {n} images of the split")
+    return indices
+
+
+# ---------------------------------------------------------------------------------------- drawing
+def _figure(width_cells: float, height_cells: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(width_cells * CELL, height_cells * CELL + TITLE))
+
+
+def _image(ax, img, label=None, color=None):
+    ax.imshow(tile(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if color:
+        for side in ax.spines.values():
+            side.set_edgecolor(color)
+            side.set_linewidth(2)
+    if label:
+        ax.set_title(label, fontsize=7, pad=2)
+
+
+def _bars(ax, code, gamma, threshold, marked=(), altered=None, label=None):
+    j = np.arange(len(code))
+    colors = np.where(gamma > threshold, ACTIVE, INACTIVE)
+    ax.bar(j, code, color=colors, width=1.0)
+    if altered is not None:
+        ax.bar(j[list(marked)], altered[list(marked)], color=ALTERED, width=1.0)
+    for m in marked:
+        ax.plot([m], [code[m]], "o", ms=6, mfc="none", mec=ALTERED, mew=1.5)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlim(-0.5, len(code) - 0.5)
+    ax.tick_params(labelsize=6)
+    if label:
+        ax.set_title(label, fontsize=7, pad=2)
+
+
+def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "test", indices=None,
+           count: int | None = None, elements: int = 4, steps: int = 7, span: float = 3.0,
+           threshold: float = 0.5, seed: int = 0, dpi: int = 100, save_arrays: bool = False) -> dict:
+    """Draw one figure to the PNG `out` (atomically); returns its pixel size and the arrays behind it."""
+    if kind not in KINDS:
+        raise VscError(f"unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
+    out = Path(out)
+    check_writable_folder(out)
+    loaded = load(run_dir, data_dir, split, need_data=kind != "prior")
+    if kind in ("alter", "interpolate", "conditional") and not loaded.model.sparse:
+        pass  # a VAE's codes are all active: the figures still work, every element counts as active
+    draw = {"codes": _codes, "alter": _alter, "interpolate": _interpolate, "prior": _prior,
+            "conditional": _conditional}[kind]
+    fig, arrays = draw(loaded, indices=indices, count=count, elements=elements, steps=steps, span=span,
+                       threshold=threshold, rng=np.random.default_rng(seed))
+    fig.suptitle(f"{_TITLES[kind]}\n{loaded.title}", fontsize=9)
+    size = tuple(int(round(v * dpi)) for v in fig.get_size_inches())
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    result = {"png": str(out), "pixels": size, "kind": kind}
+    if save_arrays:
+        npz = out.with_suffix(".npz")
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+        atomic_write(npz, write)
+        result["npz"] = str(npz)
+    result["arrays"] = arrays
+    return result
+
+
+_TITLES = {
+    "codes": "Sparse codes (gamma*mu; blue: active, gamma > threshold) and reconstructions (paper Fig. 7)",
+    "alter": "Altering single active elements, all others fixed (paper Fig. 4)",
+    "interpolate": "Altering the largest elements of the interpolation vector B - A, one at a time (paper Fig. 5)",
+    "prior": "Ancestral samples from the spike-and-slab prior (paper Fig. 12)",
+    "conditional": "Conditional samples: N(0,1) only along the source's active dimensions (paper Fig. 13)",
+}
+
+
+def _codes(loaded, indices, count, threshold, **_):
+    idx = _pick(loaded, indices, count or 5)
+    enc = encode(loaded.model, loaded.x[idx])
+    recon = decode(loaded.model, enc["code"], loaded.shape)
+    fig = _figure(6, len(idx))
+    grid = fig.add_gridspec(len(idx), 3, width_ratios=[1, 4, 1], left=0.04, right=0.98, bottom=0.03,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.45, wspace=0.15)
+    for r, i in enumerate(idx):
+        g = enc["gamma"][r]
+        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+        _bars(fig.add_subplot(grid[r, 1]), enc["code"][r], g, threshold,
+              label=f"{int((g > threshold).sum())} of {len(g)} elements active")
+        _image(fig.add_subplot(grid[r, 2]), recon[r], "reconstruction")
+    return fig, {"indices": np.array(idx), "images": loaded.x[idx].reshape(len(idx), *loaded.shape),
+                 "reconstructions": recon, **{k: v for k, v in enc.items()}}
+
+
+def _alter(loaded, indices, elements, steps, span, threshold, **_):
+    (i,) = _pick(loaded, (indices or [0])[:1], 1)
+    enc = encode(loaded.model, loaded.x[i:i + 1])
+    code, gamma = enc["code"][0], enc["gamma"][0]
+    chosen = top_elements(code, gamma, elements, threshold)
+    if len(chosen) == 0:
+        raise VscError(f"test image #{i} has no active element (gamma > {threshold:g})")
+    values = np.linspace(-span, span, steps).astype(np.float32)
+    fig = _figure(steps + 1, len(chosen) + 1)
+    grid = fig.add_gridspec(len(chosen) + 1, steps + 1, left=0.09, right=0.99, bottom=0.02,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.35, wspace=0.08)
+    _image(fig.add_subplot(grid[0, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+    _bars(fig.add_subplot(grid[0, 1:]), code, gamma, threshold, marked=chosen,
+          label=f"code: {int((gamma > threshold).sum())} active; circled: the altered elements")
+    decoded, codes = [], []
+    for r, j in enumerate(chosen):
+        z = alter_codes(code, j, values)
+        imgs = decode(loaded.model, np.vstack([code[None], z]), loaded.shape)
+        codes.append(z)
+        decoded.append(imgs)
+        ax = fig.add_subplot(grid[r + 1, 0])
+        _image(ax, imgs[0], "reconstruction" if r == 0 else None, color=ACTIVE)
+        ax.set_ylabel(f"z[{j}]\n= {code[j]:.2f}", fontsize=7, rotation=0, ha="right", va="center")
+        for s in range(steps):
+            _image(fig.add_subplot(grid[r + 1, s + 1]), imgs[s + 1], f"{values[s]:+.1f}" if r == 0 else None)
+    return fig, {"index": np.array(i), "code": code, "gamma": gamma, "elements": chosen, "values": values,
+                 "altered_codes": np.stack(codes), "decoded": np.stack(decoded)}
+
+
+def _interpolate(loaded, indices, elements, steps, threshold, **_):
+    pair = _pick(loaded, (indices or [0, 1])[:2], 2)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise VscError("the interpolation figure needs two different --index values, e.g. --index 3,7")
+    enc = encode(loaded.model, loaded.x[pair])
+    a, b = enc["code"]
+    diff = b - a
+    chosen = np.argsort(-np.abs(diff), kind="stable")[:elements]
+    fig = _figure(steps + 1, 2 * len(chosen) + 1)
+    grid = fig.add_gridspec(2 * len(chosen) + 1, steps + 1, left=0.1, right=0.99, bottom=0.02,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.35, wspace=0.08)
+    _image(fig.add_subplot(grid[0, 0]), loaded.x[pair[0]].reshape(loaded.shape), f"A: test #{pair[0]}")
+    _image(fig.add_subplot(grid[0, steps]), loaded.x[pair[1]].reshape(loaded.shape), f"B: test #{pair[1]}")
+    _bars(fig.add_subplot(grid[0, 1:steps]), diff, np.maximum(enc["gamma"][0], enc["gamma"][1]), threshold,
+          marked=chosen, label="interpolation vector B - A (circled: the elements altered below)")
+    decoded, codes = [], []
+    for r, j in enumerate(chosen):
+        for side, (src, dst, name) in enumerate(((a, b, "A"), (b, a, "B"))):
+            z = interpolation_codes(src, dst, j, steps + 1)
+            imgs = decode(loaded.model, z, loaded.shape)
+            codes.append(z)
+            decoded.append(imgs)
+            row = 1 + 2 * r + side
+            for s in range(steps + 1):
+                ax = fig.add_subplot(grid[row, s])
+                _image(ax, imgs[s], color=ACTIVE if s == 0 else None)
+                if s == 0:
+                    other = "B" if name == "A" else "A"
+                    ax.set_ylabel(f"{name}: z[{j}]\n{src[j]:.2f} -> {dst[j]:.2f}\n(to {other}'s)", fontsize=6,
+                                  rotation=0, ha="right", va="center")
+    return fig, {"indices": np.array(pair), "code_a": a, "code_b": b, "difference": diff, "elements": chosen,
+                 "codes": np.stack(codes), "decoded": np.stack(decoded)}
+
+
+def _prior(loaded, count, rng, **_):
+    n = count or 64
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    cfg = loaded.model.cfg
+    alpha = cfg.alpha if cfg.model == "vsc" else 1.0
+    z = prior_codes(alpha, n, cfg.dim, rng)
+    imgs = decode(loaded.model, z, loaded.shape)
+    fig = _figure(cols, rows)
+    grid = fig.add_gridspec(rows, cols, left=0.01, right=0.99, bottom=0.01,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.05, wspace=0.05)
+    for k in range(rows * cols):
+        ax = fig.add_subplot(grid[k // cols, k % cols])
+        if k < n:
+            _image(ax, imgs[k])
+        else:
+            ax.axis("off")
+    return fig, {"codes": z, "decoded": imgs, "alpha": np.array(alpha)}
+
+
+def _conditional(loaded, indices, count, threshold, rng, **_):
+    idx = _pick(loaded, indices, 3)
+    n = count or 8
+    enc = encode(loaded.model, loaded.x[idx])
+    recon = decode(loaded.model, enc["code"], loaded.shape)
+    fig = _figure(n + 2, len(idx))
+    grid = fig.add_gridspec(len(idx), n + 2, left=0.01, right=0.99, bottom=0.02,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.35, wspace=0.08)
+    codes, decoded = [], []
+    for r, i in enumerate(idx):
+        g = enc["gamma"][r]
+        z = conditional_codes(g, n, rng, threshold)
+        imgs = decode(loaded.model, z, loaded.shape)
+        codes.append(z)
+        decoded.append(imgs)
+        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+        _image(fig.add_subplot(grid[r, 1]), recon[r], f"{int((g > threshold).sum())} active", color=ACTIVE)
+        for s in range(n):
+            _image(fig.add_subplot(grid[r, s + 2]), imgs[s], "samples" if s == 0 and r == 0 else None)
+    return fig, {"indices": np.array(idx), "gamma": enc["gamma"], "codes": np.stack(codes),
+                 "decoded": np.stack(decoded)}
