@@ -78,3 +78,42 @@ def test_numba_backend_gives_the_torch_loss_curve(shared_data, tmp_path):
     assert torch.equal(curves["numba", "float64"][:6], curves["torch", "float64"][:6])
     torch.testing.assert_close(curves["numba", "float32"][:3], curves["torch", "float32"][:3], rtol=1e-3, atol=0.5)
     assert curves["numba", "float32"][-1] > curves["numba", "float32"][0] + 1000  # and it trains
+
+
+def test_logvar_init_sets_the_decoders_starting_variance():
+    from vsc_cli.model import VAE
+
+    z = torch.randn(64, 8)
+    for init, expect in ((-8.0, -8.0), (None, 0.0)):
+        torch.manual_seed(0)
+        model = VAE(TrainConfig(dim=8, hidden=(16,), logvar_init=init, backend="torch"), 30)
+        _, logvar = model.decoder(z)
+        assert abs(float(logvar.mean()) - expect) < 0.5, (init, float(logvar.mean()))
+    assert TrainConfig.from_dict(TrainConfig(logvar_init="data").to_dict()).logvar_init == "data"
+
+
+def test_logvar_init_data_is_resolved_and_stored(shared_data, tmp_path):
+    train(small_cfg(iterations=5, logvar_init="data", train_size=500), tmp_path / "run", data_dir=shared_data,
+          progress=False)
+    stored = load_checkpoint(tmp_path / "run")["config"]["logvar_init"]
+    x = torch.from_numpy(__import__("vsc_cli.data", fromlist=["load_split"]).load_split(
+        "fmnist", "train", shared_data, limit=500)[0]).double()
+    assert abs(stored - float(torch.log(x.var(0, unbiased=False).mean()))) < 1e-6
+
+
+def test_gamma_init_keeps_every_spike_probability_learnable():
+    """Under PyTorch's default init about half the v outputs are > 0, where log gamma = min(v, 0) is flat:
+    those elements sit at gamma = 1 with zero gradient. --gamma-init puts all of them below 0."""
+    from vsc_cli.model import VAE
+
+    x = torch.rand(256, 784)
+    x = x / x.norm(dim=1, keepdim=True)
+    fractions = {}
+    for init in (None, 0.5):
+        torch.manual_seed(0)
+        model = VAE(TrainConfig(dim=200, gamma_init=init, backend="torch"), 784)
+        _, _, v = model.encode(x)
+        fractions[init] = float((v > 0).float().mean())
+        if init is not None:
+            torch.testing.assert_close(model.gamma(v), torch.full_like(v, 0.5), atol=0.01, rtol=0)
+    assert 0.3 < fractions[None] < 0.7 and fractions[0.5] == 0.0

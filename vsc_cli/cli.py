@@ -32,6 +32,15 @@ def _hidden(ctx, param, value):
     return sizes
 
 
+def _logvar_init(ctx, param, value):
+    if value is None or value == "data":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give 'data' or a number, e.g. -8") from None
+
+
 def handle_errors(fn):
     """Turn the library's VscError (and a few OS errors) into one-line ClickExceptions, unless --debug."""
 
@@ -165,6 +174,13 @@ def check_backend(backend: str, device: str) -> None:
               help="Iterations between checkpoints.")
 @click.option("--min-logvar", type=float, default=-10.0, show_default=True,
               help="Soft floor on the Gaussian decoder's per-pixel log-variance.")
+@click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="VSC: start every spike probability gamma near this value, e.g. 0.5 [default: PyTorch's "
+                   "init, under which about half the elements start at gamma = 1 with zero gradient]. "
+                   "Not in the paper; see README.")
+@click.option("--logvar-init", callback=_logvar_init,
+              help="Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) "
+                   "or a number [default: PyTorch's init, about 0]. Not in the paper; see README.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,

@@ -19,6 +19,10 @@ class TrainConfig:
     c_start: float = 50.0  # sigmoid scale c at the first iteration (C.2)
     c_end: float = 200.0  # ... and at the last one, rising linearly per iteration
     min_logvar: float = -10.0  # soft floor on the decoder's log-variance (see model.py)
+    logvar_init: float | str | None = None  # decoder log-variance at the start: None = PyTorch's init (about 0);
+    # "data" = log of the training images' mean per-pixel variance (resolved to a number when training starts)
+    gamma_init: float | None = None  # VSC: start every spike probability near this value (None: PyTorch's init,
+    # which gives v > 0, i.e. gamma = 1 with zero gradient, for about half the latent elements; see model.py)
     seed: int = 0  # seeds the initial weights, the batch order and the noise
     train_size: int | None = None  # use only the first N training images (None: all 60,000)
     test_size: int | None = None  # evaluate on the first N test images (None: all 10,000)
@@ -74,6 +78,8 @@ _CHECKS = {  # what a checkpoint's config may hold
     "c_start": _is_num,
     "c_end": _is_num,
     "min_logvar": _is_num,
+    "logvar_init": lambda v: v is None or v == "data" or _is_num(v),
+    "gamma_init": lambda v: v is None or (_is_num(v) and 0 < v < 1),
     "seed": _is_int,
     "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
     "test_size": lambda v: v is None or (_is_int(v) and v >= 1),

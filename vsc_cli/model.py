@@ -33,11 +33,18 @@ class Decoder(nn.Module):
     unit-norm pixel values (up to about 0.15).
     """
 
-    def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float):
+    def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
+                 logvar_init: float | None = None):
         super().__init__()
         self.likelihood, self.min_logvar = likelihood, min_logvar
         outputs = 2 * pixels if likelihood == "gaussian" else pixels
         self.net = mlp([dim, *hidden, outputs])
+        if likelihood == "gaussian" and logvar_init is not None:
+            # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
+            # pixels of ~0.02, which makes the reconstruction gradient tiny beside the KL's early on)
+            target = torch.tensor(max(float(logvar_init) - min_logvar, 1e-3))
+            with torch.no_grad():
+                self.net[-1].bias[pixels:] = min_logvar + torch.log(torch.expm1(target))
 
     def forward(self, z):
         out = self.net(z)
@@ -71,7 +78,15 @@ class VAE(nn.Module):
         self.sparse = cfg.model == "vsc"
         heads = 3 if self.sparse else 2
         self.encoder = mlp([pixels, *cfg.hidden, heads * cfg.dim])
-        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar)
+        if self.sparse and cfg.gamma_init is not None:
+            # log gamma = min(v, 0) has zero gradient wherever v > 0: an element that starts there sits at
+            # gamma = 1 until its v drifts below 0 by chance. Starting v at log(gamma_init) < 0 (and its
+            # weights small) puts every element where its spike probability can learn.
+            with torch.no_grad():
+                self.encoder[-1].bias[2 * cfg.dim:] = math.log(cfg.gamma_init)
+                self.encoder[-1].weight[2 * cfg.dim:] *= 0.1
+        init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
+        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
 
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1)."""

@@ -9,6 +9,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -171,6 +172,8 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at):
         raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
     if cfg.batch_size > len(x_train):
         raise VscError(f"--batch-size {cfg.batch_size} is larger than the {len(x_train)} training images")
+    if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
+        cfg = dataclasses.replace(cfg, logvar_init=float(np.log(x_train.var(0, dtype=np.float64).mean())))
     dtype = getattr(torch, cfg.dtype)
     x_train = torch.from_numpy(x_train).to(device=device, dtype=dtype)
     x_test = torch.from_numpy(x_test).to(device=device, dtype=dtype)
