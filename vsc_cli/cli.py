@@ -419,6 +419,81 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
     click.echo(f"wrote {result['png']} ({w}x{h} pixels)" + (f" and {result['npz']}" if save_arrays else ""))
 
 
+@main.command()
+@click.argument("grid", type=click.Choice(["dims", "alpha"]))
+@click.option("--data", type=click.Choice(["mnist", "fmnist", "fashion-mnist"], case_sensitive=False), default="fmnist",
+              show_default=True, help="Dataset of the sweep.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Sweep folder: one run folder per point, results.csv, plots, report.md "
+                   "[default: experiments/DATA-GRID].")
+@click.option("--dims", "dims", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
+              help="dims grid: latent dimensions [default: 8,16,32,64,128,200].")
+@click.option("--models", help="dims grid: models, e.g. vae,vsc:0.5,vsc:0.2,vsc:0.01 (the default).")
+@click.option("--alphas", help="alpha grid: prior alphas [default: 0.01,0.05,0.1,0.2,0.5,0.8,1.0].")
+@click.option("--iterations", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Training iterations per point (the paper: 20,000).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "numba", "cuda"]), default="auto", show_default=True,
+              help="Spike-and-slab op for every point (auto: the fastest here).")
+@click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Passed to every VSC point (not in the paper; see `vsc train --help`).")
+@click.option("--train-size", type=click.IntRange(min=1),
+              help="Use only the first N training (and encoded) images of each split: quick, not the paper's.")
+@click.option("--labelled", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
+              help="Labelled-set sizes for the classifier [default: 5000 (dims), 100,1000,5000 (alpha)].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Points trained at once in separate processes (CPU threads are split between them).")
+@click.option("--point", type=click.IntRange(min=0),
+              help="Run only grid point K (0-based, see --list): one point per job of a cluster array.")
+@click.option("--list", "list_only", is_flag=True, help="List the grid's points, their state, and exit.")
+@data_dir_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@handle_errors
+def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, train_size, labelled, jobs,
+               point, list_only, data_dir, quiet):
+    """Reproduce a sweep of the paper: `dims` (Figs. 2, 3) or `alpha` (Figs. 8, 10, 11).
+
+    Trains, evaluates, encodes and classifies every grid point, skipping finished ones (run it again
+    to resume), then writes results.csv, the plots and report.md. Example:
+    vsc experiment dims --data fmnist --jobs 2
+    """
+    from . import experiment as E
+
+    data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
+    out = out or Path("experiments") / f"{data}-{grid}"
+    options = {"iterations": iterations, "backend": backend}
+    if gamma_init is not None:
+        options["gamma_init"] = gamma_init
+    if train_size is not None:
+        options["train_size"] = train_size
+    kw = {"labelled": tuple(labelled)} if labelled else {}
+    if dims:
+        kw["dims"] = tuple(dims)
+    if models:
+        kw["models"] = tuple(E.parse_models(models))
+    if alphas:
+        try:
+            kw["alphas"] = tuple(float(a) for a in alphas.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{alphas!r} is not a list of numbers", param_hint="--alphas") from None
+        if any(not 0 < a <= 1 for a in kw["alphas"]):
+            raise click.BadParameter("every alpha must be in (0, 1]", param_hint="--alphas")
+    points = E.grid_points(grid, data, options=options, **kw)
+    if point is not None and point >= len(points):
+        raise click.BadParameter(f"the {grid} grid has points 0..{len(points) - 1}", param_hint="--point")
+    if list_only:
+        for k, p in enumerate(points):
+            state = "done" if (out / "points" / p.name / E.RESULT).is_file() else "to do"
+            click.echo(f"{k:3d}  {p.name:32s} {state}")
+        click.echo(f"rough CPU time for all points here: {E.format_seconds(E.estimate_seconds(points))}")
+        return
+    results = E.run_grid(points, out, data_dir, jobs, progress=not quiet, only=point)
+    command = "vsc " + " ".join(sys.argv[1:]) if sys.argv and "vsc" in Path(sys.argv[0]).name else \
+        f"vsc experiment {grid} --data {data} --iterations {iterations}"
+    made = E.write_outputs(grid, data, points, results, out, command)
+    click.echo(f"{len(results)} of {len(points)} points done; wrote {made['csv']}, {made['report']} and "
+               f"{len(made['plots'])} plots in {out}")
+
+
 def _sizes(ctx, param, value):
     """'100x200,256x200' -> [(100, 200), (256, 200)]."""
     try:

@@ -1,0 +1,67 @@
+"""`vsc experiment`: grid points, a tiny real sweep, resume, outputs."""
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vsc_cli import experiment as E
+from vsc_cli.cli import main
+from vsc_cli.errors import VscError
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_grid_points_and_names():
+    points = E.grid_points("dims", "mnist")
+    assert len(points) == 24 and points[0].name == "mnist-vae-d8" and points[-1].name == "mnist-vsc-d200-a0.01"
+    alpha = E.grid_points("alpha", "fmnist")
+    assert [p.alpha for p in alpha] == [0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0] and {p.dim for p in alpha} == {200}
+    assert alpha[0].labelled == (100, 1000, 5000)
+    assert E.parse_models("vae,vsc:0.01") == ["vae", "vsc:0.01"]
+    for bad in ("gan", "vsc:0", "vsc:x", "vsc:1.5"):
+        with pytest.raises(VscError):
+            E.parse_models(bad)
+
+
+def test_tiny_sweep_runs_resumes_and_reports(shared_data, tmp_path):
+    out = tmp_path / "sweep"
+    base = ["experiment", "dims", "--data", "fmnist", "--dims", "4", "--models", "vae,vsc:0.2",
+            "--iterations", 30, "--backend", "torch", "--train-size", 1500, "--labelled", 300,
+            "--data-dir", shared_data, "--out", out, "--quiet"]
+    # a quick sweep: 1,500 images per split, 30 iterations; point 1 alone first (as one job of an array)
+    result = run(*base, "--point", 1)
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 points done" in result.output
+    first = (out / "points" / "fmnist-vsc-d4-a0.2" / "result.json").stat().st_mtime_ns
+    result = run(*base, "--list")
+    assert "fmnist-vsc-d4-a0.2" in result.output and "done" in result.output and "to do" in result.output
+    result = run(*base)
+    assert result.exit_code == 0 and "2 of 2 points done" in result.output, result.output
+    assert (out / "points" / "fmnist-vsc-d4-a0.2" / "result.json").stat().st_mtime_ns == first  # skipped
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 2 and {r["model"] for r in table} == {"vae", "vsc"}
+    for r in table:
+        assert 0.05 < float(r["accuracy_mean"]) <= 1 and r["labelled"] == "300"
+        assert float(r["test_elbo"]) > 0 and 0 < float(r["sparsity"]) <= 1
+    vae = json.loads((out / "points" / "fmnist-vae-d4" / "result.json").read_text())
+    assert vae["sparsity"] == 1.0 and vae["iterations"] == 30
+    report = (out / "report.md").read_text()
+    assert "| VAE |" in report and "| VSC, alpha 0.2 |" in report and "79.7" in report  # public figures beside ours
+    for png in ("elbo-vs-dims.png", "accuracy-vs-dims.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # the same folder with other settings is refused, naming the setting
+    result = run(*[40 if a == 30 else a for a in base])
+    assert result.exit_code == 1 and "iterations=30, not 40" in result.output
+
+
+def test_experiment_bad_inputs(tmp_path):
+    result = run("experiment", "dims", "--point", 99, "--out", tmp_path)
+    assert result.exit_code == 2 and "points 0..23" in result.output
+    result = run("experiment", "alpha", "--alphas", "0.5,2", "--out", tmp_path)
+    assert result.exit_code == 2 and "(0, 1]" in result.output
+    result = run("experiment", "dims", "--models", "vae,gan", "--out", tmp_path)
+    assert result.exit_code == 1 and "gan" in result.output

@@ -1,0 +1,356 @@
+"""The paper's sweeps (Figs. 2, 3, 8, 10, 11) as grids of runs: train, evaluate, encode, classify.
+
+`dims`: latent dimensions x {VAE, VSC at alpha 0.5, 0.2, 0.01}: test ELBO and accuracy with 5,000 labels.
+`alpha`: 200 dimensions x alpha in {0.01, ..., 1.0}: posterior sparsity, train and test ELBO, accuracy
+with {100, 1000, 5000} labels.
+
+Each grid point is one run folder `<out>/points/<name>/` holding the run (checkpoint, log, metrics),
+its codes (codes.h5) and its result (result.json, written last and atomically): a point whose
+result.json exists is done and skipped, so an interrupted sweep is resumed by running it again.
+A point whose training was interrupted resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import VscError
+from .safeio import atomic_write, atomic_write_text
+
+GRIDS = ("dims", "alpha")
+DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
+DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
+DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
+LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
+RESULT = "result.json"
+CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo", "train_elbo", "sparsity",
+              "selected_fraction", "labelled", "accuracy_mean", "accuracy_std", "seconds", "backend", "point"]
+
+# An independent reproduction's test accuracy (%), 5000 labels, linear classifier (issue 7)
+PUBLIC = {
+    ("vae", "mnist"): (69.4, 85.5, 86.7, 86.4, 86.4, 86.6),
+    ("vsc:0.01", "mnist"): (68.2, 68.3, 80.4, 85.0, 89.7, 91.8),
+    ("vae", "fmnist"): (72.9, 74.6, 73.4, 74.8, 74.4, 67.1),
+    ("vsc:0.01", "fmnist"): (66.9, 52.8, 68.6, 68.3, 78.3, 79.7),
+}
+
+
+@dataclass
+class Point:
+    grid: str
+    data: str
+    model: str  # vae | vsc
+    alpha: float  # 1.0 for the VAE
+    dim: int
+    labelled: tuple = (5000,)
+    options: dict = field(default_factory=dict)  # extra TrainConfig fields (iterations, gamma_init, ...)
+
+    @property
+    def name(self) -> str:
+        alpha = f"-a{self.alpha:g}" if self.model == "vsc" else ""
+        return f"{self.data}-{self.model}-d{self.dim}{alpha}"
+
+    @property
+    def label(self) -> str:
+        return "VAE" if self.model == "vae" else f"VSC, alpha {self.alpha:g}"
+
+
+def parse_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    for m in models:
+        if m != "vae" and not (m.startswith("vsc:") and _alpha_ok(m[4:])):
+            raise VscError(f"model {m!r}: use vae or vsc:ALPHA with ALPHA in (0, 1], e.g. vae,vsc:0.01")
+    return models
+
+
+def _alpha_ok(text: str) -> bool:
+    try:
+        return 0 < float(text) <= 1
+    except ValueError:
+        return False
+
+
+def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, alphas=DEFAULT_ALPHAS,
+                alpha_dim: int = 200, options: dict | None = None, labelled=None) -> list[Point]:
+    """The grid's points in a fixed order (the order --point K counts in)."""
+    options = dict(options or {})
+    labelled = tuple(labelled or LABELLED.get(grid, (5000,)))
+    if grid == "dims":
+        return [Point(grid, data, "vae" if m == "vae" else "vsc", 1.0 if m == "vae" else float(m[4:]), d,
+                      labelled, options) for m in models for d in dims]
+    if grid == "alpha":
+        return [Point(grid, data, "vsc", float(a), alpha_dim, labelled, options) for a in alphas]
+    raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
+
+
+def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False) -> dict:
+    """Train (or resume), evaluate, encode and classify one point; write and return its result."""
+    import torch
+
+    from .checkpoint import CHECKPOINT, build_model, load_checkpoint
+    from .codes import classify, encode, read_gamma, sparsity_from_gamma
+    from .config import TrainConfig
+    from .data import load_split
+    from .train import evaluate, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(root) / "points" / point.name
+    if (folder / RESULT).is_file():
+        return json.loads((folder / RESULT).read_text())
+    t0 = time.perf_counter()
+    cfg = TrainConfig(data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **point.options)
+    resume = (folder / CHECKPOINT).is_file()
+    if resume:  # a half-trained point must have been started with the same settings
+        stored = TrainConfig.from_dict(load_checkpoint(folder)["config"])
+        for key, value in point.options.items():
+            if key != "backend" and getattr(stored, key) != value:
+                raise VscError(f"{folder} was started with {key}={getattr(stored, key)}, not {value}; "
+                               "use another --out for different settings")
+    metrics = train(None if resume else cfg, folder, data_dir=data_dir, resume=resume, progress=progress)
+    model = build_model(load_checkpoint(folder))
+    x_train, _ = load_split(point.data, "train", data_dir, model.cfg.normalisation, model.cfg.train_size)
+    train_elbo = evaluate(model, torch.from_numpy(x_train), model.cfg.seed)["elbo"]
+    codes = folder / "codes.h5"
+    if not codes.is_file():  # train_size (tests) limits the encoded images like the training set
+        encode(folder, codes, data_dir=data_dir, progress=progress, limit=point.options.get("train_size"))
+    acc = classify(codes, "code", point.labelled, repeats=5, seed=0)
+    gamma, _ = read_gamma(codes, "test")
+    sp = sparsity_from_gamma(gamma, point.alpha)
+    result = {
+        "grid": point.grid, "data": point.data, "model": point.model, "alpha": point.alpha, "dim": point.dim,
+        "iterations": model.cfg.iterations, "test_elbo": metrics["test_elbo"], "train_elbo": train_elbo,
+        "sparsity": sp["sparsity"], "selected_fraction": sp["selected_fraction"],
+        "dims_sometimes": sp["dims_sometimes"], "accuracy": acc["results"], "backend": model.cfg.backend,
+        "seconds": metrics["seconds"] + time.perf_counter() - t0, "point": point.name,
+        "options": point.options,
+    }
+    atomic_write_text(folder / RESULT, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _worker(args):
+    point, root, data_dir, threads = args
+    return run_point(point, root, data_dir, threads)
+
+
+def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, progress: bool = True,
+             only: int | None = None) -> list[dict]:
+    """Run every unfinished point (or only point `only`), `jobs` at a time; return all finished results."""
+    from tqdm import tqdm
+
+    root = Path(root)
+    (root / "points").mkdir(parents=True, exist_ok=True)
+    todo = [points[only]] if only is not None else points
+    for p in todo:  # a finished point must have been run with the same settings
+        path = root / "points" / p.name / RESULT
+        if path.is_file():
+            done = json.loads(path.read_text()).get("options", {})
+            differ = {k: (done.get(k), v) for k, v in p.options.items() if k != "backend" and done.get(k) != v}
+            if differ:
+                k, (was, now) = next(iter(differ.items()))
+                raise VscError(f"{path.parent} was run with {k}={was}, not {now}; use another --out")
+    todo = [p for p in todo if not (root / "points" / p.name / RESULT).is_file()]
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, jobs))
+    if jobs <= 1:
+        for p in tqdm(todo, desc="grid points", disable=not progress):
+            run_point(p, root, data_dir, threads)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_worker, (p, root, data_dir, threads)) for p in todo]
+            for f in tqdm(as_completed(futures), total=len(futures), desc="grid points", disable=not progress):
+                f.result()
+    return collect(points, root)
+
+
+def collect(points: list[Point], root: Path) -> list[dict]:
+    out = []
+    for p in points:
+        path = Path(root) / "points" / p.name / RESULT
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def rows(results: list[dict]) -> list[dict]:
+    """One CSV row per (point, labelled count)."""
+    table = []
+    for r in results:
+        for a in r["accuracy"]:
+            table.append({**{k: r.get(k) for k in CSV_FIELDS}, "labelled": a["labelled"],
+                          "accuracy_mean": a["accuracy_mean"], "accuracy_std": a["accuracy_std"]})
+    return table
+
+
+def write_outputs(grid: str, data: str, points: list[Point], results: list[dict], root: Path, command: str) -> dict:
+    """results.csv, PNG plots in the paper's form and report.md, all written atomically."""
+    root = Path(root)
+    table = rows(results)
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, CSV_FIELDS)
+            w.writeheader()
+            w.writerows(table)
+
+    atomic_write(root / "results.csv", write_csv)
+    plots = _plots(grid, data, results, root)
+    atomic_write_text(root / "report.md", _report(grid, data, points, results, plots, command))
+    return {"csv": str(root / "results.csv"), "plots": plots, "report": str(root / "report.md")}
+
+
+def _plots(grid, data, results, root) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+
+    def save(fig, name):
+        atomic_write(root / name, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+        plt.close(fig)
+        made.append(name)
+
+    if not results:
+        return made
+    if grid == "dims":
+        by_model: dict = {}
+        for r in results:
+            key = "VAE" if r["model"] == "vae" else f"VSC, alpha {r['alpha']:g}"
+            by_model.setdefault(key, []).append(r)
+        n = results[0]["accuracy"][-1]["labelled"]
+        for metric, ylabel, name in (("test_elbo", "test ELBO per image (nats)", "elbo-vs-dims.png"),
+                                     ("accuracy", f"test accuracy, {n} labels (%)", "accuracy-vs-dims.png")):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for key, rs in sorted(by_model.items()):
+                rs = sorted(rs, key=lambda r: r["dim"])
+                ys = [r[metric] if metric != "accuracy" else 100 * r["accuracy"][-1]["accuracy_mean"] for r in rs]
+                ax.plot([r["dim"] for r in rs], ys, "o-", label=key)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("latent dimensions")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{data}: {ylabel.split(' (')[0]} against latent dimensions")
+            ax.legend(fontsize=8)
+            save(fig, name)
+    else:
+        rs = sorted(results, key=lambda r: r["alpha"])
+        alphas = [r["alpha"] for r in rs]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(alphas, [r["sparsity"] for r in rs], "o-", label="measured (mean gamma)")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="sparsity = alpha")
+        ax.set_xlabel("prior alpha")
+        ax.set_ylabel("posterior sparsity (fraction non-zero)")
+        ax.set_title(f"{data}: posterior sparsity against alpha (Fig. 8)")
+        ax.legend(fontsize=8)
+        save(fig, "sparsity-vs-alpha.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(alphas, [r["train_elbo"] for r in rs], "o-", label="train")
+        ax.plot(alphas, [r["test_elbo"] for r in rs], "s-", label="test")
+        ax.set_xlabel("prior alpha")
+        ax.set_ylabel("ELBO per image (nats)")
+        ax.set_title(f"{data}: ELBO against alpha (Fig. 10)")
+        ax.legend(fontsize=8)
+        save(fig, "elbo-vs-alpha.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for i, lab in enumerate(rs[0]["accuracy"]):
+            ax.plot(alphas, [100 * r["accuracy"][i]["accuracy_mean"] for r in rs], "o-",
+                    label=f"{lab['labelled']} labels")
+        ax.set_xlabel("prior alpha")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{data}: accuracy against alpha (Fig. 11)")
+        ax.legend(fontsize=8)
+        save(fig, "accuracy-vs-alpha.png")
+    return made
+
+
+def _machine() -> str:
+    import h5py
+    import numba
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (f"{cpu}, {os.cpu_count()} cores, GPU: {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"numba {numba.__version__}, numpy {numpy.__version__}, h5py {h5py.__version__}")
+
+
+def _report(grid, data, points, results, plots, command) -> str:
+    from . import __version__
+
+    done = {r["point"] for r in results}
+    lines = [f"# {grid} sweep on {data}", "",
+             f"- command: `{command}`", f"- machine: {_machine()}", f"- vsc {__version__}",
+             f"- points finished: {len(done)} of {len(points)}" +
+             ("" if len(done) == len(points) else f" (missing: {', '.join(p.name for p in points if p.name not in done)})"),
+             ""]
+    if grid == "dims":
+        dims = sorted({p.dim for p in points})
+        models = []
+        for p in points:
+            key = "vae" if p.model == "vae" else f"vsc:{p.alpha:g}"
+            if key not in models:
+                models.append(key)
+        n = results[0]["accuracy"][-1]["labelled"] if results else 5000
+        for metric, title in (("accuracy", f"Test accuracy (%), linear classifier, {n} labels, mean ± std of 5 draws"),
+                              ("test_elbo", "Test ELBO per image (nats)")):
+            lines += [f"## {title}", "", "| model | " + " | ".join(map(str, dims)) + " |",
+                      "|---|" + "---|" * len(dims)]
+            for m in models:
+                cells = []
+                for d in dims:
+                    r = next((r for r in results if r["dim"] == d and
+                              (r["model"] == "vae" if m == "vae" else r["model"] == "vsc" and f"vsc:{r['alpha']:g}" == m)),
+                             None)
+                    if r is None:
+                        cells.append("")
+                    elif metric == "accuracy":
+                        a = r["accuracy"][-1]
+                        cells.append(f"{100 * a['accuracy_mean']:.1f} ± {100 * a['accuracy_std']:.1f}")
+                    else:
+                        cells.append(f"{r[metric]:.1f}")
+                name = "VAE" if m == "vae" else f"VSC, alpha {m[4:]}"
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+        public = [(m, PUBLIC[(m, data)]) for m in ("vae", "vsc:0.01") if (m, data) in PUBLIC]
+        if public:
+            lines += ["## Public figures from an independent reproduction (5000 labels, test accuracy %)", "",
+                      "| model | " + " | ".join(map(str, DEFAULT_DIMS)) + " |", "|---|" + "---|" * len(DEFAULT_DIMS)]
+            for m, vals in public:
+                lines.append(f"| {'VAE' if m == 'vae' else 'VSC, alpha 0.01'} | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
+            lines.append("")
+    else:
+        lines += ["## Sparsity, ELBO and accuracy against alpha (200 dimensions)", "",
+                  "| alpha | posterior sparsity | selected (gamma > 0.5) | train ELBO | test ELBO | "
+                  "acc. 100 | acc. 1000 | acc. 5000 |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(results, key=lambda r: r["alpha"]):
+            accs = " | ".join(f"{100 * a['accuracy_mean']:.1f}" for a in r["accuracy"])
+            lines.append(f"| {r['alpha']:g} | {r['sparsity']:.3f} | {r['selected_fraction']:.3f} | "
+                         f"{r['train_elbo']:.1f} | {r['test_elbo']:.1f} | {accs} |")
+        lines.append("")
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def format_seconds(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def estimate_seconds(points: list[Point], seconds_per_1000: float = 30.0) -> float:
+    """A rough CPU-time estimate: training at `seconds_per_1000` per 1,000 iterations (this VM: ~30)."""
+    return sum(p.options.get("iterations", 20_000) / 1000 * seconds_per_1000 * (1 + math.log2(max(p.dim, 8)) / 16)
+               for p in points)
