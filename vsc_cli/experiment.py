@@ -100,8 +100,11 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     from .data import load_split
     from .train import evaluate, train
 
-    if threads:
+    if threads:  # several jobs share the cores: cap torch's and numba's threads (oversubscription is slow)
+        import numba
+
         torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     folder = Path(root) / "points" / point.name
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
