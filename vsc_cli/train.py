@@ -6,7 +6,9 @@ import csv
 import dataclasses
 import json
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,15 +144,30 @@ def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=
     except OSError as exc:
         raise VscError(f"cannot create run folder {out_dir}: {exc.strerror}") from None
     with OutputLock(out_dir, "vsc train"):
-        anomaly = torch.autograd.detect_anomaly(check_nan=True) if detect_anomaly else contextlib.nullcontext()
-        try:
-            with anomaly:
-                return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
-        except RuntimeError as exc:
-            if not detect_anomaly or "nan" not in str(exc).lower():
-                raise
-            raise VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration {_current_iteration[0]}); "
-                           "the last good checkpoint is kept") from None
+        if not detect_anomaly:
+            return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
+        # autograd reports where the faulty operation was called as a warning; record it so that it is
+        # shown whatever the warning filters are (once-per-location, or captured by a test runner)
+        failure = result = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with torch.autograd.detect_anomaly(check_nan=True):
+                    result = _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
+            except RuntimeError as exc:
+                if "nan" not in str(exc).lower():
+                    raise
+                failure = VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration "
+                                   f"{_current_iteration[0]}); the last good checkpoint is kept")
+            recorded = list(caught)
+        for w in recorded:  # outside the recording context: other warnings reach the user as usual
+            if "Traceback of forward call" in str(w.message):
+                print(str(w.message), file=sys.stderr)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if failure is not None:
+            raise failure
+        return result
 
 
 _current_iteration = [0]  # for the anomaly message
