@@ -171,6 +171,8 @@ def test_nan_stops_with_iteration_and_term_and_keeps_checkpoint(shared_data, tmp
 
 
 def test_detect_anomaly_names_the_operation(shared_data, tmp_path, monkeypatch):
+    result = run(*train_args(shared_data, tmp_path / "ok", iterations=4, every=2), "--detect-anomaly")
+    assert result.exit_code == 0 and "test ELBO per image" in result.output, result.output  # no fault: trains
     inject(monkeypatch, 3, "kl_slab", "grad")
     result = run(*train_args(shared_data, tmp_path / "run", iterations=10, every=2), "--detect-anomaly")
     assert result.exit_code == 1
