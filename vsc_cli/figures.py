@@ -159,8 +159,7 @@ def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "tes
     out = Path(out)
     check_writable_folder(out)
     loaded = load(run_dir, data_dir, split, need_data=kind != "prior")
-    if kind in ("alter", "interpolate", "conditional") and not loaded.model.sparse:
-        pass  # a VAE's codes are all active: the figures still work, every element counts as active
+    # a VAE's gamma is 1 everywhere: its figures work the same, with every element active
     draw = {"codes": _codes, "alter": _alter, "interpolate": _interpolate, "prior": _prior,
             "conditional": _conditional}[kind]
     fig, arrays = draw(loaded, indices=indices, count=count, elements=elements, steps=steps, span=span,
