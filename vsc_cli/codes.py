@@ -109,8 +109,8 @@ class _WriteFailed(Exception):
 
 class _WriteGuard:
     """The file HDF5 writes through. A failed write (a full disk) is recorded and then *hidden* from HDF5:
-    HDF5 1.14 can crash (SIGSEGV) closing a file after a failed write. The encoder checks the record after
-    each batch, stops, and the temporary file is deleted, so the hidden failure never reaches a reader."""
+    HDF5 (2.0.0 in h5py 3.16) can crash (SIGSEGV) closing a file after a failed write. The encoder checks the
+    record after each batch, stops, and the temporary file is deleted, so the hidden failure never reaches a reader."""
 
     def __init__(self, fh):
         self.fh, self.error = fh, None
