@@ -3,7 +3,8 @@
 The file is in the safetensors layout (https://github.com/huggingface/safetensors): an 8-byte
 little-endian header length N, N bytes of JSON header {name: {dtype, shape, data_offsets}, ...,
 "__metadata__": {str: str}}, then the raw little-endian tensor bytes. It is written and read here,
-strictly validated, with no dependency beyond torch; `safetensors.torch.load_file` reads it too.
+strictly validated, with no dependency beyond torch; the official `safetensors` library reads it too
+(checked with 0.8.0's numpy loader).
 
 Tensors: model/<parameter>, optimizer/state/<param index>/<key>, perm (the epoch's batch order),
 rng/data and rng/noise (generator states). Everything else (config, iteration, the epoch position,
