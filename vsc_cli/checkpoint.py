@@ -7,7 +7,8 @@ strictly validated, with no dependency beyond torch; the official `safetensors` 
 (checked with 0.8.0's numpy loader).
 
 Tensors: model/<parameter>, optimizer/state/<param index>/<key>, perm (the epoch's batch order),
-rng/data and rng/noise (generator states). Everything else (config, iteration, the epoch position,
+rng/data and rng/noise (generator states; rng/noise/<rank> for the other processes of a torchrun job).
+Everything else (config, iteration, the epoch position,
 optimizer hyper-parameters, the partial log window) is JSON in the metadata entry "vsc". The entry
 "vsc_sha256" is a SHA-256 over the rest of the header and all tensor bytes: a truncated, bit-flipped
 or edited file is refused, naming what is wrong. (It detects damage, it is not a signature.)
@@ -158,6 +159,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tensors["perm"] = state["perm"]
     tensors["rng/data"] = state["rng"]["data"]
     tensors["rng/noise"] = state["rng"]["noise"]
+    for rank, noise in enumerate(state["rng"].get("noise_ranks", []), start=1):  # torchrun: the other ranks'
+        tensors[f"rng/noise/{rank}"] = noise
     info = {k: v for k, v in state.items() if k not in ("model", "optimizer", "perm", "rng")}
     info["optimizer"] = opt_json
     info["format"] = FORMAT
@@ -194,7 +197,11 @@ def load_checkpoint(path: Path) -> dict:
                 opt_state.setdefault(int(idx), {})[key] = value
         state["optimizer"] = {"state": opt_state, "param_groups": info["optimizer"]["param_groups"]}
         state["perm"] = tensors["perm"]
-        state["rng"] = {"data": tensors["rng/data"], "noise": tensors["rng/noise"]}
+        state["rng"] = {"data": tensors["rng/data"], "noise": tensors["rng/noise"], "noise_ranks": []}
+        while f"rng/noise/{len(state['rng']['noise_ranks']) + 1}" in tensors:
+            state["rng"]["noise_ranks"].append(tensors[f"rng/noise/{len(state['rng']['noise_ranks']) + 1}"])
+        if not isinstance(state.get("world_size", 1), int) or state.get("world_size", 1) < 1:
+            raise KeyError("world_size")
         state["config"] = TrainConfig.from_dict(info["config"]).to_dict()  # validates every field
         for key in ("pixels", "iteration", "pos"):
             if not isinstance(state[key], int) or state[key] < 0:

@@ -32,6 +32,24 @@ def _hidden(ctx, param, value):
     return sizes
 
 
+class DataArg(click.ParamType):
+    """A built-in dataset name, or the path of the user's own images (a folder, .npy, .npz or HDF5 file)."""
+
+    name = "NAME|PATH"
+
+    def convert(self, value, param, ctx):
+        from .data import ALIASES
+
+        key = ALIASES.get(str(value).lower(), str(value).lower())
+        if key in DATASETS or key in IMAGE_DATASETS:
+            return key
+        path = Path(value).expanduser()
+        if not path.exists():
+            self.fail(f"{value!r} is neither a dataset ({', '.join([*DATASETS, *IMAGE_DATASETS])}) nor an existing "
+                      "folder of images, .npy, .npz or HDF5 file", param, ctx)
+        return str(path.resolve())  # absolute: the run's checkpoint can be used from anywhere
+
+
 def _logvar_init(ctx, param, value):
     if value is None or value == "data":
         return value
@@ -134,8 +152,11 @@ def check_backend(backend: str, device: str) -> None:
 
 
 @main.command()
-@click.option("--data", type=click.Choice(DATA_NAMES, case_sensitive=False), default="fmnist", show_default=True,
-              help="Dataset to train on.")
+@click.option("--data", type=DataArg(), default="fmnist", show_default=True,
+              help="Dataset to train on: mnist, fmnist, celeba, or your own images: a folder (class sub-folders "
+                   "give labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (see README).")
+@click.option("--image-size", type=click.IntRange(1, 4096),
+              help="Own data: resize every image to S x S pixels (needed when their sizes differ).")
 @click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True, help="Latent dimensions J.")
 @click.option("--model", type=click.Choice(["vsc", "vae"]), default="vsc", show_default=True,
               help="vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline.")
@@ -201,7 +222,10 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
     check_backend(opts["backend"], device)
-    opts["data"] = {"fashion-mnist": "fmnist"}.get(opts["data"].lower(), opts["data"].lower())
+    from .sources import is_path
+
+    if opts["image_size"] is not None and not is_path(opts["data"]):
+        raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
     if opts["hidden"] is None and resume is None:
         opts["hidden"] = DEFAULT_HIDDEN.get(opts["data"], (400,))
     if resume is not None:
@@ -221,11 +245,14 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         cfg = TrainConfig(**opts)
         if out is None:
             alpha = f"-a{cfg.alpha:g}" if cfg.model == "vsc" else ""
-            out = Path("runs") / f"{cfg.data}-{cfg.model}-d{cfg.dim}{alpha}-s{cfg.seed}"
+            name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data
+            out = Path("runs") / f"{name}-{cfg.model}-d{cfg.dim}{alpha}-s{cfg.seed}"
         if (out / CHECKPOINT).exists() and not force:
             raise click.UsageError(f"{out} already holds a run: continue it with --resume {out}, or pass --force")
     metrics = run_training(cfg, out, device=device, data_dir=data_dir, resume=resume is not None,
                            progress=not quiet, detect_anomaly=detect_anomaly)
+    if metrics is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -254,8 +281,8 @@ def _int_list(ctx, param, value):
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="HDF5 file to write (written to a temporary name, renamed when complete).")
-@click.option("--data", type=click.Choice(DATA_NAMES, case_sensitive=False),
-              help="Dataset to encode [default: the one the run was trained on].")
+@click.option("--data", type=DataArg(),
+              help="Dataset to encode, a name or a path as for `vsc train` [default: the one the run was trained on].")
 @click.option("--split", "splits", default="train,test", show_default=True,
               help="Comma-separated splits to encode: train, test or both.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -277,8 +304,6 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names or any(n not in SPLITS for n in names) or len(set(names)) != len(names):
         raise click.UsageError(f"--split {splits!r}: choose from train, test (comma-separated, no repeats)")
-    if data:
-        data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
     path = run_encode(run_dir, out, data, names, data_dir, batch_size, threshold, force, progress=not quiet,
                       limit=limit)
     click.echo(f"wrote {path}")

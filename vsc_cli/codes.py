@@ -13,6 +13,7 @@ and N(mu, sigma^2) otherwise, so E[z] = gamma mu: elements the encoder switches 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import build_model, checkpoint_path, load_checkpoint
-from .data import load_split
+from .sources import open_images
 from .errors import VscError, WriteError
 from .safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
@@ -44,7 +45,7 @@ def sha256(path: Path) -> str:
 
 
 @torch.no_grad()
-def encode_batches(model, x: np.ndarray, batch_size: int, progress: bool = False, desc: str = "encoding"):
+def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str = "encoding"):
     """Yield (start, mu, logvar, gamma) float32 numpy blocks of at most batch_size rows."""
     model.eval()
     dtype = next(model.parameters()).dtype
@@ -57,10 +58,25 @@ def encode_batches(model, x: np.ndarray, batch_size: int, progress: bool = False
 
 def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, data_dir=None,
            batch_size: int = 1000, threshold: float = 0.5, force: bool = False, progress: bool = True,
-           limit: int | None = None) -> Path:
+           limit: int | None = None) -> Path | None:
     """Encode the splits of `data` with the run's encoder into the HDF5 file `out` (atomically).
 
+    Under torchrun every process encodes a contiguous shard of each split into a part file; rank 0 then
+    joins the parts into `out` (copying the compressed chunks as they are) and removes them. Returns
+    None on ranks other than 0.
     limit: encode only the first N images of each split."""
+    from . import dist
+
+    world, _ = dist.setup("cpu")
+    try:
+        return _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, progress, limit, world)
+    finally:
+        dist.teardown(world)
+
+
+def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, progress, limit, world):
+    from . import dist
+
     run_dir, out = Path(run_dir), Path(out)
     state = load_checkpoint(run_dir)
     model = build_model(state)
@@ -70,17 +86,54 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
         raise VscError(f"{out} is a folder; give a file name for the codes, e.g. {out / 'codes.h5'}")
     check_writable_folder(out)
     ckpt = checkpoint_path(run_dir)
-    with OutputLock(out, "vsc encode"):
-        if out.exists() and not force:
-            raise VscError(f"{out} exists; pass --force to overwrite it")
-        need = _estimated_bytes(model.cfg.dim, len(splits) * (limit or 70_000))
-        free = shutil.disk_usage(out.parent).free
-        if free < need:
-            raise WriteError(f"cannot write {out}: about {need / 1e6:.0f} MB may be needed and only "
-                             f"{free / 1e6:.0f} MB are free on that disk")
-        with atomic_output(out) as tmp:  # never looks like a finished file until renamed
-            _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt)
-    return out
+    if not world.on:
+        with OutputLock(out, "vsc encode"):
+            _check_room(out, force, model.cfg.dim, len(splits) * (limit or 70_000))
+            with atomic_output(out) as tmp:  # never looks like a finished file until renamed
+                _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress,
+                             limit, ckpt)
+        return out
+    parts = out.parent / f".{out.name}.parts"  # one file per rank; must be on a file system all ranks see
+    with OutputLock(out, "vsc encode") if world.main else contextlib.nullcontext():
+        failure = None
+        if world.main:
+            try:
+                _check_room(out, force, model.cfg.dim, len(splits) * (limit or 70_000))
+                shutil.rmtree(parts, ignore_errors=True)  # left by a killed job (we hold the lock)
+                parts.mkdir()
+            except (VscError, OSError) as exc:
+                failure = exc
+        if dist.any_rank(world, failure is not None):
+            raise failure or VscError("rank 0 could not start the output (see its message)")
+        try:
+            part = parts / f"rank-{world.rank:05d}.h5"
+            with atomic_output(part) as tmp:
+                _encode_into(tmp, part, state, model, data, splits, data_dir, batch_size, threshold,
+                             progress and world.main, limit, ckpt, world)
+        except (VscError, OSError) as exc:
+            failure = exc
+        if dist.any_rank(world, failure is not None):
+            if world.main:
+                shutil.rmtree(parts, ignore_errors=True)
+            raise failure or VscError(f"another process failed while encoding (see its message); {out} not written")
+        if world.main:
+            try:
+                with atomic_output(out) as tmp:
+                    _join_parts(tmp, out, [parts / f"rank-{r:05d}.h5" for r in range(world.size)], splits)
+            finally:
+                shutil.rmtree(parts, ignore_errors=True)
+        dist.barrier(world)
+    return out if world.main else None
+
+
+def _check_room(out: Path, force: bool, dim: int, n: int) -> None:
+    if out.exists() and not force:
+        raise VscError(f"{out} exists; pass --force to overwrite it")
+    need = _estimated_bytes(dim, n)
+    free = shutil.disk_usage(out.parent).free
+    if free < need:
+        raise WriteError(f"cannot write {out}: about {need / 1e6:.0f} MB may be needed and only "
+                         f"{free / 1e6:.0f} MB are free on that disk")
 
 
 def _estimated_bytes(dim: int, n: int) -> int:
@@ -88,7 +141,8 @@ def _estimated_bytes(dim: int, n: int) -> int:
     return n * (dim * (4 * 4 + 8) + 16) + (1 << 20)
 
 
-def _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt):
+def _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt,
+                 world=None):
     import h5py
 
     with open(tmp, "w+b", buffering=0) as raw:
@@ -96,7 +150,7 @@ def _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, thr
         try:
             with h5py.File(fh, "w", libver=HDF5_LIBVER) as f:  # libver: object headers with checksums
                 _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt,
-                      fh.check)
+                      fh.check, world)
         except _WriteFailed:
             pass
     if fh.error is not None:
@@ -154,7 +208,10 @@ class _WriteGuard:
         return getattr(self.fh, name)
 
 
-def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt, check):
+def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt, check, world=None):
+    from .dist import shard_range
+    from .sources import open_images
+
     cfg = model.cfg
     f.attrs.update({
         "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
@@ -166,16 +223,36 @@ def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progre
         "limit": -1 if limit is None else int(limit),
     })
     for split in splits:
-        x, labels = load_split(data, split, data_dir, cfg.normalisation, limit)
-        if x.shape[1] != state["pixels"]:
-            raise VscError(f"{data} images have {x.shape[1]} pixels, the run was trained on "
-                           f"{state['pixels']}")
-        _write_split(f.create_group(split), model, x, labels, batch_size, threshold, progress, check)
+        x = open_images(data, split, data_dir, cfg.normalisation, limit, cfg.image_size, progress)
+        if x.pixels != state["pixels"]:
+            raise VscError(f"{data} images have {x.pixels} pixels, the run was trained on {state['pixels']}")
+        group = f.create_group(split)
+        if world is None or not world.on:
+            _write_split(group, model, x, x.labels, batch_size, threshold, progress, check)
+            continue
+        rows = chunk_rows(len(x))  # shard edges on chunk edges: the parts' chunks join without recompression
+        begin, end = shard_range(len(x), world, rows)
+        group.attrs.update(rows=len(x), begin=begin, end=end)
+        part = x.subset(np.arange(begin, end))
+        _write_split(group, model, part, part.labels, batch_size, threshold, progress, check, rows)
 
 
-def _write_split(group, model, x, labels, batch_size, threshold, progress, check=lambda: None):
+def chunk_rows(n: int) -> int:
+    return max(1, min(n, 1024))
+
+
+def _dense_options(n: int, rows: int | None = None) -> dict:
+    return dict(chunks=(rows or chunk_rows(n), None), compression="gzip", compression_opts=4, shuffle=True,
+                fletcher32=True)
+
+
+def _write_split(group, model, x, labels, batch_size, threshold, progress, check=lambda: None, rows=None):
+    """rows: the chunk height of the whole split when x is one rank's part of it (torchrun)."""
     n, dim = len(x), model.cfg.dim
-    opts = dict(chunks=(min(n, 1024), dim), compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+    opts = _dense_options(n, rows)
+    opts["chunks"] = (opts["chunks"][0], dim)
+    if rows is not None:
+        opts["maxshape"] = (None, dim)  # a part may be shorter than one chunk
     sets = {name: group.create_dataset(name, (n, dim), dtype="float32", **opts)
             for name in ("mu", "logvar", "gamma", "code")}
     group.create_dataset("labels", data=labels.astype(np.int64), chunks=(min(max(n, 1), 1 << 16),), fletcher32=True)
@@ -193,15 +270,60 @@ def _write_split(group, model, x, labels, batch_size, threshold, progress, check
         code = gamma * mu
         for name, block in (("mu", mu), ("logvar", logvar), ("gamma", gamma), ("code", code)):
             sets[name][start:stop] = block
-        rows, cols = np.nonzero(gamma > threshold)
-        counts = np.bincount(rows, minlength=len(mu))
+        rows_, cols = np.nonzero(gamma > threshold)
+        counts = np.bincount(rows_, minlength=len(mu))
         indptr[start + 1:stop + 1] = nnz + np.cumsum(counts)
         indices.resize((nnz + len(cols),))
         values.resize((nnz + len(cols),))
         indices[nnz:] = cols.astype(np.int32)
-        values[nnz:] = code[rows, cols]
+        values[nnz:] = code[rows_, cols]
         nnz += len(cols)
         check()
+
+
+def _join_parts(tmp: Path, out: Path, parts: list, splits) -> None:
+    """One codes file from the ranks' part files: the dense arrays' compressed chunks are copied as they
+    are (shards start on chunk edges), labels and the CSR copy are concatenated (indptr shifted)."""
+    import h5py
+
+    with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
+        sources = [h5py.File(p, "r") for p in parts]
+        try:
+            for k, v in sources[0].attrs.items():
+                f.attrs[k] = v
+            for split in splits:
+                groups = [src[split] for src in sources]
+                n, dim = int(groups[0].attrs["rows"]), int(groups[0]["mu"].shape[1])
+                g = f.create_group(split)
+                opts = _dense_options(n)
+                opts["chunks"] = (opts["chunks"][0], dim)
+                for name in ("mu", "logvar", "gamma", "code"):
+                    ds = g.create_dataset(name, (n, dim), dtype="float32", **opts)
+                    for part in groups:
+                        begin, src = int(part.attrs["begin"]), part[name]
+                        if src.chunks != ds.chunks:
+                            raise VscError(f"{out}: part chunks {src.chunks} differ from {ds.chunks}")
+                        for row in range(0, src.shape[0], ds.chunks[0]):
+                            mask, blob = src.id.read_direct_chunk((row, 0))
+                            ds.id.write_direct_chunk((begin + row, 0), blob, mask)
+                labels = np.concatenate([part["labels"][:] for part in groups])
+                g.create_dataset("labels", data=labels, chunks=(min(max(n, 1), 1 << 16),), fletcher32=True)
+                csr = g.create_group("code_csr")
+                csr.attrs.update(threshold=groups[0]["code_csr"].attrs["threshold"], shape=(n, dim))
+                indptr, offset = [np.zeros(1, np.int64)], 0
+                for part in groups:
+                    local = part["code_csr/indptr"][:]
+                    indptr.append(local[1:] + offset)
+                    offset += int(local[-1])
+                csr.create_dataset("indptr", data=np.concatenate(indptr), chunks=(min(n + 1, 1 << 16),),
+                                   fletcher32=True)
+                for name, dtype in (("indices", "int32"), ("data", "float32")):
+                    joined = np.concatenate([part[f"code_csr/{name}"][:] for part in groups]).astype(dtype)
+                    csr.create_dataset(name, data=joined, maxshape=(None,), chunks=(1 << 16,), compression="gzip",
+                                       shuffle=True, fletcher32=True)
+        finally:
+            for src in sources:
+                src.close()
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -346,7 +468,7 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
     if source.is_dir() or source.suffix == ".safetensors":
         state = load_checkpoint(source)
         model = build_model(state)
-        x, _ = load_split(model.cfg.data, split, data_dir, model.cfg.normalisation)
+        x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
         gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
         alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
     else:

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 @dataclass
 class TrainConfig:
-    data: str = "fmnist"  # dataset: mnist | fmnist
+    data: str = "fmnist"  # dataset: mnist | fmnist | celeba, or the absolute path of the user's own data
+    image_size: int | None = None  # own data: resize every image to this many pixels square (None: as stored)
+    image_shape: list | None = None  # own data: (channels, height, width), filled in when training starts
     model: str = "vsc"  # vsc (spike-and-slab prior) | vae (Gaussian prior, the baseline)
     dim: int = 200  # latent dimensions J
     alpha: float = 0.5  # prior spike probability (eq. 4); ignored by the VAE
@@ -67,6 +69,9 @@ def _is_num(v) -> bool:
 
 _CHECKS = {  # what a checkpoint's config may hold
     "data": lambda v: isinstance(v, str) and v != "",
+    "image_size": lambda v: v is None or (_is_int(v) and 1 <= v <= 1 << 14),
+    "image_shape": lambda v: v is None or (isinstance(v, list) and len(v) == 3
+                                           and all(_is_int(s) and s >= 1 for s in v)),
     "model": lambda v: v in ("vsc", "vae"),
     "dim": lambda v: _is_int(v) and 1 <= v <= 1 << 20,
     "alpha": lambda v: _is_num(v) and 0 < v <= 1,

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .checkpoint import build_model, load_checkpoint
-from .data import image_shape, load_split
+from .data import image_shape
+from .sources import open_images
 from .errors import VscError
 from .safeio import atomic_write, check_writable_folder
 
@@ -66,7 +67,7 @@ def prior_codes(alpha: float, n: int, dim: int, rng: np.random.Generator) -> np.
 class Loaded:
     model: torch.nn.Module
     shape: tuple  # (channels, height, width)
-    x: np.ndarray  # the split's images, (N, pixels) float32
+    x: object  # the split's images: `Images` (rows (N, pixels) float32 by index) or an empty array
     labels: np.ndarray
     title: str
 
@@ -75,11 +76,14 @@ def load(run_dir: Path, data_dir=None, split: str = "test", need_data: bool = Tr
     state = load_checkpoint(run_dir)
     model = build_model(state).eval()
     cfg = model.cfg
-    shape = image_shape(cfg.data, state["pixels"])
-    x, labels = (load_split(cfg.data, split, data_dir, cfg.normalisation) if need_data
-                 else (np.zeros((0, state["pixels"]), np.float32), np.zeros(0, np.int64)))
+    shape = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, state["pixels"])
+    if need_data:  # own data are read image by image as the figure asks for them
+        x = open_images(cfg.data, split, data_dir, cfg.normalisation, image_size=cfg.image_size)
+        labels = x.labels
+    else:
+        x, labels = np.zeros((0, state["pixels"]), np.float32), np.zeros(0, np.int64)
     alpha = f", alpha {cfg.alpha:g}" if cfg.model == "vsc" else ""
-    title = f"{cfg.model.upper()} on {cfg.data}, {cfg.dim} dims{alpha}, {state['iteration']} iterations"
+    title = f"{cfg.model.upper()} on {Path(cfg.data).name}, {cfg.dim} dims{alpha}, {state['iteration']} iterations"
     return Loaded(model, shape, x, labels, title)
 
 

@@ -99,6 +99,10 @@ class VAE(nn.Module):
     def gamma(self, v):
         return torch.exp(log_gamma_from_v(v))
 
+    def forward(self, x, c: float, generator=None, hard: bool = False):
+        """The ELBO terms (elbo_terms); DistributedDataParallel synchronises gradients through forward."""
+        return self.elbo_terms(x, c, generator, hard)
+
     def elbo_terms(self, x, c: float, generator=None, hard: bool = False):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 

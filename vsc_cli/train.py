@@ -20,7 +20,6 @@ from vsc_kernels import c_schedule, default_backend
 from . import __version__
 from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
 from .config import TrainConfig
-from .data import load_split
 from .errors import VscError
 from .model import VAE
 from .safeio import OutputLock, atomic_write, atomic_write_text
@@ -32,14 +31,17 @@ EVAL_BATCH = 1000
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, seed: int = 0, c: float = math.inf, progress: bool = False) -> dict:
-    """Mean per-image ELBO terms over x, with exact spike draws (c = inf) by default, and sparsity."""
+def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool = False) -> dict:
+    """Mean per-image ELBO terms over x (a tensor or `Images`), with exact spike draws (c = inf) by default,
+    and sparsity."""
     model.eval()
-    gen = torch.Generator(device=x.device).manual_seed(10_000 + seed)
+    param = next(model.parameters())
+    gen = torch.Generator(device=param.device).manual_seed(10_000 + seed)
     sums = {}
     nonzero = 0
     for start in tqdm(range(0, len(x), EVAL_BATCH), desc="evaluating", leave=False, disable=not progress):
         xb = x[start:start + EVAL_BATCH]
+        xb = (torch.from_numpy(xb) if isinstance(xb, np.ndarray) else xb).to(param.device, param.dtype)
         terms = model.elbo_terms(xb, c=c, generator=gen, hard=math.isinf(c))
         for k, val in terms.items():
             sums[k] = sums.get(k, 0.0) + float(val.double().sum())
@@ -70,8 +72,11 @@ def _complete_rows(path: Path) -> list[dict]:
 class _Log:
     """Averages of the ELBO terms over the last `log_every` iterations, appended to log.csv."""
 
-    def __init__(self, path: Path, resume_at: int | None):
-        self.path = path
+    def __init__(self, path: Path, resume_at: int | None, world=None, device="cpu"):
+        self.path, self.world, self.device = path, world, device
+        if world is not None and not world.main:  # other ranks only contribute their averages
+            self.reset()
+            return
         if resume_at is None or not path.exists():
             atomic_write_text(path, ",".join(LOG_FIELDS) + "\n")
         else:  # drop rows written after the checkpoint we resume from: they will be redone
@@ -94,8 +99,22 @@ class _Log:
             self.sums[k] = self.sums.get(k, 0.0) + float(v.detach().mean())
         self.count += 1
 
+    def window(self) -> dict:
+        """The window's sums averaged over the ranks (every rank must call this: a collective)."""
+        if self.world is None or not self.world.on or not self.sums:
+            return dict(self.sums)
+        from .dist import all_mean
+
+        keys = sorted(self.sums)
+        mean = all_mean(self.world, torch.tensor([self.sums[k] for k in keys], dtype=torch.float64), self.device)
+        return dict(zip(keys, mean.tolist()))
+
     def write(self, iteration: int, c: float, seconds: float):
-        row = {k: f"{v / self.count:.6g}" for k, v in self.sums.items()}
+        sums = self.window()
+        if self.world is not None and not self.world.main:
+            self.reset()
+            return
+        row = {k: f"{v / self.count:.6g}" for k, v in sums.items()}
         row.update(iteration=iteration, c=f"{c:.4g}", seconds=f"{seconds:.2f}")
         line = ",".join(str(row[k]) for k in LOG_FIELDS) + "\n"
         with open(self.path, "a") as fh:  # one short write: a kill leaves whole lines (or a cut last one)
@@ -132,81 +151,149 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
 
 def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=None, resume: bool = False,
           progress: bool = True, stop_at: int | None = None, detect_anomaly: bool = False) -> dict | None:
-    """Train (or resume) a run in out_dir; returns the final test-set metrics.
+    """Train (or resume) a run in out_dir; returns the final test-set metrics (None on ranks other than 0).
 
     Only one process may train in a run directory at a time (a lock file refuses the second).
+    Under torchrun every process trains on its shard of each batch order with DistributedDataParallel;
+    rank 0 alone writes the run folder.
     stop_at: checkpoint and return None after that iteration, as if killed there (for tests).
     detect_anomaly: run autograd's anomaly mode (slow) so a NaN is traced to the operation making it.
     """
+    from . import dist
+
     out_dir = Path(out_dir)
+    world, device = dist.setup(device)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VscError(f"cannot create run folder {out_dir}: {exc.strerror}") from None
-    with OutputLock(out_dir, "vsc train"):
-        if not detect_anomaly:
-            return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
-        # autograd reports where the faulty operation was called as a warning; record it so that it is
-        # shown whatever the warning filters are (once-per-location, or captured by a test runner)
-        failure = result = None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        if world.main:
             try:
-                with torch.autograd.detect_anomaly(check_nan=True):
-                    result = _train(cfg, out_dir, device, data_dir, resume, progress, stop_at)
-            except RuntimeError as exc:
-                if "nan" not in str(exc).lower():
-                    raise
-                failure = VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration "
-                                   f"{_current_iteration[0]}); the last good checkpoint is kept")
-            recorded = list(caught)
-        for w in recorded:  # outside the recording context: other warnings reach the user as usual
-            if "Traceback of forward call" in str(w.message):
-                print(str(w.message), file=sys.stderr)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if failure is not None:
-            raise failure
-        return result
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise VscError(f"cannot create run folder {out_dir}: {exc.strerror}") from None
+        with OutputLock(out_dir, "vsc train") if world.main else contextlib.nullcontext():
+            if not detect_anomaly:
+                return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world)
+            return _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, world)
+    finally:
+        dist.teardown(world)
+
+
+def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
+    # autograd reports where the faulty operation was called as a warning; record it so that it is
+    # shown whatever the warning filters are (once-per-location, or captured by a test runner)
+    failure = result = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autograd.detect_anomaly(check_nan=True):
+                result = _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world)
+        except RuntimeError as exc:
+            if "nan" not in str(exc).lower():
+                raise
+            failure = VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration "
+                               f"{_current_iteration[0]}); the last good checkpoint is kept")
+        recorded = list(caught)
+    for w in recorded:  # outside the recording context: other warnings reach the user as usual
+        if "Traceback of forward call" in str(w.message):
+            print(str(w.message), file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if failure is not None:
+        raise failure
+    return result
 
 
 _current_iteration = [0]  # for the anomaly message
 
 
-def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at):
+def _agree(model, world, device) -> list[str]:
+    """SHA-256 of the parameters on every rank; VscError when the ranks hold different models."""
+    import hashlib
+
+    from . import dist
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    mine = torch.frombuffer(bytearray(h.digest()), dtype=torch.uint8)
+    digests = [bytes(d.numpy()).hex() for d in dist.all_gather(world, mine, device)]
+    if len(set(digests)) > 1:
+        raise VscError(f"the {world.size} processes hold different parameters (SHA-256 "
+                       f"{', '.join(d[:12] for d in digests)}); gradients were not synchronised")
+    return digests
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """Seed of a rank's eps/eta generator: rank 0 (and a single process) uses seed + 2."""
+    return seed + 2 + 1_000_003 * rank
+
+
+def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
+    """(train Images, test Images, cfg with image_shape / logvar_init resolved)."""
+    from . import dist
+    from .sources import is_path, open_images
+
+    def load():
+        kw = dict(data_dir=data_dir, normalisation=cfg.normalisation, image_size=cfg.image_size,
+                  progress=progress and world.main)
+        return (open_images(cfg.data, "train", limit=cfg.train_size, **kw),
+                open_images(cfg.data, "test", limit=cfg.test_size, **kw))
+
+    if world.main:  # rank 0 first: it may download; the others then find the files in place
+        x_train, x_test = load()
+        dist.barrier(world)
+    else:
+        dist.barrier(world)
+        x_train, x_test = load()
+    if is_path(cfg.data):
+        if cfg.image_shape is not None and list(cfg.image_shape) != list(x_train.shape):
+            raise VscError(f"{cfg.data}: images are now {x_train.shape}, the run was trained on "
+                           f"{tuple(cfg.image_shape)}")
+        cfg = dataclasses.replace(cfg, image_shape=list(x_train.shape))
+    if len(x_test) == 0:
+        raise VscError(f"{cfg.data}: no test images (own data need at least {10} images: every tenth is a test image)")
+    sample = x_train[:min(len(x_train), 10_000)]  # for the checks below; all of it for the built-in sets in memory
+    if cfg.likelihood == "bernoulli" and (sample.min() < 0 or sample.max() > 1):
+        raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
+    if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
+        whole = x_train[:] if len(x_train) <= 10_000 or not is_path(cfg.data) else sample
+        cfg = dataclasses.replace(cfg, logvar_init=float(np.log(whole.var(0, dtype=np.float64).mean())))
+    return x_train, x_test, cfg
+
+
+def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
+    from . import dist
+
+    progress = progress and world.main
     ckpt_path = out_dir / CHECKPOINT
     state = load_checkpoint(ckpt_path) if resume else None
     if state is not None:
         cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
-    else:
+    elif world.main:
         (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
 
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
-    x_train, _ = load_split(cfg.data, "train", data_dir, cfg.normalisation, cfg.train_size)
-    x_test, _ = load_split(cfg.data, "test", data_dir, cfg.normalisation, cfg.test_size)
-    if cfg.likelihood == "bernoulli" and (x_train.min() < 0 or x_train.max() > 1):
-        raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
-    if cfg.batch_size > len(x_train):
-        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {len(x_train)} training images")
-    if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
-        cfg = dataclasses.replace(cfg, logvar_init=float(np.log(x_train.var(0, dtype=np.float64).mean())))
+    x_train, x_test, cfg = load_data(cfg, data_dir, world, progress)
+    n, pixels = len(x_train), x_train.pixels
+    shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
+    if cfg.batch_size > shard:
+        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {shard} training images "
+                       + (f"of each of the {world.size} processes" if world.on else ""))
     dtype = getattr(torch, cfg.dtype)
-    x_train = torch.from_numpy(x_train).to(device=device, dtype=dtype)
-    x_test = torch.from_numpy(x_test).to(device=device, dtype=dtype)
-    n, pixels = x_train.shape
 
-    torch.manual_seed(cfg.seed)  # initial weights
+    torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
     model = VAE(cfg, pixels).to(device=device, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # eps and eta
+    data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
+    noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps and eta
     perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
     elapsed, last_good = 0.0, None
     if state is not None:
         if state["pixels"] != pixels:
             raise VscError(f"{ckpt_path}: the run has {state['pixels']} pixels per image, the data {pixels}")
         check_tensors(model.state_dict(), state["model"], cfg, pixels)
+        stored_world = int(state.get("world_size", 1))
         if len(state["perm"]) != n or state["pos"] > n or state["iteration"] > cfg.iterations:
             raise VscError(f"{ckpt_path}: its batch order or iteration does not fit {n} training images "
                            f"and {cfg.iterations} iterations")
@@ -214,37 +301,60 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             data_gen.set_state(state["rng"]["data"])
-            noise_gen.set_state(state["rng"]["noise"])  # generator states are CPU byte tensors, even for cuda
+            noise_states = [state["rng"]["noise"], *state["rng"].get("noise_ranks", [])]
+            if world.rank < len(noise_states):  # generator states are CPU byte tensors, even for cuda
+                noise_gen.set_state(noise_states[world.rank])
+            else:  # a rank the interrupted run did not have
+                noise_gen.manual_seed(noise_seed(cfg.seed, world.rank) + state["iteration"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise VscError(f"{ckpt_path}: optimiser or generator state does not fit this run "
                            f"({str(exc).splitlines()[0]})") from None
         perm, pos, start = state["perm"], state["pos"], state["iteration"]
+        if stored_world != world.size:  # shards of another size: start a new epoch (the rest is exact)
+            pos = n
+            if world.main:
+                print(f"note: the run was trained by {stored_world} process(es), it goes on with {world.size}; "
+                      "it starts a new pass over the data", file=sys.stderr)
         elapsed, last_good = float(state.get("seconds", 0.0)), start
-    log = _Log(out_dir / LOG, start if state is not None else None)
+    log = _Log(out_dir / LOG, start if state is not None else None, world, device)
     if state is not None:
         log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
+    net = model
+    if world.on:
+        from torch.nn.parallel import DistributedDataParallel
 
-    def checkpoint(iteration):
-        save_checkpoint(ckpt_path, {
-            "vsc_version": __version__, "config": cfg.to_dict(),
-            "pixels": pixels, "iteration": iteration, "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "perm": perm, "pos": pos, "seconds": elapsed + time.perf_counter() - t0,
-            "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state()},
-            "log_window": {"sums": dict(log.sums), "count": log.count},  # a partial log.csv row
-        })
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
+
+    def checkpoint(iteration):  # a collective: every rank calls it, rank 0 writes
+        window = log.window()
+        noise = dist.all_gather(world, noise_gen.get_state(), device)
+        digests = _agree(model, world, device)
+        if world.main:
+            save_checkpoint(ckpt_path, {
+                "vsc_version": __version__, "config": cfg.to_dict(),
+                "pixels": pixels, "iteration": iteration, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "perm": perm, "pos": pos,
+                "seconds": elapsed + time.perf_counter() - t0,
+                "rng": {"data": data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:]},
+                "log_window": {"sums": window, "count": log.count},  # a partial log.csv row
+                "world_size": world.size,
+            })
+        return digests
 
     t0 = time.perf_counter()
     running = None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
+    epoch_shard = perm[world.rank::world.size][:shard]
     for it in bar:
         _current_iteration[0] = it + 1
-        if pos + cfg.batch_size > n:  # new epoch: reshuffle, drop the incomplete last batch
+        if pos + cfg.batch_size > shard:  # new epoch: reshuffle, drop the incomplete last batch
             perm, pos = torch.randperm(n, generator=data_gen), 0
-        idx = perm[pos:pos + cfg.batch_size].to(device)
+            epoch_shard = perm[world.rank::world.size][:shard]
+        idx = epoch_shard[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
         c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
-        terms = model.elbo_terms(x_train[idx], c, generator=noise_gen)
+        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen)
         loss = -terms["elbo"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward(retain_graph=True)  # kept only so a non-finite gradient can be traced to its term
@@ -265,15 +375,19 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at):
             return None
     bar.close()
     train_seconds = time.perf_counter() - t0
-    checkpoint(cfg.iterations)
+    digests = checkpoint(cfg.iterations)
     done = cfg.iterations - start
+    if not world.main:
+        return None
 
     metrics = {f"test_{k}": v for k, v in evaluate(model, x_test, cfg.seed, progress=progress).items()}
     metrics.update(
         iterations=cfg.iterations, alpha=cfg.alpha if cfg.model == "vsc" else None,
         seconds=elapsed + train_seconds,
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
-        device=device, backend=cfg.backend, threads=torch.get_num_threads(), vsc_version=__version__,
+        images_per_second=(done * cfg.batch_size * world.size / train_seconds) if done else None,
+        device=device, backend=cfg.backend, threads=torch.get_num_threads(), processes=world.size,
+        rank_parameter_sha256=digests, vsc_version=__version__,
     )
     atomic_write_text(out_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
