@@ -61,7 +61,7 @@ def setup(device: str) -> tuple[World, str]:
         device = f"cuda:{world.local_rank}"
     if not dist.is_available():
         raise VscError("this PyTorch build has no torch.distributed")
-    started = False
+    started, threads = False, torch.get_num_threads()
     if not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ:
             raise VscError("WORLD_SIZE > 1 but no MASTER_ADDR: start the processes with torchrun")
@@ -69,13 +69,20 @@ def setup(device: str) -> tuple[World, str]:
         started = True
     if dist.get_world_size() != world.size or dist.get_rank() != world.rank:
         raise VscError("the process group does not match RANK / WORLD_SIZE")
-    try:  # processes share the machine's cores: numba follows torch (torchrun sets OMP_NUM_THREADS=1)
+    set_threads(threads)  # processes share the machine's cores (torchrun sets OMP_NUM_THREADS=1)
+    return World(world.rank, world.size, world.local_rank, started), device
+
+
+def set_threads(n: int) -> None:
+    """n threads for torch and numba. numba's OpenMP layer resets the shared OpenMP thread count when it
+    starts, so numba is set first and torch second."""
+    try:
         import numba
 
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
     except ImportError:  # pragma: no cover
         pass
-    return World(world.rank, world.size, world.local_rank, started), device
+    torch.set_num_threads(n)
 
 
 def teardown(world: World) -> None:

@@ -101,10 +101,9 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     from .train import evaluate, train
 
     if threads:  # several jobs share the cores: cap torch's and numba's threads (oversubscription is slow)
-        import numba
+        from .dist import set_threads
 
-        torch.set_num_threads(threads)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        set_threads(threads)
     folder = Path(root) / "points" / point.name
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())

@@ -242,7 +242,12 @@ class NpyFile(Images):
 def _npy_header(fh, what):
     try:
         version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001 - numpy's own parser
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, OSError, SyntaxError) as exc:
         raise VscError(f"{what}: not a readable .npy array ({exc})") from None
     if dtype.hasobject:

@@ -231,7 +231,7 @@ def noise_seed(seed: int, rank: int) -> int:
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init resolved)."""
     from . import dist
-    from .sources import is_path, open_images
+    from .sources import Memory, is_path, open_images
 
     def load():
         kw = dict(data_dir=data_dir, normalisation=cfg.normalisation, image_size=cfg.image_size,
@@ -251,14 +251,30 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
                            f"{tuple(cfg.image_shape)}")
         cfg = dataclasses.replace(cfg, image_shape=list(x_train.shape))
     if len(x_test) == 0:
-        raise VscError(f"{cfg.data}: no test images (own data need at least {10} images: every tenth is a test image)")
-    sample = x_train[:min(len(x_train), 10_000)]  # for the checks below; all of it for the built-in sets in memory
-    if cfg.likelihood == "bernoulli" and (sample.min() < 0 or sample.max() > 1):
+        raise VscError(f"{cfg.data}: no test images (own data need at least 10 images: every tenth is a test image)")
+    if isinstance(x_train, Memory):  # the built-in sets are in memory: use all of them
+        x = x_train.x
+        lo, hi, var = float(x.min(initial=0)), float(x.max(initial=0)), x.var(0, dtype=np.float64).mean()
+    else:  # own data: a sample of up to 10,000 images, read a block at a time
+        lo, hi, total, total_sq, count = np.inf, -np.inf, 0.0, 0.0, 0
+        for _, rows in _blocks(x_train, min(len(x_train), 10_000)):
+            rows = rows.astype(np.float64)
+            lo, hi = min(lo, rows.min()), max(hi, rows.max())
+            total, total_sq, count = total + rows.sum(0), total_sq + (rows * rows).sum(0), count + len(rows)
+        var = float(np.mean(total_sq / count - (total / count) ** 2))
+    if cfg.likelihood == "bernoulli" and (lo < 0 or hi > 1):
         raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
     if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
-        whole = x_train[:] if len(x_train) <= 10_000 or not is_path(cfg.data) else sample
-        cfg = dataclasses.replace(cfg, logvar_init=float(np.log(whole.var(0, dtype=np.float64).mean())))
+        cfg = dataclasses.replace(cfg, logvar_init=float(np.log(var)))
     return x_train, x_test, cfg
+
+
+def _blocks(x, n: int):
+    """(start, rows) over the first n images of x, READ_BLOCK at a time."""
+    from .sources import READ_BLOCK
+
+    for start in range(0, n, READ_BLOCK):
+        yield start, x[start:min(n, start + READ_BLOCK)]
 
 
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
