@@ -306,7 +306,8 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
         raise click.UsageError(f"--split {splits!r}: choose from train, test (comma-separated, no repeats)")
     path = run_encode(run_dir, out, data, names, data_dir, batch_size, threshold, force, progress=not quiet,
                       limit=limit)
-    click.echo(f"wrote {path}")
+    if path is not None:  # None: a torchrun process other than rank 0
+        click.echo(f"wrote {path}")
 
 
 @main.command()

@@ -1,0 +1,158 @@
+"""Several processes: `torchrun --no-python vsc train|encode` with gloo on the CPU (2 processes here)."""
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import shared_data_dir
+from test_cli import run
+from vsc_cli.checkpoint import load_checkpoint
+from vsc_cli.config import TrainConfig
+
+VSC = shutil.which("vsc") or str(Path(sys.executable).with_name("vsc"))
+SMALL = ["--dim", "10", "--batch-size", "64", "--train-size", "2048", "--test-size", "500", "--log-every", "10",
+         "--checkpoint-every", "20", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small real subset (Fashion-MNIST) when the shared data are here, else generated images."""
+    real = shared_data_dir()
+    if real is not None:
+        return "fmnist", {"VSC_DATA_DIR": str(real)}
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("own") / "images.npy"
+    base = rng.integers(0, 256, (10, 28, 28))
+    np.save(path, np.clip(base[rng.integers(0, 10, 4000)] + rng.integers(-20, 20, (4000, 28, 28)), 0, 255)
+            .astype(np.uint8))
+    return str(path), {}
+
+
+def torchrun(args, env_extra, nproc=2, timeout=600):
+    env = {**os.environ, **env_extra, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "--no-python", VSC, *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def elbo_column(run_dir):
+    with open(run_dir / "log.csv") as fh:
+        return [float(r["elbo"]) for r in csv.DictReader(fh)]
+
+
+def test_torchrun_train_two_processes(tmp_path, data, monkeypatch):
+    name, env = data
+    out2 = tmp_path / "two"
+    proc = torchrun(["train", "--data", name, "--iterations", "60", "--out", out2, *SMALL], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test ELBO per image") == 1  # rank 0 reports, once
+    files = sorted(p.name for p in out2.iterdir() if not p.name.startswith("."))
+    assert files == ["checkpoint.safetensors", "log.csv", "metrics.json"]  # one checkpoint, one log
+    assert not [p for p in out2.iterdir() if "partial" in p.name]
+    metrics = json.loads((out2 / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    digests = metrics["rank_parameter_sha256"]  # each rank hashed its own parameters at the end
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert load_checkpoint(out2)["world_size"] == 2 and len(load_checkpoint(out2)["rng"]["noise_ranks"]) == 1
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out1 = tmp_path / "one"
+    result = run("train", "--data", name, "--iterations", "60", "--out", out1, *SMALL)
+    assert result.exit_code == 0, result.output
+    two, one = elbo_column(out2), elbo_column(out1)
+    assert len(two) == len(one) == 6
+    assert two[-1] > two[0] + 300 and one[-1] > one[0] + 300  # the ELBO rises (the loss falls) in both
+    # twice the images per step: at least as good as one process, within the noise of a short run
+    assert two[-1] > one[-1] - 0.1 * abs(one[-1] - one[0])
+
+
+def _spawned(rank, world, port, cfg, out, kw):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from vsc_cli.train import train
+
+    train(cfg, out, progress=False, **kw)
+
+
+def spawn(world, cfg, out, **kw):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_spawned, args=(world, port, cfg, out, kw), nprocs=world, join=True)
+
+
+def test_two_process_resume_is_exact(tmp_path, data, monkeypatch):
+    """Stopped at iteration 12 and resumed: the same weights, Adam state and log as a run never stopped."""
+    name, env = data
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = TrainConfig(data=name, dim=6, hidden=(32,), batch_size=32, iterations=24, train_size=1024, test_size=200,
+                      log_every=4, checkpoint_every=8)
+    spawn(2, cfg, tmp_path / "whole")
+    spawn(2, cfg, tmp_path / "cut", stop_at=12)
+    assert load_checkpoint(tmp_path / "cut")["iteration"] == 12
+    spawn(2, None, tmp_path / "cut", resume=True)
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "cut")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for i in a["optimizer"]["state"]:
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["optimizer"]["state"][i][key], b["optimizer"]["state"][i][key])
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(tmp_path / "whole/log.csv"))]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"}
+                     for r in csv.DictReader(open(tmp_path / "cut/log.csv"))]
+    # a 2-process run goes on in one process (a new pass over the data; not bit-identical, but it runs)
+    cfg_more = TrainConfig.from_dict({**a["config"]})
+    spawn(2, cfg_more, tmp_path / "switch", stop_at=12)
+    spawn(1, None, tmp_path / "switch", resume=True)
+    state = load_checkpoint(tmp_path / "switch")
+    assert state["iteration"] == 24 and state["world_size"] == 1
+
+
+def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
+    name, env = data
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    run_dir = tmp_path / "run"
+    result = run("train", "--data", name, "--dim", "8", "--hidden", "32", "--iterations", "5", "--train-size", "512",
+                 "--test-size", "100", "--out", run_dir, "--quiet")
+    assert result.exit_code == 0, result.output
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    result = run("encode", run_dir, "-o", one, "--limit", "2500", "--batch-size", "300", "--quiet")
+    assert result.exit_code == 0, result.output
+    proc = torchrun(["encode", run_dir, "-o", two, "--limit", "2500", "--batch-size", "300", "--quiet"], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("wrote") == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".two")) == [".two.h5.lock"]  # no parts
+    with h5py.File(one) as f, h5py.File(two) as g:
+        names = []
+        f.visit(names.append)
+        other = []
+        g.visit(other.append)
+        assert names == other
+        for n in names:
+            if isinstance(f[n], h5py.Dataset):
+                assert f[n].dtype == g[n].dtype and f[n].chunks == g[n].chunks, n
+                np.testing.assert_array_equal(f[n][()], g[n][()], err_msg=n)
+        assert {k: v for k, v in f.attrs.items() if k != "created"} == \
+               {k: v for k, v in g.attrs.items() if k != "created"}
+        assert g["train/mu"].shape[0] == 2500 and g["train/code_csr/indptr"][-1] == len(g["train/code_csr/data"])
+    # a failure on every rank (the file exists, no --force): one message per process, nothing written
+    proc = torchrun(["encode", run_dir, "-o", two, "--limit", "100", "--quiet"], env)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 2 and "exists; pass --force" in errors[0] + errors[1]
+    assert "vsc_cli" not in proc.stderr  # no traceback from vsc (torchrun prints its own failure summary)
+    assert not (tmp_path / ".two.h5.parts").exists()
