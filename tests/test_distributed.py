@@ -156,3 +156,25 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
     assert len(errors) == 2 and "exists; pass --force" in errors[0] + errors[1]
     assert "vsc_cli" not in proc.stderr  # no traceback from vsc (torchrun prints its own failure summary)
     assert not (tmp_path / ".two.h5.parts").exists()
+
+
+def test_cuda_kernels_under_ddp_match_torch(tmp_path, data, monkeypatch):
+    """The numba.cuda kernels (here under the CUDA simulator) inside a 2-process DDP run give the same
+    model as the pure-torch reference op (float64)."""
+    from vsc_kernels.function import _simulated
+
+    if not _simulated():
+        pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (set by conftest) or a GPU run with --device cuda")
+    name, env = data
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    common = dict(data=name, dim=3, hidden=(8,), batch_size=4, iterations=3, train_size=64, test_size=10,
+                  log_every=1, checkpoint_every=2, dtype="float64")
+    spawn(2, TrainConfig(backend="cuda", **common), tmp_path / "cuda")
+    spawn(2, TrainConfig(backend="torch", **common), tmp_path / "torch")
+    a, b = load_checkpoint(tmp_path / "cuda"), load_checkpoint(tmp_path / "torch")
+    assert a["config"]["backend"] == "cuda" and a["world_size"] == 2
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-9, atol=1e-10)
+    digests = json.loads((tmp_path / "cuda" / "metrics.json").read_text())["rank_parameter_sha256"]
+    assert digests[0] == digests[1]

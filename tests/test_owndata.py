@@ -138,6 +138,8 @@ def test_folder_with_class_subfolders(tmp_path):
     x, y = images(30, 12, 10), np.arange(30) % 3
     write_folder(tmp_path / "imgs", x, y)
     (tmp_path / "imgs" / "class_0" / "notes.txt").write_text("not an image")  # skipped, counted
+    write_folder(tmp_path / "imgs" / ".ipynb_checkpoints", images(2))  # hidden folders are not classes
+    (tmp_path / "imgs" / "class_1" / "loop").symlink_to(tmp_path / "imgs")  # a symlink loop is walked once
     src = open_own(tmp_path / "imgs", None, "unit")
     order = np.argsort([f"class_{y[i]}/img_{i:04d}" for i in range(30)], kind="stable")  # sorted-path order
     np.testing.assert_array_equal(src[:], reference_rows(x[order]))

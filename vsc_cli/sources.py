@@ -3,8 +3,8 @@
 `--data PATH` accepts
   * a folder of images (PNG, JPEG, BMP, GIF, WebP, TIFF), searched recursively. When images sit in
     sub-folders, the first-level sub-folder names are the classes (labels 0..K-1 in name order, like
-    torchvision's ImageFolder); images directly in PATH are then refused. Files with other extensions
-    are skipped (and counted); a file with an image extension that cannot be decoded is an error
+    torchvision's ImageFolder); images directly in PATH are then refused. Files with other extensions,
+    hidden files and hidden folders are skipped; a file with an image extension that cannot be decoded is an error
     naming it. Images of different sizes need --image-size.
   * an .npy file, or an .npz with an `images` (or `x`) array and optional `labels` (or `y`)
   * an HDF5 file with an `images` dataset and optional `labels`
@@ -366,8 +366,11 @@ class Folder(Images):
 
         self.root, self.name, self.normalisation, self.image_size = Path(root), str(root), normalisation, image_size
         files, skipped = [], 0
+        seen = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
+            seen.add(os.path.realpath(dirpath))  # a symlink loop is walked once
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")  # .ipynb_checkpoints, .git, ...
+                                 and os.path.realpath(os.path.join(dirpath, d)) not in seen)
             for fn in sorted(filenames):
                 p = Path(dirpath) / fn
                 if p.suffix.lower() in IMAGE_SUFFIXES and not fn.startswith("."):
