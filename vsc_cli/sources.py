@@ -77,7 +77,11 @@ class Images:
         raise NotImplementedError
 
     def __getitem__(self, key) -> np.ndarray:
-        idx = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).reshape(-1)
+        if isinstance(key, slice):
+            r = range(len(self))[key]
+            idx = np.arange(r.start, r.stop, r.step, dtype=np.int64)
+        else:
+            idx = np.asarray(key, dtype=np.int64).reshape(-1)
         if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"image index out of range 0..{len(self) - 1}")
         if LOAD_CAP_ROWS is not None and len(idx) > LOAD_CAP_ROWS:
@@ -430,11 +434,22 @@ class Folder(Images):
 
 
 # ------------------------------------------------------------------------------- entry point
+_OPENED: dict = {}  # (path, its mtime, image_size, normalisation) -> Images: a folder is scanned once per process
+
+
 def open_own(path, image_size: int | None, normalisation: str, progress: bool = False) -> Images:
     """All images of a user's file or folder (both splits)."""
     path = Path(path)
     if not path.exists():
         raise VscError(f"--data {path}: no such file or folder")
+    key = (str(path.resolve()), path.stat().st_mtime_ns, image_size, normalisation)
+    if key not in _OPENED:
+        _OPENED.clear()  # one dataset at a time
+        _OPENED[key] = _open_own(path, image_size, normalisation, progress)
+    return _OPENED[key]
+
+
+def _open_own(path: Path, image_size, normalisation, progress) -> Images:
     if path.is_dir():
         return Folder(path, image_size, normalisation, progress)
     suffix = path.suffix.lower()
