@@ -212,6 +212,10 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
 
     Example: vsc train --data fmnist --dim 200
+
+    Your own images: vsc train --data ~/pictures --image-size 32
+
+    Several processes: torchrun --standalone --nproc-per-node 2 --no-python vsc train --data fmnist
     """
     import torch
 
