@@ -128,26 +128,29 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
     result = run("train", "--data", name, "--dim", "8", "--hidden", "32", "--iterations", "5", "--train-size", "512",
                  "--test-size", "100", "--out", run_dir, "--quiet")
     assert result.exit_code == 0, result.output
-    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    result = run("encode", run_dir, "-o", one, "--limit", "2500", "--batch-size", "300", "--quiet")
-    assert result.exit_code == 0, result.output
-    proc = torchrun(["encode", run_dir, "-o", two, "--limit", "2500", "--batch-size", "300", "--quiet"], env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("wrote") == 1
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".two")) == [".two.h5.lock"]  # no parts
-    with h5py.File(one) as f, h5py.File(two) as g:
-        names = []
-        f.visit(names.append)
-        other = []
-        g.visit(other.append)
-        assert names == other
-        for n in names:
-            if isinstance(f[n], h5py.Dataset):
-                assert f[n].dtype == g[n].dtype and f[n].chunks == g[n].chunks, n
-                np.testing.assert_array_equal(f[n][()], g[n][()], err_msg=n)
-        assert {k: v for k, v in f.attrs.items() if k != "created"} == \
-               {k: v for k, v in g.attrs.items() if k != "created"}
-        assert g["train/mu"].shape[0] == 2500 and g["train/code_csr/indptr"][-1] == len(g["train/code_csr/data"])
+    for limit in (2500, 500):  # 500: one chunk, so rank 1's shard is empty
+        one, two = tmp_path / f"one-{limit}.h5", tmp_path / "two.h5"
+        result = run("encode", run_dir, "-o", one, "--limit", limit, "--batch-size", "300", "--quiet")
+        assert result.exit_code == 0, result.output
+        proc = torchrun(["encode", run_dir, "-o", two, "--limit", limit, "--batch-size", "300", "--quiet", "--force"],
+                        env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.count("wrote") == 1
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".two")) == [".two.h5.lock"]  # no parts
+        with h5py.File(one) as f, h5py.File(two) as g:
+            names = []
+            f.visit(names.append)
+            other = []
+            g.visit(other.append)
+            assert names == other
+            for n in names:
+                if isinstance(f[n], h5py.Dataset):
+                    assert f[n].dtype == g[n].dtype and f[n].chunks == g[n].chunks, n
+                    np.testing.assert_array_equal(f[n][()], g[n][()], err_msg=n)
+            assert {k: v for k, v in f.attrs.items() if k != "created"} == \
+                   {k: v for k, v in g.attrs.items() if k != "created"}
+            assert g["train/mu"].shape[0] == limit
+            assert g["train/code_csr/indptr"][-1] == len(g["train/code_csr/data"])
     # a failure on every rank (the file exists, no --force): one message per process, nothing written
     proc = torchrun(["encode", run_dir, "-o", two, "--limit", "100", "--quiet"], env)
     assert proc.returncode != 0

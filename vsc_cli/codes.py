@@ -251,11 +251,13 @@ def _write_split(group, model, x, labels, batch_size, threshold, progress, check
     n, dim = len(x), model.cfg.dim
     opts = _dense_options(n, rows)
     opts["chunks"] = (opts["chunks"][0], dim)
-    if rows is not None:
-        opts["maxshape"] = (None, dim)  # a part may be shorter than one chunk
+    grow = rows is not None or n == 0  # a part may be shorter than one chunk, or empty
+    if grow:
+        opts["maxshape"] = (None, dim)
     sets = {name: group.create_dataset(name, (n, dim), dtype="float32", **opts)
             for name in ("mu", "logvar", "gamma", "code")}
-    group.create_dataset("labels", data=labels.astype(np.int64), chunks=(min(max(n, 1), 1 << 16),), fletcher32=True)
+    group.create_dataset("labels", data=labels.astype(np.int64), chunks=(min(max(n, 1), 1 << 16),), fletcher32=True,
+                         maxshape=(None,) if grow else (n,))
     csr = group.create_group("code_csr")
     csr.attrs.update(threshold=threshold, shape=(n, dim))
     indptr = csr.create_dataset("indptr", (n + 1,), dtype="int64", chunks=(min(n + 1, 1 << 16),), fletcher32=True)
@@ -297,6 +299,8 @@ def _join_parts(tmp: Path, out: Path, parts: list, splits) -> None:
                 g = f.create_group(split)
                 opts = _dense_options(n)
                 opts["chunks"] = (opts["chunks"][0], dim)
+                if n == 0:
+                    opts["maxshape"] = (None, dim)
                 for name in ("mu", "logvar", "gamma", "code"):
                     ds = g.create_dataset(name, (n, dim), dtype="float32", **opts)
                     for part in groups:
@@ -307,7 +311,8 @@ def _join_parts(tmp: Path, out: Path, parts: list, splits) -> None:
                             mask, blob = src.id.read_direct_chunk((row, 0))
                             ds.id.write_direct_chunk((begin + row, 0), blob, mask)
                 labels = np.concatenate([part["labels"][:] for part in groups])
-                g.create_dataset("labels", data=labels, chunks=(min(max(n, 1), 1 << 16),), fletcher32=True)
+                g.create_dataset("labels", data=labels, chunks=(min(max(n, 1), 1 << 16),), fletcher32=True,
+                                 maxshape=(None,) if n == 0 else (n,))
                 csr = g.create_group("code_csr")
                 csr.attrs.update(threshold=groups[0]["code_csr"].attrs["threshold"], shape=(n, dim))
                 indptr, offset = [np.zeros(1, np.int64)], 0
