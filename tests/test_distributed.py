@@ -87,10 +87,16 @@ def _spawned(rank, world, port, cfg, out, kw):
 
 
 def spawn(world, cfg, out, **kw):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_spawned, args=(world, port, cfg, out, kw), nprocs=world, join=True)
+    for attempt in range(2):
+        with socket.socket() as s:  # a free port; another program may take it before rank 0 does
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            mp.spawn(_spawned, args=(world, port, cfg, out, kw), nprocs=world, join=True)
+            return
+        except mp.ProcessRaisedException as exc:
+            if attempt or "address already in use" not in str(exc).lower():
+                raise
 
 
 def test_two_process_resume_is_exact(tmp_path, data, monkeypatch):
