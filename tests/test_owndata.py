@@ -244,3 +244,33 @@ def test_training_never_loads_more_than_the_cap(tmp_path, monkeypatch):
     assert max(seen) <= n // 20 and sum(seen) >= n  # everything was read, never more than the cap at once
     with pytest.raises(VscError, match="more than the cap"):
         open_own(tmp_path / "big.npy", None, "unit")[:n // 20 + 1]
+
+
+def test_review_edge_cases(tmp_path):
+    """16-bit PNGs keep their range, floats outside [0, 1] and ambiguous layouts are refused, empty reads work."""
+    x16 = (images(12, 8, 6).astype(np.uint16) * 257)  # 16-bit grey, full range
+    root = tmp_path / "deep"
+    root.mkdir()
+    for i, img in enumerate(x16):
+        Image.fromarray(img).save(root / f"{i:02d}.png")  # Pillow writes a 16-bit PNG
+    np.save(tmp_path / "x16.npy", x16)
+    folder, array = open_own(root, None, "01"), open_own(tmp_path / "x16.npy", None, "01")
+    np.testing.assert_allclose(folder[:], array[:], atol=1e-6)
+    assert folder[:].max() > 0.9  # not clipped to white, not squashed
+    np.save(tmp_path / "f255.npy", images(5).astype(np.float32))
+    with pytest.raises(VscError, match=r"must lie in \[0, 1\]"):
+        open_own(tmp_path / "f255.npy", None, "unit")[:]
+    np.save(tmp_path / "amb.npy", np.zeros((5, 3, 4, 3), np.uint8))
+    with pytest.raises(VscError, match="could be"):
+        open_own(tmp_path / "amb.npy", None, "unit")
+    assert open_own(tmp_path / "x16.npy", None, "unit")[np.array([], int)].shape == (0, 48)
+
+
+def test_encode_refuses_images_of_another_shape(tmp_path):
+    np.save(tmp_path / "rgb.npy", images(60, 8, 6, 3))  # 144 values per image
+    np.save(tmp_path / "grey.npy", images(60, 12, 12))  # also 144, but another shape
+    result = run("train", "--data", tmp_path / "rgb.npy", "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 0, result.output
+    result = run("encode", tmp_path / "run", "--data", tmp_path / "grey.npy", "-o", tmp_path / "c.h5", "--quiet")
+    assert_one_line_error(result, 1, "1x12x12", "trained on 3x8x6")
+    assert not (tmp_path / "c.h5").exists()

@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import build_model, checkpoint_path, load_checkpoint
-from .sources import open_images
+from .data import image_shape
 from .errors import VscError, WriteError
+from .sources import open_images
 from .safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
 FORMAT = "vsc-codes/1"
@@ -86,19 +87,30 @@ def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, 
         raise VscError(f"{out} is a folder; give a file name for the codes, e.g. {out / 'codes.h5'}")
     check_writable_folder(out)
     ckpt = checkpoint_path(run_dir)
+
+    def open_splits():
+        return {s: open_images(data, s, data_dir, cfg.normalisation, limit, cfg.image_size, progress and world.main)
+                for s in splits}
+
+    images = dist.main_first(world, open_splits)  # rank 0 may download; the others then find the files
+    expected = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, state["pixels"])
+    for x in images.values():
+        if tuple(x.shape) != expected:
+            raise VscError(f"{data} images are {'x'.join(map(str, x.shape))} (channels x height x width), the run "
+                           f"was trained on {'x'.join(map(str, expected))}")
+    n = sum(len(x) for x in images.values())
     if not world.on:
         with OutputLock(out, "vsc encode"):
-            _check_room(out, force, model.cfg.dim, len(splits) * (limit or 70_000))
+            _check_room(out, force, model.cfg.dim, n)
             with atomic_output(out) as tmp:  # never looks like a finished file until renamed
-                _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress,
-                             limit, ckpt)
+                _encode_into(tmp, out, state, model, data, images, batch_size, threshold, progress, limit, ckpt)
         return out
     parts = out.parent / f".{out.name}.parts"  # one file per rank; must be on a file system all ranks see
     with OutputLock(out, "vsc encode") if world.main else contextlib.nullcontext():
         failure = None
         if world.main:
             try:
-                _check_room(out, force, model.cfg.dim, len(splits) * (limit or 70_000))
+                _check_room(out, force, model.cfg.dim, n)
                 shutil.rmtree(parts, ignore_errors=True)  # left by a killed job (we hold the lock)
                 parts.mkdir()
             except (VscError, OSError) as exc:
@@ -108,8 +120,8 @@ def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, 
         try:
             part = parts / f"rank-{world.rank:05d}.h5"
             with atomic_output(part) as tmp:
-                _encode_into(tmp, part, state, model, data, splits, data_dir, batch_size, threshold,
-                             progress and world.main, limit, ckpt, world)
+                _encode_into(tmp, part, state, model, data, images, batch_size, threshold, progress and world.main,
+                             limit, ckpt, world)
         except (VscError, OSError) as exc:
             failure = exc
         if dist.any_rank(world, failure is not None):
@@ -119,7 +131,8 @@ def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, 
         if world.main:
             try:
                 with atomic_output(out) as tmp:
-                    _join_parts(tmp, out, [parts / f"rank-{r:05d}.h5" for r in range(world.size)], splits)
+                    files = [parts / f"rank-{r:05d}.h5" for r in range(world.size)]
+                    _guarded_h5(tmp, out, lambda f, check: _join_parts(f, out, files, splits, check))
             finally:
                 shutil.rmtree(parts, ignore_errors=True)
         dist.barrier(world)
@@ -141,18 +154,26 @@ def _estimated_bytes(dim: int, n: int) -> int:
     return n * (dim * (4 * 4 + 8) + 16) + (1 << 20)
 
 
-def _encode_into(tmp, out, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt,
-                 world=None):
+def _encode_into(tmp, out, state, model, data, images, batch_size, threshold, progress, limit, ckpt, world=None):
+    _guarded_h5(tmp, out, lambda f, check: _fill(f, state, model, data, images, batch_size, threshold, progress,
+                                                 limit, ckpt, check, world))
+
+
+def _guarded_h5(tmp, out, fill) -> None:
+    """Create the HDF5 file tmp through a _WriteGuard and run fill(h5file, check); a failed write (a full
+    disk) becomes one WriteError naming `out`."""
     import h5py
 
     with open(tmp, "w+b", buffering=0) as raw:
         fh = _WriteGuard(raw)
         try:
             with h5py.File(fh, "w", libver=HDF5_LIBVER) as f:  # libver: object headers with checksums
-                _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt,
-                      fh.check, world)
+                fill(f, fh.check)
         except _WriteFailed:
             pass
+        except (RuntimeError, OSError, ValueError):
+            if fh.error is None:
+                raise
     if fh.error is not None:
         raise write_error(fh.error, out)
 
@@ -208,13 +229,12 @@ class _WriteGuard:
         return getattr(self.fh, name)
 
 
-def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progress, limit, ckpt, check, world=None):
+def _fill(f, state, model, data, images, batch_size, threshold, progress, limit, ckpt, check, world=None):
     from .dist import shard_range
-    from .sources import open_images
 
     cfg = model.cfg
     f.attrs.update({
-        "format": FORMAT, "dataset": data, "splits": ",".join(splits), "model": cfg.model,
+        "format": FORMAT, "dataset": data, "splits": ",".join(images), "model": cfg.model,
         "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
         "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
         "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
@@ -222,10 +242,7 @@ def _fill(f, state, model, data, splits, data_dir, batch_size, threshold, progre
         "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "limit": -1 if limit is None else int(limit),
     })
-    for split in splits:
-        x = open_images(data, split, data_dir, cfg.normalisation, limit, cfg.image_size, progress)
-        if x.pixels != state["pixels"]:
-            raise VscError(f"{data} images have {x.pixels} pixels, the run was trained on {state['pixels']}")
+    for split, x in images.items():
         group = f.create_group(split)
         if world is None or not world.on:
             _write_split(group, model, x, x.labels, batch_size, threshold, progress, check)
@@ -283,52 +300,61 @@ def _write_split(group, model, x, labels, batch_size, threshold, progress, check
         check()
 
 
-def _join_parts(tmp: Path, out: Path, parts: list, splits) -> None:
-    """One codes file from the ranks' part files: the dense arrays' compressed chunks are copied as they
-    are (shards start on chunk edges), labels and the CSR copy are concatenated (indptr shifted)."""
+def _join_parts(f, out: Path, parts: list, splits, check=lambda: None) -> None:
+    """Fill the open HDF5 file f from the ranks' part files: the dense arrays' compressed chunks are copied
+    as they are (shards start on chunk edges); labels and the CSR copy are appended a block at a time
+    (indptr shifted), so memory stays bounded whatever the size."""
     import h5py
 
-    with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
-        sources = [h5py.File(p, "r") for p in parts]
-        try:
-            for k, v in sources[0].attrs.items():
-                f.attrs[k] = v
-            for split in splits:
-                groups = [src[split] for src in sources]
-                n, dim = int(groups[0].attrs["rows"]), int(groups[0]["mu"].shape[1])
-                g = f.create_group(split)
-                opts = _dense_options(n)
-                opts["chunks"] = (opts["chunks"][0], dim)
-                if n == 0:
-                    opts["maxshape"] = (None, dim)
-                for name in ("mu", "logvar", "gamma", "code"):
-                    ds = g.create_dataset(name, (n, dim), dtype="float32", **opts)
-                    for part in groups:
-                        begin, src = int(part.attrs["begin"]), part[name]
-                        if src.chunks != ds.chunks:
-                            raise VscError(f"{out}: part chunks {src.chunks} differ from {ds.chunks}")
-                        for row in range(0, src.shape[0], ds.chunks[0]):
-                            mask, blob = src.id.read_direct_chunk((row, 0))
-                            ds.id.write_direct_chunk((begin + row, 0), blob, mask)
-                labels = np.concatenate([part["labels"][:] for part in groups])
-                g.create_dataset("labels", data=labels, chunks=(min(max(n, 1), 1 << 16),), fletcher32=True,
-                                 maxshape=(None,) if n == 0 else (n,))
-                csr = g.create_group("code_csr")
-                csr.attrs.update(threshold=groups[0]["code_csr"].attrs["threshold"], shape=(n, dim))
-                indptr, offset = [np.zeros(1, np.int64)], 0
+    block = 1 << 20
+    sources = [h5py.File(p, "r") for p in parts]
+    try:
+        for k, v in sources[0].attrs.items():
+            f.attrs[k] = v
+        for split in splits:
+            groups = [src[split] for src in sources]
+            n, dim = int(groups[0].attrs["rows"]), int(groups[0]["mu"].shape[1])
+            g = f.create_group(split)
+            opts = _dense_options(n)
+            opts["chunks"] = (opts["chunks"][0], dim)
+            if n == 0:
+                opts["maxshape"] = (None, dim)
+            for name in ("mu", "logvar", "gamma", "code"):
+                ds = g.create_dataset(name, (n, dim), dtype="float32", **opts)
                 for part in groups:
-                    local = part["code_csr/indptr"][:]
-                    indptr.append(local[1:] + offset)
-                    offset += int(local[-1])
-                csr.create_dataset("indptr", data=np.concatenate(indptr), chunks=(min(n + 1, 1 << 16),),
-                                   fletcher32=True)
-                for name, dtype in (("indices", "int32"), ("data", "float32")):
-                    joined = np.concatenate([part[f"code_csr/{name}"][:] for part in groups]).astype(dtype)
-                    csr.create_dataset(name, data=joined, maxshape=(None,), chunks=(1 << 16,), compression="gzip",
-                                       shuffle=True, fletcher32=True)
-        finally:
-            for src in sources:
-                src.close()
+                    begin, src = int(part.attrs["begin"]), part[name]
+                    if src.chunks != ds.chunks:
+                        raise VscError(f"{out}: part chunks {src.chunks} differ from {ds.chunks}")
+                    for row in range(0, src.shape[0], ds.chunks[0]):
+                        mask, blob = src.id.read_direct_chunk((row, 0))
+                        ds.id.write_direct_chunk((begin + row, 0), blob, mask)
+                    check()
+            labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(min(max(n, 1), 1 << 16),),
+                                      fletcher32=True, maxshape=(None,) if n == 0 else (n,))
+            csr = g.create_group("code_csr")
+            csr.attrs.update(threshold=groups[0]["code_csr"].attrs["threshold"], shape=(n, dim))
+            indptr = csr.create_dataset("indptr", (n + 1,), dtype="int64", chunks=(min(n + 1, 1 << 16),),
+                                        fletcher32=True)
+            arrays = {name: csr.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=(1 << 16,),
+                                               compression="gzip", shuffle=True, fletcher32=True)
+                      for name, dtype in (("indices", "int32"), ("data", "float32"))}
+            indptr[0], nnz = 0, 0
+            for part in groups:
+                begin, rows = int(part.attrs["begin"]), part["labels"].shape[0]
+                for a in range(0, rows, block):
+                    b = min(rows, a + block)
+                    labels[begin + a:begin + b] = part["labels"][a:b]
+                    indptr[begin + a + 1:begin + b + 1] = part["code_csr/indptr"][a + 1:b + 1] + nnz
+                count = int(part["code_csr/indptr"][-1])
+                for name, ds in arrays.items():
+                    ds.resize((nnz + count,))
+                    for a in range(0, count, block):
+                        ds[nnz + a:nnz + min(count, a + block)] = part[f"code_csr/{name}"][a:a + block]
+                nnz += count
+                check()
+    finally:
+        for src in sources:
+            src.close()
 
 
 # ------------------------------------------------------------------------------------ reading

@@ -99,6 +99,16 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def main_first(world: World, fn):
+    """fn() on rank 0, then on the others (rank 0 may download or prepare what they read)."""
+    if world.main:
+        result = fn()
+        barrier(world)
+        return result
+    barrier(world)
+    return fn()
+
+
 def _wire(world: World, t: torch.Tensor, device: str) -> torch.Tensor:
     return t.to(device) if str(device).startswith("cuda") else t.cpu()
 

@@ -9,8 +9,9 @@
   * an .npy file, or an .npz with an `images` (or `x`) array and optional `labels` (or `y`)
   * an HDF5 file with an `images` dataset and optional `labels`
 Arrays may be (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1, 3 (or 4: the alpha channel is
-dropped); uint8 / uint16 values or floats in [0, 1]. Images become grey if every one is grey, RGB
-otherwise; --image-size S resizes each to S x S (bilinear, antialiased; the aspect ratio is not kept).
+dropped); uint8 / uint16 values or floats in [0, 1] (others are refused). A folder's images become grey
+if every one is grey, RGB otherwise; --image-size S resizes each to S x S (bilinear, antialiased; the
+aspect ratio is not kept).
 Normalisation is then as for the built-in sets (paper D.2: unit L2 norm per image by default).
 
 Own data have no official split: every tenth image (positions 9, 19, 29, ... in file / sorted-path
@@ -33,7 +34,8 @@ import numpy as np
 from .errors import VscError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # grey with 16-bit integer (or float in [0, 1]) pixels
 TEST_EVERY = 10  # own data: positions k*TEST_EVERY - 1 are the test split
 READ_BLOCK = 1000  # rows per read when going through a split in order (evaluation, encoding)
 LOAD_CAP_ROWS: int | None = None  # a test sets this to show that nothing reads more rows at once
@@ -87,6 +89,8 @@ class Images:
         if LOAD_CAP_ROWS is not None and len(idx) > LOAD_CAP_ROWS:
             raise VscError(f"{self.name}: asked to load {len(idx)} images at once, more than the cap "
                            f"of {LOAD_CAP_ROWS}")
+        if not len(idx):
+            return np.zeros((0, self.pixels), np.float32)
         uniq, inverse = np.unique(idx, return_inverse=True)
         rows = self._read(uniq)
         return rows if len(uniq) == len(idx) and (np.diff(idx) > 0).all() else rows[inverse]
@@ -148,6 +152,9 @@ class _Pixels:
         self.normalisation, self.image_size, self.what = normalisation, image_size, what
         if len(shape) == 3:
             self.layout, (h, w), c = "hw", shape[1:], 1
+        elif len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] in (1, 3, 4):
+            raise VscError(f"{what}: images of shape {tuple(shape)} could be (N, H, W, C) or (N, C, H, W); "
+                           "store them as (N, H, W, C) with H and W above 4")
         elif len(shape) == 4 and shape[3] in (1, 3, 4):
             self.layout, (h, w, c) = "hwc", shape[1:]
         elif len(shape) == 4 and shape[1] in (1, 3, 4):
@@ -174,7 +181,10 @@ class _Pixels:
             x = np.moveaxis(x, 3, 1)
         x = x[:, :3]  # drop an alpha channel
         if self.dtype.kind == "f":
-            x = np.clip(x.astype(np.float32), 0.0, 1.0) * np.float32(255.0)
+            if x.size and not (np.nanmin(x) >= 0 and np.nanmax(x) <= 1 and np.isfinite(x).all()):
+                raise VscError(f"{self.what}: floating-point pixels must lie in [0, 1] (found "
+                               f"{np.nanmin(x):g}..{np.nanmax(x):g}); store uint8 0..255, or divide by 255")
+            x = x.astype(np.float32) * np.float32(255.0)
         elif self.dtype.itemsize == 2:
             x = x.astype(np.float32) / np.float32(257.0)  # uint16: 65535 -> 255
         elif self.dtype.kind == "b" or self.dtype.itemsize > 2:
@@ -228,11 +238,12 @@ class NpyFile(Images):
         buf = out.reshape(-1).view(np.uint8)
         at = 0
         for first, count in _runs(idx):
-            want = count * self.row_bytes
-            got = os.preadv(self._fd, [memoryview(buf[at:at + want])], self.offset + first * self.row_bytes)
-            if got != want:
-                raise VscError(f"{self.name}: short read (file changed or truncated?)")
-            at += want
+            end, where = at + count * self.row_bytes, self.offset + first * self.row_bytes
+            while at < end:  # one call returns at most ~2 GiB on Linux
+                got = os.preadv(self._fd, [memoryview(buf[at:end])], where)
+                if got <= 0:
+                    raise VscError(f"{self.name}: short read (file changed or truncated?)")
+                at, where = at + got, where + got
         return self.pix(out)
 
     def __del__(self):
@@ -381,6 +392,7 @@ class Folder(Images):
                     files.append(p)
                 else:
                     skipped += 1
+        files.sort(key=lambda p: p.relative_to(root).parts)  # sorted path order, folder by folder
         if not files:
             raise VscError(f"{root}: no images (PNG, JPEG, BMP, GIF, WebP or TIFF) in it or its sub-folders")
         rel = [f.relative_to(root) for f in files]
@@ -423,10 +435,19 @@ class Folder(Images):
             f = self.files[i]
             try:
                 with Image.open(f) as im:
-                    im = im.convert(self.mode)
+                    if im.mode in DEEP_MODES:  # convert("L") would clip 16-bit and float pixels at 255
+                        a = np.asarray(im, dtype=np.float32)
+                        if im.mode == "F" and not (a.min() >= 0 and a.max() <= 1):
+                            raise ValueError(f"float pixels must lie in [0, 1], found {a.min():g}..{a.max():g}")
+                        a = a * 255 if im.mode == "F" else a / 257  # 16-bit 0..65535 -> 0..255
+                        im = Image.fromarray(a, mode="F")
+                    else:
+                        im = im.convert(self.mode)
                     if im.size != (w, h):
                         im = im.resize((w, h), Image.BILINEAR)
                     a = np.asarray(im, dtype=np.float32)
+                    if a.ndim == 2 and c == 3:
+                        a = np.repeat(a[:, :, None], 3, axis=2)
             except Exception as exc:  # noqa: BLE001
                 raise VscError(f"{f}: not a readable image ({type(exc).__name__}: {exc})") from None
             out[k] = a[None] if c == 1 else np.moveaxis(a, 2, 0)

@@ -231,7 +231,7 @@ def noise_seed(seed: int, rank: int) -> int:
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init resolved)."""
     from . import dist
-    from .sources import Memory, is_path, open_images
+    from .sources import READ_BLOCK, Memory, is_path, open_images
 
     def load():
         kw = dict(data_dir=data_dir, normalisation=cfg.normalisation, image_size=cfg.image_size,
@@ -239,12 +239,7 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
         return (open_images(cfg.data, "train", limit=cfg.train_size, **kw),
                 open_images(cfg.data, "test", limit=cfg.test_size, **kw))
 
-    if world.main:  # rank 0 first: it may download; the others then find the files in place
-        x_train, x_test = load()
-        dist.barrier(world)
-    else:
-        dist.barrier(world)
-        x_train, x_test = load()
+    x_train, x_test = dist.main_first(world, load)  # rank 0 may download; the others then find the files
     if is_path(cfg.data):
         if cfg.image_shape is not None and list(cfg.image_shape) != list(x_train.shape):
             raise VscError(f"{cfg.data}: images are now {x_train.shape}, the run was trained on "
@@ -255,9 +250,11 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     if isinstance(x_train, Memory):  # the built-in sets are in memory: use all of them
         x = x_train.x
         lo, hi, var = float(x.min(initial=0)), float(x.max(initial=0)), x.var(0, dtype=np.float64).mean()
-    else:  # own data: a sample of up to 10,000 images, read a block at a time
+    else:  # own data: up to 10,000 images spread evenly over the set (folders are in class order)
         lo, hi, total, total_sq, count = np.inf, -np.inf, 0.0, 0.0, 0
-        for _, rows in _blocks(x_train, min(len(x_train), 10_000)):
+        sample = np.unique(np.linspace(0, len(x_train) - 1, min(len(x_train), 10_000)).astype(np.int64))
+        for start in range(0, len(sample), READ_BLOCK):
+            rows = x_train[sample[start:start + READ_BLOCK]]
             rows = rows.astype(np.float64)
             lo, hi = min(lo, rows.min()), max(hi, rows.max())
             total, total_sq, count = total + rows.sum(0), total_sq + (rows * rows).sum(0), count + len(rows)
@@ -267,14 +264,6 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
         cfg = dataclasses.replace(cfg, logvar_init=float(np.log(var)))
     return x_train, x_test, cfg
-
-
-def _blocks(x, n: int):
-    """(start, rows) over the first n images of x, READ_BLOCK at a time."""
-    from .sources import READ_BLOCK
-
-    for start in range(0, n, READ_BLOCK):
-        yield start, x[start:min(n, start + READ_BLOCK)]
 
 
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
