@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -38,11 +39,11 @@ def data(tmp_path_factory):
     return str(path), {}
 
 
-def torchrun(args, env_extra, nproc=2, timeout=600):
+def torchrun(args, env_extra, nproc=2, timeout=600, preexec_fn=None):
     env = {**os.environ, **env_extra, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "--no-python", VSC, *map(str, args)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def elbo_column(run_dir):
@@ -157,6 +158,17 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
                    {k: v for k, v in g.attrs.items() if k != "created"}
             assert g["train/mu"].shape[0] == limit
             assert g["train/code_csr/indptr"][-1] == len(g["train/code_csr/data"])
+    # the disk fills while rank 0 joins the parts (a file-size limit above a part's size, below the whole's)
+    full = tmp_path / "full.h5"
+    size = (tmp_path / "one-2500.h5").stat().st_size
+    proc = torchrun(["encode", run_dir, "-o", full, "--limit", 4096, "--quiet"], env,
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size * 6 // 5, size * 6 // 5)))
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert errors and "disk is full" in errors[0] and str(full) in errors[0], proc.stderr
+    assert "vsc_cli" not in proc.stderr
+    assert not full.exists() and not (tmp_path / ".full.h5.parts").exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     # a failure on every rank (the file exists, no --force): one message per process, nothing written
     proc = torchrun(["encode", run_dir, "-o", two, "--limit", "100", "--quiet"], env)
     assert proc.returncode != 0
