@@ -165,7 +165,8 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size * 6 // 5, size * 6 // 5)))
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
-    assert errors and "disk is full" in errors[0] and str(full) in errors[0], proc.stderr
+    assert len(errors) == 2 and "rank 0 could not join the parts" in " ".join(errors), proc.stderr
+    assert any("disk is full" in e and str(full) in e for e in errors), proc.stderr
     assert "vsc_cli" not in proc.stderr
     assert not full.exists() and not (tmp_path / ".full.h5.parts").exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]

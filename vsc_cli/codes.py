@@ -122,7 +122,7 @@ def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, 
             with atomic_output(part) as tmp:
                 _encode_into(tmp, part, state, model, data, images, batch_size, threshold, progress and world.main,
                              limit, ckpt, world)
-        except (VscError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - re-raised below, once every rank knows
             failure = exc
         if dist.any_rank(world, failure is not None):
             if world.main:
@@ -133,9 +133,14 @@ def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, 
                 with atomic_output(out) as tmp:
                     files = [parts / f"rank-{r:05d}.h5" for r in range(world.size)]
                     _guarded_h5(tmp, out, lambda f, check: _join_parts(f, out, files, splits, check))
+            except Exception as exc:  # noqa: BLE001 - reported below, after telling the other ranks
+                failure = exc
             finally:
                 shutil.rmtree(parts, ignore_errors=True)
-        dist.barrier(world)
+        if dist.any_rank(world, failure is not None):  # instead of a barrier: the others learn of a failed join
+            if failure is not None:
+                raise failure
+            raise VscError(f"rank 0 could not join the parts (see its message); {out} not written")
     return out if world.main else None
 
 
