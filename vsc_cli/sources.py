@@ -180,18 +180,26 @@ class _Pixels:
         elif self.layout == "hwc":
             x = np.moveaxis(x, 3, 1)
         x = x[:, :3]  # drop an alpha channel
-        if self.dtype.kind == "f":
-            if x.size and not (np.nanmin(x) >= 0 and np.nanmax(x) <= 1 and np.isfinite(x).all()):
-                raise VscError(f"{self.what}: floating-point pixels must lie in [0, 1] (found "
-                               f"{np.nanmin(x):g}..{np.nanmax(x):g}); store uint8 0..255, or divide by 255")
-            x = x.astype(np.float32) * np.float32(255.0)
-        elif self.dtype.itemsize == 2:
-            x = x.astype(np.float32) / np.float32(257.0)  # uint16: 65535 -> 255
-        elif self.dtype.kind == "b" or self.dtype.itemsize > 2:
-            x = x.astype(np.float32) * (np.float32(255.0) if self.dtype.kind == "b" else 1.0)
+        kind = {"f": "float", "b": "bool"}.get(self.dtype.kind, "16bit" if self.dtype.itemsize == 2 else "8bit")
+        x = to_255(x, kind, self.what)
         if self.image_size and self.in_hw != (self.image_size, self.image_size):
             x = resize(x, self.image_size)
         return normalise(x, self.normalisation)
+
+
+def to_255(x: np.ndarray, kind: str, what: str) -> np.ndarray:
+    """Pixel values on the 0..255 scale of 8-bit images: 'float' in [0, 1] (others refused), '16bit'
+    0..65535, 'bool', or '8bit' (and wider integers) as they are."""
+    if kind == "float":
+        if x.size and not (np.nanmin(x) >= 0 and np.nanmax(x) <= 1 and np.isfinite(x).all()):
+            raise VscError(f"{what}: floating-point pixels must lie in [0, 1] (found "
+                           f"{np.nanmin(x):g}..{np.nanmax(x):g}); store uint8 0..255, or divide by 255")
+        return x.astype(np.float32) * np.float32(255.0)
+    if kind == "16bit":
+        return x.astype(np.float32) / np.float32(257.0)  # 65535 -> 255
+    if kind == "bool":
+        return x.astype(np.float32) * np.float32(255.0)
+    return x
 
 
 def resize(x: np.ndarray, side: int) -> np.ndarray:
@@ -436,10 +444,7 @@ class Folder(Images):
             try:
                 with Image.open(f) as im:
                     if im.mode in DEEP_MODES:  # convert("L") would clip 16-bit and float pixels at 255
-                        a = np.asarray(im, dtype=np.float32)
-                        if im.mode == "F" and not (a.min() >= 0 and a.max() <= 1):
-                            raise ValueError(f"float pixels must lie in [0, 1], found {a.min():g}..{a.max():g}")
-                        a = a * 255 if im.mode == "F" else a / 257  # 16-bit 0..65535 -> 0..255
+                        a = to_255(np.asarray(im, dtype=np.float32), "float" if im.mode == "F" else "16bit", str(f))
                         im = Image.fromarray(a, mode="F")
                     else:
                         im = im.convert(self.mode)
@@ -448,6 +453,8 @@ class Folder(Images):
                     a = np.asarray(im, dtype=np.float32)
                     if a.ndim == 2 and c == 3:
                         a = np.repeat(a[:, :, None], 3, axis=2)
+            except VscError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise VscError(f"{f}: not a readable image ({type(exc).__name__}: {exc})") from None
             out[k] = a[None] if c == 1 else np.moveaxis(a, 2, 0)
