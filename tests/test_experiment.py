@@ -49,6 +49,11 @@ def test_tiny_sweep_runs_resumes_and_reports(shared_data, tmp_path):
         assert float(r["test_elbo"]) > 0 and 0 < float(r["sparsity"]) <= 1
     vae = json.loads((out / "points" / "fmnist-vae-d4" / "result.json").read_text())
     assert vae["sparsity"] == 1.0 and vae["iterations"] == 30
+    # the VAE switches every element on in every image: a dense code, by the specificity numbers too
+    assert vae["active_mean"] == 4 and vae["dims_always_on"] == 4 and vae["jaccard_different_class"] == 1.0
+    assert 0 <= vae["conditional_retention"] <= 1 and vae["image_classifier_accuracy"] > 0.7
+    assert {r["dims_used"] for r in table} and all(r["jaccard_same_class"] != "" for r in table)
+    assert "Example-specificity" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "| VAE |" in report and "| VSC, alpha 0.2 |" in report and "79.7" in report  # public figures beside ours
     for png in ("elbo-vs-dims.png", "accuracy-vs-dims.png"):

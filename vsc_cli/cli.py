@@ -12,6 +12,7 @@ from . import __version__
 from .config import TrainConfig
 from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
 from .errors import VscError
+from .metrics import ROWS as SPECIFICITY_ROWS
 from .safeio import describe_os_error
 
 DATA_NAMES = [*DATASETS, *IMAGE_DATASETS, "fashion-mnist"]
@@ -382,6 +383,12 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet):
     table.add_row(f"dimensions never active (rate < {r['eps']:g})", str(r["dims_never"]))
     table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
     table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
+    table.add_section()  # example-specificity: does each image use its own elements? (vsc_cli/metrics.py)
+    for key, label in SPECIFICITY_ROWS:
+        value = r[key]
+        text = "-" if value is None else (f"{value:.3f}" if key.startswith("jaccard") else
+                                          str(value) if isinstance(value, int) else f"{value:.1f}")
+        table.add_row(f"{label} (gamma > {threshold:g})" if key == "active_mean" else label, text)
     Console().print(table)
 
 

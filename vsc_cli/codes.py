@@ -8,6 +8,9 @@ HDF5 layout written by `encode` (format "vsc-codes/1"), one group per split ("tr
                                                with gamma > threshold (attribute `threshold`)
 File attributes: format, dataset, splits, model, alpha, dim, hidden, likelihood, normalisation,
 iterations, checkpoint, checkpoint_sha256, vsc_version, created, limit (-1: whole splits).
+Split attributes: the example-specificity of its codes at the CSR threshold (vsc_cli/metrics.py):
+active_mean/_p5/_p50/_p95, dims_used, dims_always_on, dims_dead, jaccard_all,
+jaccard_different_class, jaccard_same_class (NaN without labels), jaccard_images, threshold.
 gamma * mu is the deterministic code because under q(z|x) (eq. 5) z is 0 with probability 1 - gamma
 and N(mu, sigma^2) otherwise, so E[z] = gamma mu: elements the encoder switches off are (near) 0.
 """
@@ -29,6 +32,7 @@ from . import __version__
 from .checkpoint import build_model, checkpoint_path, load_checkpoint
 from .data import image_shape
 from .errors import VscError, WriteError
+from .metrics import specificity
 from .sources import open_images
 from .safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
@@ -257,6 +261,20 @@ def _fill(f, state, model, data, images, batch_size, threshold, progress, limit,
         group.attrs.update(rows=len(x), begin=begin, end=end)
         part = x.subset(np.arange(begin, end))
         _write_split(group, model, part, part.labels, batch_size, threshold, progress, check, rows)
+    if world is None or not world.on:  # under torchrun the joined file gets them (_join_parts)
+        _specificity_attrs(f, images, threshold)
+
+
+def _specificity_attrs(f, splits, threshold: float) -> None:
+    """Each split group's example-specificity numbers (metrics.specificity) as its attributes."""
+    from .metrics import specificity
+
+    for split in splits:
+        g = f[split]
+        if g["gamma"].shape[0] == 0:
+            continue
+        spec = specificity(np.asarray(g["gamma"]), np.asarray(g["labels"]), threshold)
+        g.attrs.update({k: (np.nan if v is None else v) for k, v in spec.items()})
 
 
 def chunk_rows(n: int) -> int:
@@ -357,6 +375,7 @@ def _join_parts(f, out: Path, parts: list, splits, check=lambda: None) -> None:
                         ds[nnz + a:nnz + min(count, a + block)] = part[f"code_csr/{name}"][a:a + block]
                 nnz += count
                 check()
+        _specificity_attrs(f, splits, float(sources[0][splits[0]]["code_csr"].attrs["threshold"]) if splits else 0.5)
     finally:
         for src in sources:
             src.close()
@@ -507,11 +526,28 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
         gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
         alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
+        labels = x.labels
     else:
         gamma, alpha = read_gamma(source, split)
+        labels = read_labels(source, split)
     out = sparsity_from_gamma(gamma, alpha, threshold)
+    out.update(specificity(gamma, labels, threshold))
     out.update(source=str(source), split=split)
     return out
+
+
+def read_labels(path: Path, split: str) -> np.ndarray | None:
+    """<split>/labels of a `vsc encode` file, or None when it has none."""
+    import h5py
+
+    with _open_h5(path) as f:
+        try:
+            ds = f.get(f"{split}/labels")
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                return None
+            return np.asarray(ds).astype(np.int64)
+        except H5_ERRORS as exc:
+            raise VscError(f"{path}: damaged or unreadable ({str(exc).splitlines()[0] if str(exc) else exc})") from None
 
 
 def read_gamma(path: Path, split: str):

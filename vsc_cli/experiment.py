@@ -30,8 +30,12 @@ DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
 DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
 RESULT = "result.json"
+# example-specificity of the test codes (vsc_cli/metrics.py), in every result and CSV row
+SPECIFICITY_FIELDS = ["active_mean", "active_p5", "active_p50", "active_p95", "dims_used", "dims_always_on",
+                      "dims_dead", "jaccard_different_class", "jaccard_same_class"]
 CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo", "train_elbo", "sparsity",
-              "selected_fraction", "labelled", "accuracy_mean", "accuracy_std", "seconds", "backend", "point"]
+              "selected_fraction", *SPECIFICITY_FIELDS, "conditional_retention", "image_classifier_accuracy",
+              "labelled", "accuracy_mean", "accuracy_std", "seconds", "backend", "point"]
 
 # An independent reproduction's test accuracy (%), 5000 labels, linear classifier (issue 7)
 PUBLIC = {
@@ -90,12 +94,31 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
 
 
+def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, images: int = 1000,
+                             samples: int = 10, seed: int = 0) -> dict:
+    """Fig. 13's number for a trained model: conditional samples of `images` test images (a seeded
+    subset), classified by an MLP trained on the real training images (its own test accuracy beside)."""
+    import numpy as np
+
+    from .data import load_split
+    from .metrics import conditional_retention, train_image_classifier
+
+    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation)
+    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation)
+    classes = int(y_train.max()) + 1
+    predict = train_image_classifier(x_train, y_train, classes, seed=seed)
+    pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))
+    kept = conditional_retention(model, gamma[pick], np.asarray(labels)[pick], predict, samples, seed=seed)
+    return {"conditional_retention": kept, "image_classifier_accuracy": float((predict(x_test) == y_test).mean())}
+
+
 def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False) -> dict:
     """Train (or resume), evaluate, encode and classify one point; write and return its result."""
     import torch
 
     from .checkpoint import CHECKPOINT, build_model, load_checkpoint
-    from .codes import classify, encode, read_gamma, sparsity_from_gamma
+    from .codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
+    from .metrics import specificity
     from .config import TrainConfig
     from .data import load_split
     from .train import evaluate, train
@@ -126,11 +149,15 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     acc = classify(codes, "code", point.labelled, repeats=5, seed=0)
     gamma, _ = read_gamma(codes, "test")
     sp = sparsity_from_gamma(gamma, point.alpha)
+    labels = read_labels(codes, "test")
+    spec = specificity(gamma, labels)
+    retention = conditional_retention_of(model, point.data, gamma, labels, data_dir)
     result = {
         "grid": point.grid, "data": point.data, "model": point.model, "alpha": point.alpha, "dim": point.dim,
         "iterations": model.cfg.iterations, "test_elbo": metrics["test_elbo"], "train_elbo": train_elbo,
         "sparsity": sp["sparsity"], "selected_fraction": sp["selected_fraction"],
-        "dims_sometimes": sp["dims_sometimes"], "accuracy": acc["results"], "backend": model.cfg.backend,
+        "dims_sometimes": sp["dims_sometimes"], **{k: spec[k] for k in SPECIFICITY_FIELDS},
+        **retention, "accuracy": acc["results"], "backend": model.cfg.backend,
         "seconds": metrics["seconds"] + time.perf_counter() - t0, "point": point.name,
         "options": point.options,
     }
@@ -160,7 +187,8 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
                 k, (was, now) = next(iter(differ.items()))
                 raise VscError(f"{path.parent} was run with {k}={was}, not {now}; use another --out")
     todo = [p for p in todo if not (root / "points" / p.name / RESULT).is_file()]
-    cores = os.cpu_count() or 1
+    # the cores this process may use (taskset, Slurm's cgroups), not the machine's
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // max(1, jobs))
     if jobs <= 1:
         for p in tqdm(todo, desc="grid points", disable=not progress):
@@ -346,8 +374,32 @@ def _report(grid, data, points, results, plots, command) -> str:
             lines.append(f"| {r['alpha']:g} | {r['sparsity']:.3f} | {r['selected_fraction']:.3f} | "
                          f"{r['train_elbo']:.1f} | {r['test_elbo']:.1f} | {accs} |")
         lines.append("")
+    lines += _specificity_table(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+def _specificity_table(results: list[dict]) -> list[str]:
+    """Example-specificity of every finished point's test codes (gamma > 0.5; vsc_cli/metrics.py)."""
+    have = [r for r in results if "jaccard_different_class" in r]
+    if not have:
+        return []
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    lines = ["## Example-specificity of the test codes (gamma > 0.5)", "",
+             "Active elements per image (mean, 5th-95th percentile); dimensions used by >= 1% of images, "
+             "always on (>= 95%), dead (< 1%); mean Jaccard similarity of two images' active sets, different / "
+             "same class; Fig. 13: the fraction of conditional samples classified as their source's class.", "",
+             "| point | active per image | used | always on | dead | Jaccard diff. / same | Fig. 13 kept |",
+             "|---|---|---|---|---|---|---|"]
+    for r in have:
+        lines.append(f"| {r['point']} | {r['active_mean']:.1f} ({r['active_p5']:g}-{r['active_p95']:g}) | "
+                     f"{r['dims_used']} | {r['dims_always_on']} | {r['dims_dead']} | "
+                     f"{num(r['jaccard_different_class'], '.2f')} / {num(r['jaccard_same_class'], '.2f')} | "
+                     f"{num(r.get('conditional_retention'), '.2f')} |")
+    return lines + [""]
 
 
 def _key(r: dict) -> str:
