@@ -11,10 +11,15 @@ from .reference import (  # noqa: F401
     SpikeSlab,
     SpikeSlabPrior,
     c_schedule,
+    kl_bernoulli,
     kl_slab,
+    kl_spike_slab,
     kl_spike,
     kl_terms,
+    lambda_schedule,
     log_gamma_from_v,
+    log_gamma_sigmoid,
+    spike_slab_sample_scaled,
     spike_slab_ref,
 )
 from .function import (  # noqa: F401,E402

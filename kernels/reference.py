@@ -38,6 +38,30 @@ def log_gamma_from_v(v: torch.Tensor) -> torch.Tensor:
     return -torch.relu(-v)
 
 
+def log_gamma_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: log gamma = -softplus(-v), i.e. gamma = S(v). Like eq. 12 it is <= 0, but with no
+    flat region: d log gamma / dv = 1 - gamma > 0 everywhere, so an element at gamma ~ 1 can still turn off."""
+    return -torch.nn.functional.softplus(-v)
+
+
+def lambda_schedule(iteration: int, pretrain: int, ramp: int) -> float:
+    """Spike pre-training (the authors' UAI 2019 code): lambda at 0-based `iteration` is 0 for the first
+    `pretrain` iterations, then rises linearly to 1 over `ramp` iterations, and stays at 1."""
+    if iteration < pretrain:
+        return 0.0
+    if ramp <= 0:
+        return 1.0
+    return float(min(1.0, (iteration - pretrain + 1) / ramp))
+
+
+def spike_slab_sample_scaled(mu, logvar, log_gamma, eps, eta, c: float, lam: float):
+    """Eq. 24 with the slab's parameters scaled by lambda (spike pre-training): z = S(c (eta - 1 + gamma)) *
+    (lam mu + exp(lam logvar / 2) eps). At lam = 0 the slab is N(0, 1) noise, so the decoder learns from
+    *which* elements are on; at lam = 1 it is eq. 24. The KL terms do not depend on lambda."""
+    selection = torch.sigmoid(c * (eta - 1.0 + torch.exp(log_gamma)))
+    return selection * (lam * mu + torch.exp(0.5 * lam * logvar) * eps)
+
+
 def kl_slab(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) per element (eq. 21)."""
     return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
@@ -52,6 +76,35 @@ def kl_spike(log_gamma: torch.Tensor, alpha: float) -> torch.Tensor:
     log1m_alpha = math.log(max(1.0 - alpha, ALPHA_FLOOR))
     inactive = torch.where(positive, safe * (torch.log(safe) - log1m_alpha), torch.zeros_like(safe))
     return gamma * (log_gamma - math.log(alpha)) + inactive
+
+
+def kl_spike_slab(mu, logvar, log_gamma, mu_p, logvar_p, log_gamma_p, log1m_gamma_p):
+    """Eq. 9 generalised to a prior with per-element spike-and-slab parameters (broadcasting):
+        slab  = gamma KL(N(mu, sigma^2) || N(mu_p, sigma_p^2))
+        spike = KL(Bern(gamma) || Bern(gamma_p))
+    The paper's prior is mu_p = 0, logvar_p = 0, gamma_p = alpha (then slab, spike = kl_terms). The prior's
+    log gamma_p and log(1 - gamma_p) are given separately, so that each can be exact (e.g. log-sigmoids);
+    they may be tensors or numbers."""
+    mu_p, logvar_p, log_gamma_p, log1m_gamma_p = (torch.as_tensor(t, dtype=mu.dtype, device=mu.device)
+                                                  for t in (mu_p, logvar_p, log_gamma_p, log1m_gamma_p))
+    gamma = torch.exp(log_gamma)
+    slab = gamma * 0.5 * (logvar_p - logvar + (torch.exp(logvar) + (mu - mu_p) ** 2) * torch.exp(-logvar_p) - 1.0)
+    one_m_gamma = -torch.expm1(log_gamma)
+    positive = one_m_gamma > 0
+    safe = torch.where(positive, one_m_gamma, torch.ones_like(one_m_gamma))
+    inactive = torch.where(positive, safe * (torch.log(safe) - log1m_gamma_p), torch.zeros_like(safe))
+    return slab, gamma * (log_gamma - log_gamma_p) + inactive
+
+
+def kl_bernoulli(p: torch.Tensor, alpha: float) -> torch.Tensor:
+    """KL(Bern(p) || Bern(alpha)) for p in [0, 1] (0 log 0 = 0; 1 - alpha floored as in kl_spike)."""
+    log1m_alpha = math.log(max(1.0 - alpha, ALPHA_FLOOR))
+    on = torch.where(p > 0, p * (torch.log(torch.where(p > 0, p, torch.ones_like(p))) - math.log(alpha)),
+                     torch.zeros_like(p))
+    q = 1.0 - p
+    off = torch.where(q > 0, q * (torch.log(torch.where(q > 0, q, torch.ones_like(q))) - log1m_alpha),
+                      torch.zeros_like(q))
+    return on + off
 
 
 def spike_slab_ref(mu, logvar, v, eps, eta, c: float, alpha: float):

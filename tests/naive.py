@@ -49,3 +49,41 @@ def sample_loop(mu, logvar, v, eps, eta, c):
             sel = 1 / (1 + math.exp(-y)) if y > -700 else 0.0
             out[i, j] = sel * (float(mu[i, j]) + math.exp(0.5 * float(logvar[i, j])) * float(eps[i, j]))
     return out
+
+
+def kl_general_loop(mu, logvar, log_gamma, mu_p, logvar_p, gamma_p):
+    """Eq. 9 against a per-element spike-and-slab prior N(mu_p, sigma_p^2), gamma_p, element by element:
+    (gamma KL(N(mu, s^2) || N(mu_p, s_p^2)), KL(Bern(gamma) || Bern(gamma_p))), each (B, J)."""
+    slab = torch.empty(mu.shape, dtype=torch.float64)
+    spike = torch.empty(mu.shape, dtype=torch.float64)
+    for i in range(mu.shape[0]):
+        for j in range(mu.shape[1]):
+            m, s2 = float(mu[i, j]), math.exp(float(logvar[i, j]))
+            mp, s2p = float(mu_p[i, j]), math.exp(float(logvar_p[i, j]))
+            g, gp = math.exp(float(log_gamma[i, j])), float(gamma_p[i, j])
+            kl_normal = 0.5 * (math.log(s2p / s2) + (s2 + (m - mp) ** 2) / s2p - 1)
+            slab[i, j] = g * kl_normal
+            off = (1 - g) * math.log((1 - g) / (1 - gp)) if g < 1 else 0.0
+            spike[i, j] = g * math.log(g / gp) + off
+    return slab, spike
+
+
+def pseudo_input_kl_loop(w, mu, logvar, log_gamma, mu_p, logvar_p, gamma_p, alpha):
+    """The pseudo-input prior's per-image terms from their definition (priors.py), image by image:
+    sum_k w_bk sum_j [slab, spike] against component k, and J KL(Bern(r_b) || Bern(alpha)) with
+    r_b = mean_j sum_k w_bk gamma_p[k, j]."""
+    B, J = mu.shape
+    K = mu_p.shape[0]
+    slab, spike, rate = [], [], []
+    for b in range(B):
+        s1 = s2 = 0.0
+        for k in range(K):
+            sl, sp = kl_general_loop(mu[b:b + 1], logvar[b:b + 1], log_gamma[b:b + 1], mu_p[k:k + 1],
+                                     logvar_p[k:k + 1], gamma_p[k:k + 1])
+            s1 += float(w[b, k]) * float(sl.sum())
+            s2 += float(w[b, k]) * float(sp.sum())
+        r = sum(float(w[b, k]) * float(gamma_p[k, j]) for k in range(K) for j in range(J)) / J
+        slab.append(s1)
+        spike.append(s2)
+        rate.append(J * (r * math.log(r / alpha) + (1 - r) * math.log((1 - r) / (1 - alpha))))
+    return [torch.tensor(t, dtype=torch.float64) for t in (slab, spike, rate)]

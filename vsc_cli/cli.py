@@ -203,13 +203,32 @@ def check_backend(backend: str, device: str) -> None:
 @click.option("--logvar-init", callback=_logvar_init,
               help="Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) "
                    "or a number [default: PyTorch's init, about 0]. Not in the paper; see README.")
+@click.option("--spike", type=click.Choice(["min", "sigmoid"]),
+              help="VSC: log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = "
+                   "-softplus(-v), which has no flat region. [default: the recipe's]")
+@click.option("--pretrain", type=click.IntRange(min=0),
+              help="VSC: spike pre-training (the authors' UAI 2019 code, not the paper): iterations whose "
+                   "sample uses lambda = 0, i.e. the decoder sees only which elements are on. [default: the recipe's]")
+@click.option("--pretrain-ramp", type=click.IntRange(min=0),
+              help="VSC: after --pretrain, iterations over which lambda rises linearly to 1. [default: the recipe's]")
+@click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs"]),
+              help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
+                   "authors' UAI 2019 code, a different model from the paper's (see README). [default: the recipe's]")
+@click.option("--pseudo-inputs", type=click.IntRange(1, 1 << 16), default=10, show_default=True,
+              help="--prior pseudo-inputs: number of learned pseudo-images.")
+@click.option("--prior-sharpness", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="--prior pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
+                   "pseudo-inputs' spike probabilities towards 0 and 1.")
+@click.option("--paper", is_flag=True,
+              help="The paper's exact recipe: --spike min, no pre-training, the spike-slab prior, PyTorch's "
+                   "init. Cannot be combined with those options.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
               help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
-def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, **opts):
+def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
 
     Example: vsc train --data fmnist --dim 200
@@ -233,6 +252,16 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
     if opts["hidden"] is None and resume is None:
         opts["hidden"] = DEFAULT_HIDDEN.get(opts["data"], (400,))
+    from .config import DEFAULT_RECIPE, PAPER_RECIPE
+
+    given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    if paper and given:
+        raise click.UsageError(f"--paper is the paper's exact recipe; it cannot be combined with "
+                               f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
+    if resume is None:
+        for name, value in (PAPER_RECIPE if paper else DEFAULT_RECIPE).items():
+            if name not in given:
+                opts[name] = value
     if resume is not None:
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
@@ -269,6 +298,45 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
                    f"(prior alpha {cfg.alpha:g})")
     if metrics["seconds_per_1000_iterations"]:
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
+
+
+SETTABLE = ("spike", "pretrain", "pretrain_ramp", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
+            "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
+
+
+def _settings(items) -> dict:
+    """('pretrain=100', 'spike=sigmoid') -> {'pretrain': 100, 'spike': 'sigmoid'}, each checked as a checkpoint's
+    config would be."""
+    import dataclasses
+
+    from .config import _CHECKS
+
+    types = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in SETTABLE:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE with KEY one of {', '.join(SETTABLE)}",
+                                     param_hint="--set")
+        text = text.strip()
+        try:
+            if text.lower() == "none":
+                value = None
+            elif key == "logvar_init" and text == "data":
+                value = text
+            elif isinstance(types[key], bool) or isinstance(types[key], str):
+                value = text
+            elif isinstance(types[key], int) and key != "gamma_init":
+                value = int(text)
+            else:
+                value = float(text)
+        except ValueError:
+            value = ValueError
+        if value is ValueError or not _CHECKS[key](value):
+            raise click.BadParameter(f"{item!r}: {text!r} is not a valid value for {key}", param_hint="--set")
+        out[key] = value
+    return out
 
 
 def _int_list(ctx, param, value):
@@ -473,6 +541,9 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
               help="Spike-and-slab op for every point (auto: the fastest here).")
 @click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Passed to every VSC point (not in the paper; see `vsc train --help`).")
+@click.option("--set", "settings", multiple=True, callback=lambda c, p, v: _settings(v), metavar="KEY=VALUE",
+              help="A training setting for every point, repeatable, e.g. --set pretrain=10000 --set spike=sigmoid. "
+                   f"Keys: {', '.join(SETTABLE)} (see `vsc train --help`). Default: the paper's recipe.")
 @click.option("--train-size", type=click.IntRange(min=1),
               help="Use only the first N training (and encoded) images of each split: quick, not the paper's.")
 @click.option("--labelled", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
@@ -485,8 +556,8 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @handle_errors
-def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, train_size, labelled, jobs,
-               point, list_only, data_dir, quiet):
+def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, settings, train_size, labelled,
+               jobs, point, list_only, data_dir, quiet):
     """Reproduce a sweep of the paper: `dims` (Figs. 2, 3) or `alpha` (Figs. 8, 10, 11).
 
     Trains, evaluates, encodes and classifies every grid point, skipping finished ones (run it again
@@ -500,6 +571,7 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:
         options["gamma_init"] = gamma_init
+    options.update(settings)
     if train_size is not None:
         options["train_size"] = train_size
     kw = {"labelled": tuple(labelled)} if labelled else {}

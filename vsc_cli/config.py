@@ -25,6 +25,15 @@ class TrainConfig:
     # "data" = log of the training images' mean per-pixel variance (resolved to a number when training starts)
     gamma_init: float | None = None  # VSC: start every spike probability near this value (None: PyTorch's init,
     # which gives v > 0, i.e. gamma = 1 with zero gradient, for about half the latent elements; see model.py)
+    spike: str = "min"  # log gamma from the encoder's v: "min" = min(v, 0) (eq. 12); "sigmoid" = -softplus(-v),
+    # i.e. gamma = S(v), with no flat region (not in the paper)
+    pretrain: int = 0  # spike pre-training (the authors' UAI 2019 code, not the paper): iterations whose sample
+    # uses lambda = 0 (z = selection * N(0,1) noise: the decoder sees only which elements are on); 0 = the paper
+    pretrain_ramp: int = 0  # ... then lambda rises linearly to 1 over this many iterations
+    prior: str = "spike-slab"  # spike-slab: eq. 4 with alpha | pseudo-inputs: the UAI 2019 learned prior
+    # (a different model from the ICLR paper's; see priors.py)
+    pseudo_inputs: int = 10  # pseudo-inputs: number of learned pseudo-images K (the authors' code: 10)
+    prior_sharpness: float = 10.0  # pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)) (the authors' code: 10)
     seed: int = 0  # seeds the initial weights, the batch order and the noise
     train_size: int | None = None  # use only the first N training images (None: all 60,000)
     test_size: int | None = None  # evaluate on the first N test images (None: all 10,000)
@@ -85,6 +94,12 @@ _CHECKS = {  # what a checkpoint's config may hold
     "min_logvar": _is_num,
     "logvar_init": lambda v: v is None or v == "data" or _is_num(v),
     "gamma_init": lambda v: v is None or (_is_num(v) and 0 < v < 1),
+    "spike": lambda v: v in ("min", "sigmoid"),
+    "pretrain": lambda v: _is_int(v) and v >= 0,
+    "pretrain_ramp": lambda v: _is_int(v) and v >= 0,
+    "prior": lambda v: v in ("spike-slab", "pseudo-inputs"),
+    "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
+    "prior_sharpness": lambda v: _is_num(v) and v > 0,
     "seed": _is_int,
     "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
     "test_size": lambda v: v is None or (_is_int(v) and v >= 1),
@@ -94,3 +109,11 @@ _CHECKS = {  # what a checkpoint's config may hold
     "dtype": lambda v: v in ("float32", "float64"),
     "extra": lambda v: isinstance(v, dict),
 }
+
+
+# Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when not given on the command
+# line. The dataclass defaults above are the paper's exact recipe (what `vsc train --paper` and
+# `vsc experiment` use, and what a checkpoint of an older vsc without these fields means).
+PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "prior": "spike-slab", "gamma_init": None}
+DEFAULT_RECIPE = dict(PAPER_RECIPE)  # set from the measurements of docs/results/recipes (README: Recipes)
+

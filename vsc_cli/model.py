@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import log_gamma_from_v, spike_slab
+from vsc_kernels import log_gamma_from_v, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
 
 from .config import TrainConfig
 
@@ -69,7 +69,9 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """The family's shared harness; `model='vae'` is the standard VAE, `model='vsc'` the sparse one.
 
-    One encoder network outputs mu, log sigma^2 and (VSC only) v, with log gamma = min(v, 0) (eq. 12).
+    One encoder network outputs mu, log sigma^2 and (VSC only) v, with log gamma = min(v, 0) (eq. 12),
+    or -softplus(-v) (cfg.spike = "sigmoid"). cfg.prior = "pseudo-inputs" swaps eq. 4's prior for the
+    learned one of priors.py (the authors' UAI 2019 model).
     """
 
     def __init__(self, cfg: TrainConfig, pixels: int):
@@ -83,10 +85,16 @@ class VAE(nn.Module):
             # gamma = 1 until its v drifts below 0 by chance. Starting v at log(gamma_init) < 0 (and its
             # weights small) puts every element where its spike probability can learn.
             with torch.no_grad():
-                self.encoder[-1].bias[2 * cfg.dim:] = math.log(cfg.gamma_init)
+                g = cfg.gamma_init  # v with gamma(v) = gamma_init
+                self.encoder[-1].bias[2 * cfg.dim:] = math.log(g) if cfg.spike == "min" else math.log(g / (1 - g))
                 self.encoder[-1].weight[2 * cfg.dim:] *= 0.1
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
+        self.prior = None  # None: the paper's spike-and-slab prior (eq. 4), inside the fused op
+        if self.sparse and cfg.prior == "pseudo-inputs":
+            from .priors import PseudoInputPrior
+
+            self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness)
 
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1)."""
@@ -96,33 +104,56 @@ class VAE(nn.Module):
         mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar, None
 
+    def log_gamma(self, v):
+        """log gamma from the encoder's v: eq. 12 (min(v, 0)), or -softplus(-v) with cfg.spike = 'sigmoid'."""
+        return log_gamma_sigmoid(v) if self.cfg.spike == "sigmoid" else log_gamma_from_v(v)
+
     def gamma(self, v):
-        return torch.exp(log_gamma_from_v(v))
+        return torch.exp(self.log_gamma(v))
 
-    def forward(self, x, c: float, generator=None, hard: bool = False):
+    def forward(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0):
         """The ELBO terms (elbo_terms); DistributedDataParallel synchronises gradients through forward."""
-        return self.elbo_terms(x, c, generator, hard)
+        return self.elbo_terms(x, c, generator, hard, lam)
 
-    def elbo_terms(self, x, c: float, generator=None, hard: bool = False):
+    def elbo_terms(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 
         Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`,
         the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE).
         `hard=True` draws the spike exactly (the step T of eq. 25, c = infinity) instead of the
         relaxed sigmoid: the estimate is then of the true ELBO of q in eq. 5; evaluation uses it.
+        `lam` < 1 scales the sample's slab parameters (spike pre-training, lambda_schedule); the KL never.
+        With the pseudo-input prior, the KLs are against it, `kl_rate` is its average-rate term and
+        `objective` = elbo - kl_rate is what training maximises; `elbo_paper_prior` is always the ELBO
+        of the same q and decoder under the paper's prior (eq. 4), so that recipes compare.
         """
         mu, logvar, v = self.encode(x)
         eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        extra = {}
         if self.sparse:
             eta = torch.rand(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-            z, kl_slab, kl_spike = spike_slab(mu, logvar, v, eps, eta, math.inf if hard else c,
+            # the op takes log gamma in place of v: min(., 0) (eq. 12) leaves a log gamma <= 0 unchanged
+            lg = self.log_gamma(v)
+            z, kl_slab, kl_spike = spike_slab(mu, logvar, v if self.cfg.spike == "min" else lg, eps, eta,
+                                              math.inf if hard else c,
                                               self.cfg.alpha, backend=self.cfg.backend)
-            active = self.gamma(v).mean(-1)
+            if lam < 1.0 and not hard:
+                z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, c, lam)
+            active = torch.exp(lg).mean(-1)
+            if self.prior is not None:
+                extra["elbo_paper_prior"] = -(kl_slab + kl_spike)  # the recon is added below
+                kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma)
+                extra["kl_rate"] = kl_rate
         else:
             z = mu + torch.exp(0.5 * logvar) * eps
             kl_slab = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
             kl_spike = torch.zeros_like(kl_slab)
             active = torch.ones_like(kl_slab)
         recon = self.decoder.log_likelihood(x, z)
-        return {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
-                "kl_spike": kl_spike, "active": active}
+        terms = {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
+                 "kl_spike": kl_spike, "active": active}
+        if extra:
+            terms["elbo_paper_prior"] = recon + extra["elbo_paper_prior"]
+            terms["kl_rate"] = extra["kl_rate"]
+            terms["objective"] = terms["elbo"] - extra["kl_rate"]
+        return terms

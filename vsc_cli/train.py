@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vsc_kernels import c_schedule, default_backend
+from vsc_kernels import c_schedule, default_backend, lambda_schedule
 
 from . import __version__
 from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
@@ -130,7 +130,7 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
     kept = (f"the last good checkpoint (iteration {last_good}) is kept" if last_good
             else "no checkpoint had been written yet")
     if not torch.isfinite(loss):
-        bad = [k for k in TERMS if not bool(torch.isfinite(terms[k]).all())]
+        bad = [k for k in (*TERMS, "kl_rate") if k in terms and not bool(torch.isfinite(terms[k]).all())]
         raise VscError(f"non-finite loss at iteration {iteration} (term: {', '.join(bad) or 'elbo'}); {kept}. "
                        "Try a lower --lr, or --detect-anomaly to find the operation")
     named = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
@@ -138,8 +138,8 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
         return
     params = [n for n, p in named if not bool(torch.isfinite(p.grad).all())]
     culprits = []
-    for k in TERMS:  # which term's gradient is non-finite (the graph was retained for this)
-        if terms[k].requires_grad:
+    for k in (*TERMS, "kl_rate"):  # which term's gradient is non-finite (the graph was retained for this)
+        if k in terms and terms[k].requires_grad:
             grads = torch.autograd.grad(-terms[k].mean(), [p for _, p in named], retain_graph=True,
                                         allow_unused=True)
             if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
@@ -359,8 +359,9 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         idx = epoch_shard[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
         c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
-        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen)
-        loss = -terms["elbo"].mean()
+        lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
+        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen, lam=lam)
+        loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
         opt.zero_grad(set_to_none=True)
         loss.backward(retain_graph=True)  # kept only so a non-finite gradient can be traced to its term
         _check_finite(loss, terms, model, it + 1, last_good)

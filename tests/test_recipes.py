@@ -1,0 +1,214 @@
+"""Terms beyond the paper (spike pre-training, the sigmoid spike, the pseudo-input prior) against slow
+references written from their definitions, values and gradients; and the recipe options."""
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.distributions import Bernoulli, kl_divergence
+
+from vsc_cli.cli import main
+from vsc_cli.config import TrainConfig
+from vsc_cli.model import VAE
+from vsc_cli.priors import PseudoInputPrior
+from vsc_kernels import (kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, lambda_schedule, log_gamma_sigmoid,
+                         spike_slab, spike_slab_ref, spike_slab_sample_scaled)
+
+from naive import kl_general_loop, pseudo_input_kl_loop, sample_loop
+
+
+def rand(*shape, seed=0, scale=1.0):
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_general_kl_matches_loop_and_reduces_to_eq9():
+    mu, logvar, v = rand(4, 6, seed=1), rand(4, 6, seed=2), rand(4, 6, seed=3)
+    lg = log_gamma_sigmoid(v)
+    mu_p, logvar_p, a = rand(4, 6, seed=4), rand(4, 6, seed=5), rand(4, 6, seed=6, scale=2)
+    slab, spike = kl_spike_slab(mu, logvar, lg, mu_p, logvar_p, torch.nn.functional.logsigmoid(a),
+                                torch.nn.functional.logsigmoid(-a))
+    want_slab, want_spike = kl_general_loop(mu, logvar, lg, mu_p, logvar_p, torch.sigmoid(a))
+    torch.testing.assert_close(slab, want_slab, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(spike, want_spike, rtol=1e-12, atol=1e-12)
+    # the paper's prior: mu_p = 0, logvar_p = 0, gamma_p = alpha gives eq. 9's two terms exactly
+    lg_min = torch.clamp(v, max=0)
+    alpha = 0.2
+    slab, spike = kl_spike_slab(mu, logvar, lg_min, 0.0, 0.0, math.log(alpha), math.log(1 - alpha))
+    torch.testing.assert_close(slab, torch.exp(lg_min) * kl_slab(mu, logvar), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(spike, kl_spike(lg_min, alpha), rtol=1e-13, atol=1e-13)
+
+
+def test_general_kl_gradcheck():
+    args = [rand(3, 4, seed=s).requires_grad_() for s in range(6)]
+
+    def f(mu, logvar, v, mu_p, logvar_p, a):
+        return kl_spike_slab(mu, logvar, log_gamma_sigmoid(v), mu_p, logvar_p,
+                             torch.nn.functional.logsigmoid(a), torch.nn.functional.logsigmoid(-a))
+
+    assert torch.autograd.gradcheck(f, args)
+
+
+def test_kl_bernoulli_matches_torch_distributions():
+    p = torch.tensor([0.0, 1e-9, 0.3, 0.5, 0.999, 1.0], dtype=torch.float64)
+    for alpha in (0.01, 0.5, 0.9):
+        want = kl_divergence(Bernoulli(probs=p), Bernoulli(probs=torch.full_like(p, alpha)))
+        torch.testing.assert_close(kl_bernoulli(p, alpha), want, rtol=1e-9, atol=1e-12)
+    q = torch.tensor([0.2, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: kl_bernoulli(t, 0.05), (q,))
+
+
+def test_sigmoid_spike_is_log_sigmoid_without_a_flat_region():
+    v = torch.tensor([-50.0, -3.0, 0.0, 2.0, 30.0], dtype=torch.float64, requires_grad=True)
+    lg = log_gamma_sigmoid(v)
+    torch.testing.assert_close(lg, torch.log(torch.sigmoid(v.detach())), rtol=1e-12, atol=1e-15)
+    (g,) = torch.autograd.grad(lg.sum(), v)
+    torch.testing.assert_close(g, 1 - torch.sigmoid(v.detach()))  # d log S(v) / dv = 1 - S(v) > 0
+    assert (g > 0).all()
+
+
+def test_lambda_schedule():
+    got = [lambda_schedule(i, 3, 4) for i in range(9)]
+    assert got == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert [lambda_schedule(i, 2, 0) for i in range(4)] == [0, 0, 1, 1]
+    assert lambda_schedule(0, 0, 0) == 1.0
+
+
+def test_scaled_sample_matches_loop_and_eq24():
+    mu, logvar, v, eps = rand(3, 5, seed=1), rand(3, 5, seed=2), rand(3, 5, seed=3), rand(3, 5, seed=4)
+    eta = torch.rand(3, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    lg = torch.clamp(v, max=0)
+    for lam in (0.0, 0.3, 1.0):
+        z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, 50.0, lam)
+        torch.testing.assert_close(z, sample_loop(lam * mu, lam * logvar, v, eps, eta, 50.0), rtol=1e-12,
+                                   atol=1e-12)
+    z_ref = spike_slab_ref(mu, logvar, v, eps, eta, 50.0, 0.3)[0]
+    torch.testing.assert_close(spike_slab_sample_scaled(mu, logvar, lg, eps, eta, 50.0, 1.0), z_ref)
+    args = [t.clone().requires_grad_() for t in (mu, logvar, v)]
+    assert torch.autograd.gradcheck(
+        lambda m, lv, vv: spike_slab_sample_scaled(m, lv, torch.clamp(vv, max=0), eps, eta, 5.0, 0.4), args)
+
+
+def _prior_inputs(B=3, K=2, J=4, pixels=5):
+    torch.manual_seed(0)
+    prior = PseudoInputPrior(pixels, K, J, alpha=0.1, sharpness=10.0).double()
+    enc = torch.nn.Linear(pixels, 3 * J).double()
+
+    def encode(x):
+        return enc(x).chunk(3, dim=-1)
+
+    return prior, encode, rand(B, pixels, seed=7)
+
+
+def test_pseudo_input_prior_matches_loop():
+    prior, encode, x = _prior_inputs()
+    mu, logvar, v = encode(x)
+    lg = log_gamma_sigmoid(v)
+    slab, spike, rate = prior.kl(x, mu, logvar, lg, encode, log_gamma_sigmoid)
+    with torch.no_grad():
+        w = prior.weights(x)
+        mu_p, logvar_p, v_p = encode(prior.u)
+        gamma_p = torch.sigmoid(10.0 * (torch.sigmoid(v_p) - 0.5))  # the sharpened spike, by definition
+        want = pseudo_input_kl_loop(w, mu, logvar, lg, mu_p, logvar_p, gamma_p, 0.1)
+    for got, ref in zip((slab, spike, rate), want):
+        torch.testing.assert_close(got.detach(), ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(w.sum(1), torch.ones(3, dtype=torch.float64))
+    assert (w > 0).all()
+
+
+def test_pseudo_input_prior_gradcheck():
+    prior, encode, x = _prior_inputs(B=2, K=2, J=3, pixels=4)
+    mu, logvar, v = [t.detach().clone().requires_grad_() for t in encode(x)]
+    params = [prior.u, prior.select.weight]
+
+    def f(mu, logvar, v, u, w_sel):
+        with torch.no_grad():
+            prior.u.copy_(u)
+            prior.select.weight.copy_(w_sel)
+        # functional re-evaluation so gradcheck sees u and w_sel as inputs
+        s = torch.sigmoid(x @ w_sel.T + prior.select.bias)
+        w = s / s.sum(-1, keepdim=True)
+        mu_p, logvar_p, v_p = encode(u)
+        a = 10.0 * (torch.sigmoid(v_p) - 0.5)
+        sl, sp = kl_spike_slab(mu[:, None], logvar[:, None], log_gamma_sigmoid(v)[:, None], mu_p[None],
+                               logvar_p[None], torch.nn.functional.logsigmoid(a)[None],
+                               torch.nn.functional.logsigmoid(-a)[None])
+        # and the module's own result must be the same function
+        got = prior.kl(x, mu, logvar, log_gamma_sigmoid(v), encode, log_gamma_sigmoid)
+        return got[0] + got[1] + got[2], torch.einsum("bk,bkj->b", w, sl + sp)
+
+    inputs = (mu, logvar, v, *[p.detach().clone().requires_grad_() for p in params])
+    out = f(*inputs)
+    torch.testing.assert_close(out[0] - prior.kl(x, mu, logvar, log_gamma_sigmoid(v), encode,
+                                                  log_gamma_sigmoid)[2], out[1])
+    assert torch.autograd.gradcheck(lambda *a: prior.kl(x, a[0], a[1], log_gamma_sigmoid(a[2]), encode,
+                                                        log_gamma_sigmoid), inputs[:3])
+
+
+@pytest.mark.parametrize("spike", ["min", "sigmoid"])
+@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs"])
+def test_model_backends_agree_with_new_options(spike, prior):
+    """The fused numba op and the pure-torch reference give the same terms and gradients, for every
+    spike parameterisation and prior, during spike pre-training too."""
+    x = torch.rand(16, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    results = []
+    for backend in ("torch", "numba"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(dim=6, hidden=(8,), alpha=0.1, spike=spike, prior=prior, pseudo_inputs=3,
+                          backend=backend, dtype="float64")
+        model = VAE(cfg, 12).double()
+        for lam in (0.0, 0.5, 1.0):
+            terms = model.elbo_terms(x, 50.0, torch.Generator().manual_seed(1), lam=lam)
+            loss = -terms.get("objective", terms["elbo"]).mean()
+            grads = torch.autograd.grad(loss, list(model.parameters()))
+            results.append(({k: t.detach() for k, t in terms.items()}, grads))
+    half = len(results) // 2
+    for (t_torch, g_torch), (t_numba, g_numba) in zip(results[:half], results[half:]):
+        assert t_torch.keys() == t_numba.keys()
+        for k in t_torch:
+            torch.testing.assert_close(t_numba[k], t_torch[k], rtol=1e-10, atol=1e-10)
+        for a, b in zip(g_numba, g_torch):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    if prior == "pseudo-inputs":  # its objective adds the rate term; elbo_paper_prior uses eq. 4
+        terms = results[0][0]
+        torch.testing.assert_close(terms["objective"], terms["elbo"] - terms["kl_rate"])
+
+
+def test_pretraining_sample_ignores_mu_at_lambda_zero():
+    """At lambda = 0 the sample (so the reconstruction) does not depend on mu: no gradient reaches mu's
+    weights through the decoder, only through the KL."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(dim=5, hidden=(8,), alpha=0.1, dtype="float64", backend="numba")
+    model = VAE(cfg, 10).double()
+    x = torch.rand(8, 10, dtype=torch.float64)
+    mu, logvar, v = model.encode(x)
+    mu.retain_grad()
+    eps_gen = torch.Generator().manual_seed(3)
+    eps = torch.randn(mu.shape, dtype=mu.dtype, generator=eps_gen)
+    eta = torch.rand(mu.shape, dtype=mu.dtype, generator=eps_gen)
+    z = spike_slab_sample_scaled(mu, logvar, torch.clamp(v, max=0), eps, eta, 50.0, 0.0)
+    (g,) = torch.autograd.grad(model.decoder.log_likelihood(x, z).sum(), mu, allow_unused=True)
+    assert g is None or bool((g == 0).all())
+
+
+@pytest.mark.parametrize("spike", ["min", "sigmoid"])
+def test_gamma_init_for_each_spike(spike):
+    """--gamma-init sets v's bias so that gamma(bias) is the asked value, for either parameterisation."""
+    model = VAE(TrainConfig(dim=7, hidden=(8,), gamma_init=0.3, spike=spike), 10)
+    bias = model.encoder[-1].bias.detach()[14:]
+    torch.testing.assert_close(model.gamma(bias), torch.full((7,), 0.3), rtol=0, atol=1e-6)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_recipe_options_on_the_command_line(tmp_path):
+    result = run("train", "--paper", "--pretrain", 100, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "--paper" in result.output and "--pretrain" in result.output
+    result = run("train", "--prior", "gaussian", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    result = run("train", "--help")
+    assert "a different model from the paper's" in " ".join(result.output.split())
+    for bad in ({"spike": "max"}, {"pretrain": -1}, {"prior": "x"}, {"prior_sharpness": 0}):
+        with pytest.raises(Exception, match="out of range"):
+            TrainConfig.from_dict({**TrainConfig().to_dict(), **bad})

@@ -1,0 +1,56 @@
+"""Priors beyond the paper's. The paper's (eq. 4, alpha N(0,1) + (1 - alpha) delta(0) per element) lives in
+the fused kernels; this module holds the learned one of the authors' later version.
+
+PseudoInputPrior: the prior of the authors' UAI 2019 code (ftonolini45/Variational_Sparse_Coding,
+models/vae_ss_ss_vamp_ept_sp.py), a different model from the ICLR 2018 paper's. K learned pseudo-images u_k
+pass through the same encoder and give spike-and-slab components (mu_pk, sigma_pk^2, gamma_pk), with the
+spike probabilities sharpened towards 0/1: gamma_pk = S(nu (gamma(u_k) - 1/2)). A selection network gives
+each image x weights w_k(x) = s_k / sum_k s_k, s = S(W x + b). The image's KL is the weighted expectation
+of the per-component KLs (an upper bound on the KL to the mixture, by convexity):
+    KL(x) = sum_k w_k(x) sum_j [gamma_j KL(N(mu_j, sigma_j^2) || N(mu_pkj, sigma_pkj^2)) + KL(Bern(gamma_j) || Bern(gamma_pkj))]
+and alpha only sets the *average* rate, through J KL(Bern(g(x)) || Bern(alpha)) with
+g(x) = mean_j sum_k w_k(x) gamma_pkj (the "rate" term, added to the training loss). Switching an element
+on then costs little for an image whose similar pseudo-inputs use it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vsc_kernels import kl_bernoulli, kl_spike_slab
+
+
+class PseudoInputPrior(nn.Module):
+    def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float):
+        super().__init__()
+        self.dim, self.alpha, self.sharpness = dim, alpha, sharpness
+        bound = math.sqrt(6.0 / (K + pixels))  # Xavier-uniform, as the authors' code
+        self.u = nn.Parameter(torch.empty(K, pixels).uniform_(-bound, bound))
+        self.select = nn.Linear(pixels, K)
+        nn.init.xavier_uniform_(self.select.weight)
+        nn.init.zeros_(self.select.bias)
+
+    def weights(self, x):
+        """(B, K) selection weights w_k(x), each row summing to 1."""
+        s = torch.sigmoid(self.select(x))
+        return s / s.sum(-1, keepdim=True)
+
+    def components(self, encode, log_gamma):
+        """(mu_p, logvar_p, log gamma_p, log(1 - gamma_p)), each (K, J), from the pseudo-inputs."""
+        mu_p, logvar_p, v_p = encode(self.u)
+        a = self.sharpness * (torch.exp(log_gamma(v_p)) - 0.5)
+        return mu_p, logvar_p, F.logsigmoid(a), F.logsigmoid(-a)
+
+    def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma):
+        """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))."""
+        w = self.weights(x)
+        mu_p, logvar_p, lg_p, l1m_p = self.components(encode, log_gamma)
+        slab, spike = kl_spike_slab(mu[:, None], logvar[:, None], log_gamma_q[:, None],
+                                    mu_p[None], logvar_p[None], lg_p[None], l1m_p[None])  # (B, K, J)
+        kl_slab = torch.einsum("bk,bkj->b", w, slab)
+        kl_spike = torch.einsum("bk,bkj->b", w, spike)
+        rate = (w @ torch.exp(lg_p)).mean(-1)  # g(x): the prior's mean spike rate for this image
+        return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha)
