@@ -155,6 +155,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     result = {
         "grid": point.grid, "data": point.data, "model": point.model, "alpha": point.alpha, "dim": point.dim,
         "iterations": model.cfg.iterations, "test_elbo": metrics["test_elbo"], "train_elbo": train_elbo,
+        # the ELBO under the paper's prior (eq. 4): the same number as test_elbo unless the prior is learned
+        "test_elbo_paper_prior": metrics.get("test_elbo_paper_prior", metrics["test_elbo"]),
         "sparsity": sp["sparsity"], "selected_fraction": sp["selected_fraction"],
         "dims_sometimes": sp["dims_sometimes"], **{k: spec[k] for k in SPECIFICITY_FIELDS},
         **retention, "accuracy": acc["results"], "backend": model.cfg.backend,
