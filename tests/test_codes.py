@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from vsc_cli.cli import main
 from vsc_cli.codes import classify, sparsity_from_gamma
+from vsc_cli.metrics import specificity
 from vsc_cli.config import TrainConfig
 from vsc_cli.data import load_split
 from vsc_cli.train import build_model, load_checkpoint, train
@@ -65,6 +66,11 @@ def test_encode_round_trip(trained_run, shared_data, tmp_path):
             code, gam = g["code"][()], g["gamma"][()]
             np.testing.assert_array_equal(dense, np.where(gam > 0.3, code, 0))
             assert indptr[-1] == (gam > 0.3).sum() > 0
+            # the split's example-specificity attributes, at the file's threshold
+            want = specificity(gam, labels, 0.3)
+            for key in ("active_mean", "active_p50", "dims_used", "dims_always_on", "dims_dead",
+                        "jaccard_different_class", "jaccard_same_class"):
+                assert g.attrs[key] == pytest.approx(want[key]), key
 
 
 def test_encode_refuses_existing_output_and_missing_folder(trained_run, shared_data, tmp_path):
@@ -169,8 +175,20 @@ def test_sparsity_exact_numbers(tmp_path):
     got = json.loads(result.output)
     assert got["alpha"] == 0.3 and got["sparsity"] == pytest.approx(float(gamma.astype(np.float64).mean()))
     assert got["dimension_rates"] == pytest.approx([0, 0.25, 0.5, 1, 0.005])
+    assert got["active_mean"] == pytest.approx(5 / 4) and got["jaccard_same_class"] is None  # no labels stored
     result = run("sparsity", tmp_path / "g.h5", "--split", "train")
     assert result.exit_code == 1 and "'train/gamma'" in result.output
+    with h5py.File(tmp_path / "g.h5", "a") as f:
+        f.create_dataset("test/labels", data=np.array([0, 0, 1, 1]))
+    got = json.loads(run("sparsity", tmp_path / "g.h5", "--json").output)
+    # active sets {1, 3}, {3}, {3}, {3}: pairs (0,1) same class J = 1/2, (2,3) same 1; the 4 others J = 1/2 or 1
+    assert got["jaccard_same_class"] == pytest.approx(0.75)
+    assert got["jaccard_different_class"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    assert (got["dims_used"], got["dims_always_on"], got["dims_dead"]) == (2, 1, 3)
+    result = run("sparsity", tmp_path / "g.h5")
+    assert result.exit_code == 0 and "mean Jaccard of active sets, same class" in result.output
+    result = run("sparsity", tmp_path / "g.h5", "--conditional")
+    assert result.exit_code == 1 and "needs a run folder" in result.output
 
 
 def test_sparsity_of_a_run_directory(trained_run, shared_data):
@@ -178,3 +196,8 @@ def test_sparsity_of_a_run_directory(trained_run, shared_data):
     assert result.exit_code == 0, result.output
     r = json.loads(result.output)
     assert r["examples"] == 10_000 and r["dim"] == 12 and r["alpha"] == pytest.approx(0.2) and 0 < r["sparsity"] < 1
+    assert 0 <= r["jaccard_different_class"] <= 1 and r["jaccard_images"] == 10_000
+    result = run("sparsity", trained_run, "--data-dir", shared_data, "--json", "--quiet", "--conditional")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output)
+    assert 0 <= r["conditional_retention"] <= 1 and r["image_classifier_accuracy"] > 0.7

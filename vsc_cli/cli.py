@@ -427,16 +427,19 @@ def classify(codes, features, labelled, repeats, seed, as_json, quiet):
               help="gamma above which an element counts as selected.")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (with every dimension's rate).")
+@click.option("--conditional", is_flag=True,
+              help="Also Fig. 13's check (RUN_DIR of mnist/fmnist only): the fraction of conditional samples of "
+                   "1,000 test images (10 each) that a classifier trained on real images puts in the source's class.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def sparsity(source, split, threshold, data_dir, as_json, quiet):
+def sparsity(source, split, threshold, data_dir, as_json, conditional, quiet):
     """Posterior sparsity of a codes file (CODES.h5) or of a run's encoder (RUN_DIR), beside the prior alpha."""
     from rich.console import Console
     from rich.table import Table
 
     from .codes import sparsity as run_sparsity
 
-    r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json)
+    r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json, conditional=conditional)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -447,7 +450,6 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet):
     table.add_row("prior alpha", "-" if alpha is None else f"{alpha:g}")
     table.add_row("sparsity: mean gamma (expected fraction non-zero)", f"{r['sparsity']:.4f}")
     table.add_row(f"fraction with gamma > {threshold:g}", f"{r['selected_fraction']:.4f}")
-    table.add_row(f"active elements per image (gamma > {threshold:g})", f"{r['active_per_example']:.1f}")
     table.add_row(f"dimensions never active (rate < {r['eps']:g})", str(r["dims_never"]))
     table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
     table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
@@ -457,6 +459,10 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet):
         text = "-" if value is None else (f"{value:.3f}" if key.startswith("jaccard") else
                                           str(value) if isinstance(value, int) else f"{value:.1f}")
         table.add_row(f"{label} (gamma > {threshold:g})" if key == "active_mean" else label, text)
+    if conditional:
+        table.add_row("Fig. 13: conditional samples kept in their source's class",
+                      f"{r['conditional_retention']:.3f}")
+        table.add_row("  (the classifier's accuracy on real test images)", f"{r['image_classifier_accuracy']:.3f}")
     Console().print(table)
 
 

@@ -517,10 +517,15 @@ def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float
             "eps": eps, "dimension_rates": rate.tolist()}
 
 
-def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False) -> dict:
-    """Sparsity of a codes file's <split>/gamma, or of a run directory's encoder on <split>."""
+def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
+             conditional: bool = False) -> dict:
+    """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
+    <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention."""
     source = Path(source)
-    if source.is_dir() or source.suffix == ".safetensors":
+    is_run = source.is_dir() or source.suffix == ".safetensors"
+    if conditional and not is_run:
+        raise VscError("--conditional needs a run folder (it decodes samples), not a codes file")
+    if is_run:
         state = load_checkpoint(source)
         model = build_model(state)
         x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
@@ -532,6 +537,10 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         labels = read_labels(source, split)
     out = sparsity_from_gamma(gamma, alpha, threshold)
     out.update(specificity(gamma, labels, threshold))
+    if conditional:
+        from .metrics import conditional_retention_of
+
+        out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
     out.update(source=str(source), split=split)
     return out
 

@@ -94,31 +94,13 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
 
 
-def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, images: int = 1000,
-                             samples: int = 10, seed: int = 0) -> dict:
-    """Fig. 13's number for a trained model: conditional samples of `images` test images (a seeded
-    subset), classified by an MLP trained on the real training images (its own test accuracy beside)."""
-    import numpy as np
-
-    from .data import load_split
-    from .metrics import conditional_retention, train_image_classifier
-
-    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation)
-    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation)
-    classes = int(y_train.max()) + 1
-    predict = train_image_classifier(x_train, y_train, classes, seed=seed)
-    pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))
-    kept = conditional_retention(model, gamma[pick], np.asarray(labels)[pick], predict, samples, seed=seed)
-    return {"conditional_retention": kept, "image_classifier_accuracy": float((predict(x_test) == y_test).mean())}
-
-
 def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False) -> dict:
     """Train (or resume), evaluate, encode and classify one point; write and return its result."""
     import torch
 
     from .checkpoint import CHECKPOINT, build_model, load_checkpoint
     from .codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
-    from .metrics import specificity
+    from .metrics import conditional_retention_of, specificity
     from .config import TrainConfig
     from .data import load_split
     from .train import evaluate, train

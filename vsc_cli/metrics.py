@@ -153,3 +153,21 @@ def conditional_retention(model, gamma: np.ndarray, labels: np.ndarray, predict,
             images = model.decoder.mean(torch.from_numpy(z.reshape(-1, a.shape[1])).to(dtype)).float().numpy()
             hits += int((predict(images) == np.repeat(labels[start:start + 500], samples)).sum())
     return hits / (len(active) * samples)
+
+
+def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, images: int = 1000,
+                             samples: int = 10, seed: int = 0, threshold: float = THRESHOLD) -> dict:
+    """Fig. 13's number for a trained model: conditional samples of `images` test images (a seeded
+    subset), classified by an MLP trained on the real training images (its own test accuracy beside)."""
+    from .data import canonical, load_split
+    from .errors import VscError
+
+    if canonical(data) not in ("mnist", "fmnist"):
+        raise VscError(f"the conditional-sample check needs class labels: {data} has none (use mnist or fmnist)")
+    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation)
+    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation)
+    classes = int(y_train.max()) + 1
+    predict = train_image_classifier(x_train, y_train, classes, seed=seed)
+    pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))
+    kept = conditional_retention(model, gamma[pick], np.asarray(labels)[pick], predict, samples, threshold, seed)
+    return {"conditional_retention": kept, "image_classifier_accuracy": float((predict(x_test) == y_test).mean())}
