@@ -2,6 +2,7 @@
 import csv
 import json
 
+import pytest
 import torch
 
 from vsc_cli.config import TrainConfig
@@ -37,8 +38,11 @@ def test_short_run_lowers_negative_elbo(shared_data, tmp_path):
     assert model.cfg.dim == 20 and model.sparse
 
 
-def test_resume_is_bit_identical_to_uninterrupted(shared_data, tmp_path):
-    cfg = small_cfg(iterations=120, checkpoint_every=40, log_every=20, train_size=500, batch_size=128)
+@pytest.mark.parametrize("recipe", [{}, {"spike": "sigmoid", "pretrain": 50, "pretrain_ramp": 30,
+                                     "prior": "pseudo-inputs", "pseudo_inputs": 4}])
+def test_resume_is_bit_identical_to_uninterrupted(shared_data, tmp_path, recipe):
+    # the paper's recipe, and every option beyond it at once (the stop falls inside the lambda ramp)
+    cfg = small_cfg(iterations=120, checkpoint_every=40, log_every=20, train_size=500, batch_size=128, **recipe)
     train(cfg, tmp_path / "full", data_dir=shared_data, progress=False)
     # "killed" after iteration 70 (checkpoint there), resumed: the epoch boundary at 3 batches is crossed too
     assert train(cfg, tmp_path / "cut", data_dir=shared_data, progress=False, stop_at=70) is None

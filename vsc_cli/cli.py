@@ -293,6 +293,9 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     click.echo(f"run: {out}")
     click.echo(f"test ELBO per image: {metrics['test_elbo']:.2f}  (reconstruction {metrics['test_recon']:.2f}, "
                f"slab KL {metrics['test_kl_slab']:.2f}, spike KL {metrics['test_kl_spike']:.2f})")
+    if "test_elbo_paper_prior" in metrics:  # a learned prior: the ELBO above is against it
+        click.echo(f"test ELBO under the paper's prior (alpha {cfg.alpha:g}): {metrics['test_elbo_paper_prior']:.2f}  "
+                   f"(learned prior's rate term {metrics['test_kl_rate']:.2f})")
     if cfg.model == "vsc":
         click.echo(f"posterior sparsity (fraction of non-zero elements): {metrics['test_sparsity']:.3f}  "
                    f"(prior alpha {cfg.alpha:g})")
