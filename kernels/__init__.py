@@ -8,6 +8,7 @@ config.py     tunables
 """
 from .reference import (  # noqa: F401
     ALPHA_FLOOR,
+    alpha_schedule,
     SpikeSlab,
     SpikeSlabPrior,
     c_schedule,

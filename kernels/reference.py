@@ -54,6 +54,15 @@ def lambda_schedule(iteration: int, pretrain: int, ramp: int) -> float:
     return float(min(1.0, (iteration - pretrain + 1) / ramp))
 
 
+def alpha_schedule(iteration: int, alpha: float, alpha_start: float | None, anneal: int) -> float:
+    """Prior spike probability at 0-based `iteration` (not in the paper): alpha_start at the first, falling
+    geometrically to `alpha` over `anneal` iterations, then `alpha`. Without alpha_start, always alpha."""
+    if alpha_start is None or anneal <= 0 or iteration >= anneal:
+        return float(alpha)
+    frac = iteration / anneal
+    return float(math.exp((1 - frac) * math.log(alpha_start) + frac * math.log(alpha)))
+
+
 def spike_slab_sample_scaled(mu, logvar, log_gamma, eps, eta, c: float, lam: float):
     """Eq. 24 with the slab's parameters scaled by lambda (spike pre-training): z = S(c (eta - 1 + gamma)) *
     (lam mu + exp(lam logvar / 2) eps). At lam = 0 the slab is N(0, 1) noise, so the decoder learns from

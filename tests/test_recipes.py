@@ -212,3 +212,26 @@ def test_recipe_options_on_the_command_line(tmp_path):
     for bad in ({"spike": "max"}, {"pretrain": -1}, {"prior": "x"}, {"prior_sharpness": 0}):
         with pytest.raises(Exception, match="out of range"):
             TrainConfig.from_dict({**TrainConfig().to_dict(), **bad})
+
+
+def test_alpha_schedule():
+    from vsc_kernels import alpha_schedule
+
+    got = [alpha_schedule(i, 0.01, 0.16, 4) for i in range(6)]
+    assert got == pytest.approx([0.16, 0.08, 0.04, 0.02, 0.01, 0.01])  # geometric: halves each step here
+    assert alpha_schedule(0, 0.3, None, 100) == 0.3 and alpha_schedule(5, 0.3, 0.5, 0) == 0.3
+
+
+@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs"])
+def test_annealed_alpha_is_the_kl_of_that_alpha(prior):
+    """elbo_terms(alpha=a) is exactly the model whose config says alpha = a (same weights, same noise)."""
+    x = torch.rand(8, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = []
+    for alpha, override in ((0.01, 0.2), (0.2, None)):
+        torch.manual_seed(0)
+        model = VAE(TrainConfig(dim=6, hidden=(8,), alpha=alpha, prior=prior, pseudo_inputs=3, dtype="float64"),
+                    12).double()
+        out.append(model.elbo_terms(x, 50.0, torch.Generator().manual_seed(1), alpha=override))
+    assert out[0].keys() == out[1].keys()
+    for k in out[1]:
+        torch.testing.assert_close(out[0][k], out[1][k], rtol=1e-12, atol=1e-12)

@@ -211,6 +211,12 @@ def check_backend(backend: str, device: str) -> None:
                    "sample uses lambda = 0, i.e. the decoder sees only which elements are on. [default: the recipe's]")
 @click.option("--pretrain-ramp", type=click.IntRange(min=0),
               help="VSC: after --pretrain, iterations over which lambda rises linearly to 1. [default: the recipe's]")
+@click.option("--alpha-start", type=click.FloatRange(0, 1, min_open=True),
+              help="VSC: anneal the prior's alpha (not in the paper): start at this value and fall geometrically "
+                   "to --alpha over --alpha-anneal iterations; the rest of the run, and every reported ELBO, use "
+                   "--alpha. [default: the recipe's]")
+@click.option("--alpha-anneal", type=click.IntRange(min=0),
+              help="VSC: iterations over which alpha falls from --alpha-start to --alpha. [default: the recipe's]")
 @click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs"]),
               help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
                    "authors' UAI 2019 code, a different model from the paper's (see README). [default: the recipe's]")
@@ -303,7 +309,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
 
 
-SETTABLE = ("spike", "pretrain", "pretrain_ramp", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
+SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
             "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
 
 

@@ -30,6 +30,9 @@ class TrainConfig:
     pretrain: int = 0  # spike pre-training (the authors' UAI 2019 code, not the paper): iterations whose sample
     # uses lambda = 0 (z = selection * N(0,1) noise: the decoder sees only which elements are on); 0 = the paper
     pretrain_ramp: int = 0  # ... then lambda rises linearly to 1 over this many iterations
+    alpha_start: float | None = None  # anneal the prior's alpha (not in the paper): from this value at the first
+    # iteration, falling geometrically to alpha over alpha_anneal iterations (None: alpha throughout)
+    alpha_anneal: int = 0  # ... iterations of that fall
     prior: str = "spike-slab"  # spike-slab: eq. 4 with alpha | pseudo-inputs: the UAI 2019 learned prior
     # (a different model from the ICLR paper's; see priors.py)
     pseudo_inputs: int = 10  # pseudo-inputs: number of learned pseudo-images K (the authors' code: 10)
@@ -97,6 +100,8 @@ _CHECKS = {  # what a checkpoint's config may hold
     "spike": lambda v: v in ("min", "sigmoid"),
     "pretrain": lambda v: _is_int(v) and v >= 0,
     "pretrain_ramp": lambda v: _is_int(v) and v >= 0,
+    "alpha_start": lambda v: v is None or (_is_num(v) and 0 < v <= 1),
+    "alpha_anneal": lambda v: _is_int(v) and v >= 0,
     "prior": lambda v: v in ("spike-slab", "pseudo-inputs"),
     "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
     "prior_sharpness": lambda v: _is_num(v) and v > 0,
@@ -114,6 +119,7 @@ _CHECKS = {  # what a checkpoint's config may hold
 # Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when not given on the command
 # line. The dataclass defaults above are the paper's exact recipe (what `vsc train --paper` and
 # `vsc experiment` use, and what a checkpoint of an older vsc without these fields means).
-PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "prior": "spike-slab", "gamma_init": None}
+PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "prior": "spike-slab", "gamma_init": None,
+                "alpha_start": None, "alpha_anneal": 0}
 DEFAULT_RECIPE = dict(PAPER_RECIPE)  # set from the measurements of docs/results/recipes (README: Recipes)
 

@@ -111,11 +111,12 @@ class VAE(nn.Module):
     def gamma(self, v):
         return torch.exp(self.log_gamma(v))
 
-    def forward(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0):
+    def forward(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0, alpha: float | None = None):
         """The ELBO terms (elbo_terms); DistributedDataParallel synchronises gradients through forward."""
-        return self.elbo_terms(x, c, generator, hard, lam)
+        return self.elbo_terms(x, c, generator, hard, lam, alpha)
 
-    def elbo_terms(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0):
+    def elbo_terms(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0,
+                   alpha: float | None = None):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 
         Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`,
@@ -123,6 +124,7 @@ class VAE(nn.Module):
         `hard=True` draws the spike exactly (the step T of eq. 25, c = infinity) instead of the
         relaxed sigmoid: the estimate is then of the true ELBO of q in eq. 5; evaluation uses it.
         `lam` < 1 scales the sample's slab parameters (spike pre-training, lambda_schedule); the KL never.
+        `alpha` overrides cfg.alpha in the KL (alpha annealing, alpha_schedule); evaluation never passes it.
         With the pseudo-input prior, the KLs are against it, `kl_rate` is its average-rate term and
         `objective` = elbo - kl_rate is what training maximises; `elbo_paper_prior` is always the ELBO
         of the same q and decoder under the paper's prior (eq. 4), so that recipes compare.
@@ -136,13 +138,13 @@ class VAE(nn.Module):
             lg = self.log_gamma(v)
             z, kl_slab, kl_spike = spike_slab(mu, logvar, v if self.cfg.spike == "min" else lg, eps, eta,
                                               math.inf if hard else c,
-                                              self.cfg.alpha, backend=self.cfg.backend)
+                                              self.cfg.alpha if alpha is None else alpha, backend=self.cfg.backend)
             if lam < 1.0 and not hard:
                 z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, c, lam)
             active = torch.exp(lg).mean(-1)
             if self.prior is not None:
                 extra["elbo_paper_prior"] = -(kl_slab + kl_spike)  # the recon is added below
-                kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma)
+                kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma, alpha)
                 extra["kl_rate"] = kl_rate
         else:
             z = mu + torch.exp(0.5 * logvar) * eps

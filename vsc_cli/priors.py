@@ -44,8 +44,9 @@ class PseudoInputPrior(nn.Module):
         a = self.sharpness * (torch.exp(log_gamma(v_p)) - 0.5)
         return mu_p, logvar_p, F.logsigmoid(a), F.logsigmoid(-a)
 
-    def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma):
-        """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))."""
+    def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma, alpha: float | None = None):
+        """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))
+        (alpha: this one instead of the prior's own, when annealed)."""
         w = self.weights(x)
         mu_p, logvar_p, lg_p, l1m_p = self.components(encode, log_gamma)
         slab, spike = kl_spike_slab(mu[:, None], logvar[:, None], log_gamma_q[:, None],
@@ -53,4 +54,4 @@ class PseudoInputPrior(nn.Module):
         kl_slab = torch.einsum("bk,bkj->b", w, slab)
         kl_spike = torch.einsum("bk,bkj->b", w, spike)
         rate = (w @ torch.exp(lg_p)).mean(-1)  # g(x): the prior's mean spike rate for this image
-        return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha)
+        return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha if alpha is None else alpha)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vsc_kernels import c_schedule, default_backend, lambda_schedule
+from vsc_kernels import alpha_schedule, c_schedule, default_backend, lambda_schedule
 
 from . import __version__
 from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
@@ -360,7 +360,8 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         pos += cfg.batch_size
         c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
         lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
-        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen, lam=lam)
+        alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal) if cfg.alpha_start else None
+        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen, lam=lam, alpha=alpha)
         loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
         opt.zero_grad(set_to_none=True)
         loss.backward(retain_graph=True)  # kept only so a non-finite gradient can be traced to its term
