@@ -87,3 +87,18 @@ def pseudo_input_kl_loop(w, mu, logvar, log_gamma, mu_p, logvar_p, gamma_p, alph
         spike.append(s2)
         rate.append(J * (r * math.log(r / alpha) + (1 - r) * math.log((1 - r) / (1 - alpha))))
     return [torch.tensor(t, dtype=torch.float64) for t in (slab, spike, rate)]
+
+
+def mixture_kl_loop(mu, logvar, log_gamma, mu_p, logvar_p, gamma_p):
+    """-log (1/K) sum_k exp(-KL(q_b || p_k)) per image b, with each KL(q_b || p_k) from kl_general_loop."""
+    B, K = mu.shape[0], mu_p.shape[0]
+    out = []
+    for b in range(B):
+        kls = []
+        for k in range(K):
+            sl, sp = kl_general_loop(mu[b:b + 1], logvar[b:b + 1], log_gamma[b:b + 1], mu_p[k:k + 1],
+                                     logvar_p[k:k + 1], gamma_p[k:k + 1])
+            kls.append(float(sl.sum() + sp.sum()))
+        m = min(kls)
+        out.append(m - math.log(sum(math.exp(-(x - m)) for x in kls) / K))
+    return torch.tensor(out, dtype=torch.float64)

@@ -145,7 +145,7 @@ def test_pseudo_input_prior_gradcheck():
 
 
 @pytest.mark.parametrize("spike", ["min", "sigmoid"])
-@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs"])
+@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs", "pseudo-mixture"])
 def test_model_backends_agree_with_new_options(spike, prior):
     """The fused numba op and the pure-torch reference give the same terms and gradients, for every
     spike parameterisation and prior, during spike pre-training too."""
@@ -222,7 +222,7 @@ def test_alpha_schedule():
     assert alpha_schedule(0, 0.3, None, 100) == 0.3 and alpha_schedule(5, 0.3, 0.5, 0) == 0.3
 
 
-@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs"])
+@pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs", "pseudo-mixture"])
 def test_annealed_alpha_is_the_kl_of_that_alpha(prior):
     """elbo_terms(alpha=a) is exactly the model whose config says alpha = a (same weights, same noise)."""
     x = torch.rand(8, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -235,3 +235,60 @@ def test_annealed_alpha_is_the_kl_of_that_alpha(prior):
     assert out[0].keys() == out[1].keys()
     for k in out[1]:
         torch.testing.assert_close(out[0][k], out[1][k], rtol=1e-12, atol=1e-12)
+
+
+def test_pseudo_mixture_bound_matches_loop_and_bounds_the_true_kl():
+    from naive import mixture_kl_loop
+
+    torch.manual_seed(0)
+    B, K, J, pixels = 3, 4, 5, 6
+    prior = PseudoInputPrior(pixels, K, J, alpha=0.1, sharpness=10.0, weights="posterior").double()
+    enc = torch.nn.Linear(pixels, 3 * J).double()
+
+    def encode(x):
+        return enc(x).chunk(3, dim=-1)
+
+    x = rand(B, pixels, seed=7)
+    mu, logvar, v = encode(x)
+    lg = log_gamma_sigmoid(v)
+    slab, spike, rate = prior.kl(x, mu, logvar, lg, encode, log_gamma_sigmoid)
+    with torch.no_grad():
+        mu_p, logvar_p, v_p = encode(prior.u)
+        gamma_p = torch.sigmoid(10.0 * (torch.sigmoid(v_p) - 0.5))
+        want = mixture_kl_loop(mu, logvar, lg, mu_p, logvar_p, gamma_p)
+    torch.testing.assert_close((slab + spike).detach(), want, rtol=1e-10, atol=1e-10)
+    assert not hasattr(prior, "select")  # no selection network in this mode
+    # an upper bound on the KL to the equal-weight mixture: check by Monte Carlo for one 1-D case
+    gen = torch.Generator().manual_seed(0)
+    n = 400_000
+    q = (0.3, -1.0, math.log(0.7))  # mu, logvar, log gamma of q
+    comps = [(0.0, 0.0, 0.9), (1.0, -0.5, 0.2)]  # (mu_p, logvar_p, gamma_p)
+    on = torch.rand(n, generator=gen, dtype=torch.float64) < math.exp(q[2])
+    z = q[0] + math.exp(0.5 * q[1]) * torch.randn(n, generator=gen, dtype=torch.float64)
+
+    def log_density(z, on, m, lv, g):  # w.r.t. Lebesgue plus a unit atom at 0
+        normal = -0.5 * (math.log(2 * math.pi) + lv + (z - m) ** 2 / math.exp(lv))
+        return torch.where(on, math.log(g) + normal, torch.full_like(z, math.log(1 - g)))
+
+    log_q = log_density(z, on, *q[:2], math.exp(q[2]))
+    log_p = torch.logsumexp(torch.stack([log_density(z, on, *c) for c in comps]), 0) - math.log(2)
+    true_kl = float((log_q - log_p).mean())
+    t = lambda *a: torch.tensor([[v] for v in a], dtype=torch.float64)  # noqa: E731
+    bound = float(mixture_kl_loop(t(q[0]), t(q[1]), t(q[2]), t(*[c[0] for c in comps]),
+                                  t(*[c[1] for c in comps]), t(*[c[2] for c in comps]))[0])
+    assert true_kl <= bound + 0.01, (true_kl, bound)
+    assert bound - true_kl < 1.0  # and not a loose one here
+
+
+def test_pseudo_mixture_gradcheck():
+    torch.manual_seed(0)
+    prior = PseudoInputPrior(4, 3, 3, alpha=0.1, sharpness=10.0, weights="posterior").double()
+    enc = torch.nn.Linear(4, 9).double()
+
+    def encode(x):
+        return enc(x).chunk(3, dim=-1)
+
+    x = rand(2, 4, seed=3)
+    inputs = [t.detach().clone().requires_grad_() for t in encode(x)]
+    assert torch.autograd.gradcheck(
+        lambda m, lv, v: prior.kl(x, m, lv, log_gamma_sigmoid(v), encode, log_gamma_sigmoid), inputs)

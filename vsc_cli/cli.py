@@ -217,13 +217,14 @@ def check_backend(backend: str, device: str) -> None:
                    "--alpha. [default: the recipe's]")
 @click.option("--alpha-anneal", type=click.IntRange(min=0),
               help="VSC: iterations over which alpha falls from --alpha-start to --alpha. [default: the recipe's]")
-@click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs"]),
+@click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs", "pseudo-mixture"]),
               help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
-                   "authors' UAI 2019 code, a different model from the paper's (see README). [default: the recipe's]")
+                   "authors' UAI 2019 code, a different model from the paper's (see README); pseudo-mixture = "
+                   "its components as an equal-weight mixture (in neither paper). [default: the recipe's]")
 @click.option("--pseudo-inputs", type=click.IntRange(1, 1 << 16), default=10, show_default=True,
-              help="--prior pseudo-inputs: number of learned pseudo-images.")
+              help="--prior pseudo-inputs or pseudo-mixture: number of learned pseudo-images.")
 @click.option("--prior-sharpness", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
-              help="--prior pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
+              help="--prior pseudo-inputs or pseudo-mixture: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
                    "pseudo-inputs' spike probabilities towards 0 and 1.")
 @click.option("--paper", is_flag=True,
               help="The paper's exact recipe: --spike min, no pre-training, the spike-slab prior, PyTorch's "

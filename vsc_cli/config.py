@@ -34,7 +34,8 @@ class TrainConfig:
     # iteration, falling geometrically to alpha over alpha_anneal iterations (None: alpha throughout)
     alpha_anneal: int = 0  # ... iterations of that fall
     prior: str = "spike-slab"  # spike-slab: eq. 4 with alpha | pseudo-inputs: the UAI 2019 learned prior
-    # (a different model from the ICLR paper's; see priors.py)
+    # (a different model from the ICLR paper's; see priors.py) | pseudo-mixture: its components as an equal-weight
+    # mixture, KL by the log-sum-exp bound (in neither paper; priors.py)
     pseudo_inputs: int = 10  # pseudo-inputs: number of learned pseudo-images K (the authors' code: 10)
     prior_sharpness: float = 10.0  # pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)) (the authors' code: 10)
     seed: int = 0  # seeds the initial weights, the batch order and the noise
@@ -102,7 +103,7 @@ _CHECKS = {  # what a checkpoint's config may hold
     "pretrain_ramp": lambda v: _is_int(v) and v >= 0,
     "alpha_start": lambda v: v is None or (_is_num(v) and 0 < v <= 1),
     "alpha_anneal": lambda v: _is_int(v) and v >= 0,
-    "prior": lambda v: v in ("spike-slab", "pseudo-inputs"),
+    "prior": lambda v: v in ("spike-slab", "pseudo-inputs", "pseudo-mixture"),
     "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
     "prior_sharpness": lambda v: _is_num(v) and v > 0,
     "seed": _is_int,

@@ -91,10 +91,11 @@ class VAE(nn.Module):
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
         self.prior = None  # None: the paper's spike-and-slab prior (eq. 4), inside the fused op
-        if self.sparse and cfg.prior == "pseudo-inputs":
+        if self.sparse and cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
             from .priors import PseudoInputPrior
 
-            self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness)
+            self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness,
+                                          "selection" if cfg.prior == "pseudo-inputs" else "posterior")
 
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1)."""

@@ -24,17 +24,24 @@ from vsc_kernels import kl_bernoulli, kl_spike_slab
 
 
 class PseudoInputPrior(nn.Module):
-    def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float):
+    """weights = "selection": the authors' model above. weights = "posterior" (not in either paper): the same
+    components as a proper mixture prior with equal weights 1/K, and the KL bounded by
+        KL(q || sum_k p_k / K) <= -log sum_k exp(-KL(q || p_k)) / K
+    (Jensen with the optimal responsibilities r_k ∝ exp(-KL(q || p_k)), which also replace w_k(x) in the
+    rate term). An image then pays for the component that fits it best, so components compete for images."""
+
+    def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float, weights: str = "selection"):
         super().__init__()
-        self.dim, self.alpha, self.sharpness = dim, alpha, sharpness
+        self.dim, self.alpha, self.sharpness, self.mode = dim, alpha, sharpness, weights
         bound = math.sqrt(6.0 / (K + pixels))  # Xavier-uniform, as the authors' code
         self.u = nn.Parameter(torch.empty(K, pixels).uniform_(-bound, bound))
-        self.select = nn.Linear(pixels, K)
-        nn.init.xavier_uniform_(self.select.weight)
-        nn.init.zeros_(self.select.bias)
+        if weights == "selection":
+            self.select = nn.Linear(pixels, K)
+            nn.init.xavier_uniform_(self.select.weight)
+            nn.init.zeros_(self.select.bias)
 
     def weights(self, x):
-        """(B, K) selection weights w_k(x), each row summing to 1."""
+        """(B, K) selection weights w_k(x), each row summing to 1 (weights = "selection")."""
         s = torch.sigmoid(self.select(x))
         return s / s.sum(-1, keepdim=True)
 
@@ -47,11 +54,19 @@ class PseudoInputPrior(nn.Module):
     def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma, alpha: float | None = None):
         """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))
         (alpha: this one instead of the prior's own, when annealed)."""
-        w = self.weights(x)
         mu_p, logvar_p, lg_p, l1m_p = self.components(encode, log_gamma)
         slab, spike = kl_spike_slab(mu[:, None], logvar[:, None], log_gamma_q[:, None],
                                     mu_p[None], logvar_p[None], lg_p[None], l1m_p[None])  # (B, K, J)
-        kl_slab = torch.einsum("bk,bkj->b", w, slab)
-        kl_spike = torch.einsum("bk,bkj->b", w, spike)
+        if self.mode == "selection":
+            w = self.weights(x)
+            kl_slab = torch.einsum("bk,bkj->b", w, slab)
+            kl_spike = torch.einsum("bk,bkj->b", w, spike)
+        else:
+            slab_k = slab.sum(-1)
+            kl_k = slab_k + spike.sum(-1)  # (B, K): KL(q || p_k)
+            w = torch.softmax(-kl_k, dim=-1)  # the responsibilities r_k
+            total = math.log(kl_k.shape[1]) - torch.logsumexp(-kl_k, dim=-1)
+            kl_slab = (w * slab_k).sum(-1)  # reported split of the bound: its slab part, and the rest
+            kl_spike = total - kl_slab
         rate = (w @ torch.exp(lg_p)).mean(-1)  # g(x): the prior's mean spike rate for this image
         return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha if alpha is None else alpha)
