@@ -54,12 +54,15 @@ def lambda_schedule(iteration: int, pretrain: int, ramp: int) -> float:
     return float(min(1.0, (iteration - pretrain + 1) / ramp))
 
 
-def alpha_schedule(iteration: int, alpha: float, alpha_start: float | None, anneal: int) -> float:
-    """Prior spike probability at 0-based `iteration` (not in the paper): alpha_start at the first, falling
-    geometrically to `alpha` over `anneal` iterations, then `alpha`. Without alpha_start, always alpha."""
-    if alpha_start is None or anneal <= 0 or iteration >= anneal:
+def alpha_schedule(iteration: int, alpha: float, alpha_start: float | None, anneal: int, hold: int = 0) -> float:
+    """Prior spike probability at 0-based `iteration` (not in the paper): alpha_start for the first `hold`
+    iterations, then falling geometrically to `alpha` over `anneal` iterations, then `alpha`.
+    Without alpha_start, always alpha."""
+    if alpha_start is None or iteration >= hold + anneal:
         return float(alpha)
-    frac = iteration / anneal
+    if iteration < hold:
+        return float(alpha_start)
+    frac = (iteration - hold) / anneal
     return float(math.exp((1 - frac) * math.log(alpha_start) + frac * math.log(alpha)))
 
 

@@ -220,6 +220,8 @@ def test_alpha_schedule():
     got = [alpha_schedule(i, 0.01, 0.16, 4) for i in range(6)]
     assert got == pytest.approx([0.16, 0.08, 0.04, 0.02, 0.01, 0.01])  # geometric: halves each step here
     assert alpha_schedule(0, 0.3, None, 100) == 0.3 and alpha_schedule(5, 0.3, 0.5, 0) == 0.3
+    held = [alpha_schedule(i, 0.01, 0.16, 4, hold=3) for i in range(9)]
+    assert held == pytest.approx([0.16, 0.16, 0.16, 0.16, 0.08, 0.04, 0.02, 0.01, 0.01])
 
 
 @pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs", "pseudo-mixture"])

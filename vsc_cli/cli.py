@@ -217,6 +217,8 @@ def check_backend(backend: str, device: str) -> None:
                    "--alpha. [default: the recipe's]")
 @click.option("--alpha-anneal", type=click.IntRange(min=0),
               help="VSC: iterations over which alpha falls from --alpha-start to --alpha. [default: the recipe's]")
+@click.option("--alpha-hold", type=click.IntRange(min=0),
+              help="VSC: iterations at --alpha-start before alpha starts to fall. [default: the recipe's]")
 @click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs", "pseudo-mixture"]),
               help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
                    "authors' UAI 2019 code, a different model from the paper's (see README); pseudo-mixture = "
@@ -310,7 +312,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
 
 
-SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
+SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "alpha_hold", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
             "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
 
 

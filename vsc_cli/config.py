@@ -33,6 +33,7 @@ class TrainConfig:
     alpha_start: float | None = None  # anneal the prior's alpha (not in the paper): from this value at the first
     # iteration, falling geometrically to alpha over alpha_anneal iterations (None: alpha throughout)
     alpha_anneal: int = 0  # ... iterations of that fall
+    alpha_hold: int = 0  # ... which begins after this many iterations at alpha_start
     prior: str = "spike-slab"  # spike-slab: eq. 4 with alpha | pseudo-inputs: the UAI 2019 learned prior
     # (a different model from the ICLR paper's; see priors.py) | pseudo-mixture: its components as an equal-weight
     # mixture, KL by the log-sum-exp bound (in neither paper; priors.py)
@@ -103,6 +104,7 @@ _CHECKS = {  # what a checkpoint's config may hold
     "pretrain_ramp": lambda v: _is_int(v) and v >= 0,
     "alpha_start": lambda v: v is None or (_is_num(v) and 0 < v <= 1),
     "alpha_anneal": lambda v: _is_int(v) and v >= 0,
+    "alpha_hold": lambda v: _is_int(v) and v >= 0,
     "prior": lambda v: v in ("spike-slab", "pseudo-inputs", "pseudo-mixture"),
     "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
     "prior_sharpness": lambda v: _is_num(v) and v > 0,
@@ -121,6 +123,7 @@ _CHECKS = {  # what a checkpoint's config may hold
 # line. The dataclass defaults above are the paper's exact recipe (what `vsc train --paper` and
 # `vsc experiment` use, and what a checkpoint of an older vsc without these fields means).
 PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "prior": "spike-slab", "gamma_init": None,
-                "alpha_start": None, "alpha_anneal": 0}
+                "alpha_start": None, "alpha_anneal": 0,
+                "alpha_hold": 0}
 DEFAULT_RECIPE = dict(PAPER_RECIPE)  # set from the measurements of docs/results/recipes (README: Recipes)
 

@@ -360,7 +360,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         pos += cfg.batch_size
         c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
         lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
-        alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal) if cfg.alpha_start else None
+        alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal, cfg.alpha_hold) if cfg.alpha_start else None
         terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen, lam=lam, alpha=alpha)
         loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
         opt.zero_grad(set_to_none=True)
