@@ -232,15 +232,15 @@ def normalise(images: np.ndarray, how: str) -> np.ndarray:
 
 
 def load_split(name: str, split: str, data_dir: Path | None = None, normalisation: str = "unit",
-               limit: int | None = None, fetch_missing: bool = True):
+               limit: int | None = None, fetch_missing: bool = True, progress: bool = True):
     """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test'."""
     if canonical(name) == "celeba":
         from . import celeba
 
-        images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit)
+        images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit, progress)
         return normalise(images, normalisation), labels
     ds = spec(name)
-    cache = fetch(name, data_dir, progress=True) if fetch_missing else Path(data_dir or default_data_dir()) / ds.folder
+    cache = fetch(name, data_dir, progress=progress) if fetch_missing else Path(data_dir or default_data_dir()) / ds.folder
     arrays = []
     for stem in FILES[split]:
         path = next((p for p in _candidates(cache, stem) if p.is_file()), None)
