@@ -294,3 +294,46 @@ def test_pseudo_mixture_gradcheck():
     inputs = [t.detach().clone().requires_grad_() for t in encode(x)]
     assert torch.autograd.gradcheck(
         lambda m, lv, v: prior.kl(x, m, lv, log_gamma_sigmoid(v), encode, log_gamma_sigmoid), inputs)
+
+
+def test_recipe_settings_scale_with_the_run():
+    from vsc_cli.config import PAPER_RECIPE, TrainConfig, recipe_settings
+
+    d = recipe_settings("default", 20_000, 0.01)
+    assert d == {"spike": "sigmoid", "pretrain": 10_000, "pretrain_ramp": 4_000, "alpha_start": 0.2,
+                 "alpha_hold": 10_000, "alpha_anneal": 6_000, "prior": "spike-slab", "gamma_init": None}
+    assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 1_000
+    assert recipe_settings("default", 20_000, 0.5)["alpha_start"] is None  # nothing to anneal from
+    assert recipe_settings("paper", 20_000, 0.01) == PAPER_RECIPE
+    paper = TrainConfig()  # the dataclass defaults are the paper's recipe (old checkpoints mean it)
+    assert all(getattr(paper, k) == v for k, v in PAPER_RECIPE.items())
+
+
+def test_experiment_points_take_the_recipe_then_the_explicit_settings():
+    from vsc_cli import experiment as E
+
+    points = E.grid_points("dims", "fmnist", dims=(8,), models=("vae", "vsc:0.01"),
+                           options={"iterations": 100, "recipe": "default", "pretrain": 7})
+    vae, vsc = (E.point_settings(p) for p in points)
+    assert vae == {"iterations": 100, "pretrain": 7}  # the VAE has no spike: the recipe does not apply
+    assert vsc["spike"] == "sigmoid" and vsc["pretrain"] == 7 and vsc["alpha_anneal"] == 30
+    paper = E.point_settings(E.grid_points("alpha", "fmnist", options={"iterations": 100})[0])
+    assert paper["spike"] == "min" and paper["pretrain"] == 0 and paper["alpha_start"] is None
+
+
+def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
+    from vsc_cli.checkpoint import load_checkpoint
+
+    base = ["train", "--data", "fmnist", "--data-dir", shared_data, "--dim", 4, "--alpha", 0.01, "--iterations", 10,
+            "--train-size", 300, "--test-size", 50, "--batch-size", 50, "--quiet"]
+    assert run(*base, "--out", tmp_path / "d").exit_code == 0
+    cfg = load_checkpoint(tmp_path / "d")["config"]
+    assert (cfg["spike"], cfg["pretrain"], cfg["pretrain_ramp"], cfg["alpha_start"], cfg["alpha_hold"],
+            cfg["alpha_anneal"]) == ("sigmoid", 5, 2, 0.2, 5, 3)
+    assert run(*base, "--paper", "--out", tmp_path / "p").exit_code == 0
+    cfg = load_checkpoint(tmp_path / "p")["config"]
+    assert (cfg["spike"], cfg["pretrain"], cfg["alpha_start"], cfg["prior"]) == ("min", 0, None, "spike-slab")
+    result = run(*base, "--pretrain", 3, "--out", tmp_path / "o")  # one setting given: the rest from the recipe
+    assert result.exit_code == 0, result.output
+    cfg = load_checkpoint(tmp_path / "o")["config"]
+    assert cfg["pretrain"] == 3 and cfg["spike"] == "sigmoid"

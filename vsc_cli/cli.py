@@ -229,8 +229,9 @@ def check_backend(backend: str, device: str) -> None:
               help="--prior pseudo-inputs or pseudo-mixture: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
                    "pseudo-inputs' spike probabilities towards 0 and 1.")
 @click.option("--paper", is_flag=True,
-              help="The paper's exact recipe: --spike min, no pre-training, the spike-slab prior, PyTorch's "
-                   "init. Cannot be combined with those options.")
+              help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
+                   "prior, PyTorch's init. Without it, vsc train uses the default recipe (README, docs/recipes.md). "
+                   "Cannot be combined with those options.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
@@ -261,14 +262,16 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
     if opts["hidden"] is None and resume is None:
         opts["hidden"] = DEFAULT_HIDDEN.get(opts["data"], (400,))
-    from .config import DEFAULT_RECIPE, PAPER_RECIPE
+    from .config import PAPER_RECIPE, recipe_settings
 
     given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     if paper and given:
         raise click.UsageError(f"--paper is the paper's exact recipe; it cannot be combined with "
                                f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
     if resume is None:
-        for name, value in (PAPER_RECIPE if paper else DEFAULT_RECIPE).items():
+        recipe = recipe_settings("paper" if paper or opts["model"] == "vae" else "default", opts["iterations"],
+                                 opts["alpha"])
+        for name, value in recipe.items():
             if name not in given:
                 opts[name] = value
     if resume is not None:
@@ -559,6 +562,9 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
               help="Spike-and-slab op for every point (auto: the fastest here).")
 @click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Passed to every VSC point (not in the paper; see `vsc train --help`).")
+@click.option("--recipe", type=click.Choice(["paper", "default"]), default="paper", show_default=True,
+              help="Training recipe of every VSC point: the paper's exact one, or vsc train's default "
+                   "(docs/recipes.md), its phases scaled to --iterations; --set overrides single settings.")
 @click.option("--set", "settings", multiple=True, callback=lambda c, p, v: _settings(v), metavar="KEY=VALUE",
               help="A training setting for every point, repeatable, e.g. --set pretrain=10000 --set spike=sigmoid. "
                    f"Keys: {', '.join(SETTABLE)} (see `vsc train --help`). Default: the paper's recipe.")
@@ -574,8 +580,8 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @handle_errors
-def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, settings, train_size, labelled,
-               jobs, point, list_only, data_dir, quiet):
+def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, recipe, settings, train_size,
+               labelled, jobs, point, list_only, data_dir, quiet):
     """Reproduce a sweep of the paper: `dims` (Figs. 2, 3) or `alpha` (Figs. 8, 10, 11).
 
     Trains, evaluates, encodes and classifies every grid point, skipping finished ones (run it again
@@ -589,6 +595,8 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:
         options["gamma_init"] = gamma_init
+    if recipe != "paper":
+        options["recipe"] = recipe
     options.update(settings)
     if train_size is not None:
         options["train_size"] = train_size

@@ -119,11 +119,29 @@ _CHECKS = {  # what a checkpoint's config may hold
 }
 
 
-# Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when not given on the command
-# line. The dataclass defaults above are the paper's exact recipe (what `vsc train --paper` and
-# `vsc experiment` use, and what a checkpoint of an older vsc without these fields means).
-PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "prior": "spike-slab", "gamma_init": None,
-                "alpha_start": None, "alpha_anneal": 0,
-                "alpha_hold": 0}
-DEFAULT_RECIPE = dict(PAPER_RECIPE)  # set from the measurements of docs/results/recipes (README: Recipes)
+# Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when they are not given on the
+# command line. The dataclass defaults above are the paper's exact recipe: what `vsc train --paper` and (unless
+# told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.
+PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start": None, "alpha_hold": 0,
+                "alpha_anneal": 0, "prior": "spike-slab", "gamma_init": None}
+# The default recipe (docs/recipes.md: measured against the paper's on Fashion-MNIST and MNIST): no dead zone
+# in gamma, spike pre-training for the first half of the run with alpha held at 0.2, then the slab ramped in
+# and alpha brought down to the run's alpha. Phase lengths are fractions of the run's iterations (measured
+# at 20,000: 10,000 + 4,000 ramp; alpha held 10,000, then falling over 6,000).
+DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab", "gamma_init": None}
+DEFAULT_PHASES = {"pretrain": 0.5, "pretrain_ramp": 0.2, "alpha_hold": 0.5, "alpha_anneal": 0.3}
+DEFAULT_ALPHA_START = 0.2  # only when the run's alpha is below it; otherwise alpha is constant
+RECIPES = ("default", "paper")
 
+
+def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
+    """The recipe's values of every PAPER_RECIPE field, for a run of `iterations` at prior `alpha`."""
+    if recipe == "paper":
+        return dict(PAPER_RECIPE)
+    out = {**PAPER_RECIPE, **DEFAULT_RECIPE}
+    out.update({k: int(round(f * iterations)) for k, f in DEFAULT_PHASES.items()})
+    if alpha < DEFAULT_ALPHA_START:
+        out["alpha_start"] = DEFAULT_ALPHA_START
+    else:
+        out.update(alpha_start=None, alpha_hold=0, alpha_anneal=0)
+    return out

@@ -94,6 +94,17 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
 
 
+def point_settings(point: Point) -> dict:
+    """The TrainConfig fields of a point: its recipe's (options["recipe"], paper by default; VSC points only),
+    then its explicit options (--set, --iterations, ...) on top."""
+    from .config import recipe_settings
+
+    options = dict(point.options)
+    recipe = options.pop("recipe", "paper")
+    settings = recipe_settings(recipe, options.get("iterations", 20_000), point.alpha) if point.model == "vsc" else {}
+    return {**settings, **options}
+
+
 def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False) -> dict:
     """Train (or resume), evaluate, encode and classify one point; write and return its result."""
     import torch
@@ -113,11 +124,12 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
     t0 = time.perf_counter()
-    cfg = TrainConfig(data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **point.options)
+    options = point_settings(point)
+    cfg = TrainConfig(data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **options)
     resume = (folder / CHECKPOINT).is_file()
     if resume:  # a half-trained point must have been started with the same settings
         stored = TrainConfig.from_dict(load_checkpoint(folder)["config"])
-        for key, value in point.options.items():
+        for key, value in options.items():
             if key != "backend" and getattr(stored, key) != value:
                 raise VscError(f"{folder} was started with {key}={getattr(stored, key)}, not {value}; "
                                "use another --out for different settings")
