@@ -301,7 +301,7 @@ def test_recipe_settings_scale_with_the_run():
 
     d = recipe_settings("default", 20_000, 0.01)
     assert d == {"spike": "sigmoid", "pretrain": 10_000, "pretrain_ramp": 4_000, "alpha_start": 0.2,
-                 "alpha_hold": 10_000, "alpha_anneal": 6_000, "prior": "spike-slab", "gamma_init": None}
+                 "alpha_hold": 10_000, "alpha_anneal": 6_000, "prior": "spike-slab"}
     assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 1_000
     assert recipe_settings("default", 20_000, 0.5)["alpha_start"] is None  # nothing to anneal from
     assert recipe_settings("paper", 20_000, 0.01) == PAPER_RECIPE

@@ -230,8 +230,8 @@ def check_backend(backend: str, device: str) -> None:
                    "pseudo-inputs' spike probabilities towards 0 and 1.")
 @click.option("--paper", is_flag=True,
               help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
-                   "prior, PyTorch's init. Without it, vsc train uses the default recipe (README, docs/recipes.md). "
-                   "Cannot be combined with those options.")
+                   "prior. Without it, vsc train uses the default recipe (README, docs/recipes.md). Cannot be "
+                   "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal or --prior.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
