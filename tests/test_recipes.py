@@ -300,10 +300,10 @@ def test_recipe_settings_scale_with_the_run():
     from vsc_cli.config import PAPER_RECIPE, TrainConfig, recipe_settings
 
     d = recipe_settings("default", 20_000, 0.01)
-    assert d == {"spike": "sigmoid", "pretrain": 10_000, "pretrain_ramp": 4_000, "alpha_start": 0.2,
-                 "alpha_hold": 10_000, "alpha_anneal": 6_000, "prior": "spike-slab"}
-    assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 1_000
-    assert recipe_settings("default", 20_000, 0.5)["alpha_start"] is None  # nothing to anneal from
+    assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
+                 "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab"}
+    assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 800
+    assert recipe_settings("default", 20_000, 0.1)["alpha_start"] is None  # nothing to anneal from
     assert recipe_settings("paper", 20_000, 0.01) == PAPER_RECIPE
     paper = TrainConfig()  # the dataclass defaults are the paper's recipe (old checkpoints mean it)
     assert all(getattr(paper, k) == v for k, v in PAPER_RECIPE.items())
@@ -329,7 +329,7 @@ def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
     assert run(*base, "--out", tmp_path / "d").exit_code == 0
     cfg = load_checkpoint(tmp_path / "d")["config"]
     assert (cfg["spike"], cfg["pretrain"], cfg["pretrain_ramp"], cfg["alpha_start"], cfg["alpha_hold"],
-            cfg["alpha_anneal"]) == ("sigmoid", 5, 2, 0.2, 5, 3)
+            cfg["alpha_anneal"]) == ("sigmoid", 4, 2, 0.1, 4, 3)
     assert run(*base, "--paper", "--out", tmp_path / "p").exit_code == 0
     cfg = load_checkpoint(tmp_path / "p")["config"]
     assert (cfg["spike"], cfg["pretrain"], cfg["alpha_start"], cfg["prior"]) == ("min", 0, None, "spike-slab")

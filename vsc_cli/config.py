@@ -125,12 +125,12 @@ _CHECKS = {  # what a checkpoint's config may hold
 PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start": None, "alpha_hold": 0,
                 "alpha_anneal": 0, "prior": "spike-slab"}
 # The default recipe (docs/recipes.md: measured against the paper's on Fashion-MNIST and MNIST): no dead zone
-# in gamma, spike pre-training for the first half of the run with alpha held at 0.2, then the slab ramped in
+# in gamma, spike pre-training for the first 40% of the run with alpha held at 0.1, then the slab ramped in
 # and alpha brought down to the run's alpha. Phase lengths are fractions of the run's iterations (measured
-# at 20,000: 10,000 + 4,000 ramp; alpha held 10,000, then falling over 6,000).
+# at 20,000: 8,000 + 4,000 ramp; alpha held 8,000, then falling over 6,000).
 DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab"}
-DEFAULT_PHASES = {"pretrain": 0.5, "pretrain_ramp": 0.2, "alpha_hold": 0.5, "alpha_anneal": 0.3}
-DEFAULT_ALPHA_START = 0.2  # only when the run's alpha is below it; otherwise alpha is constant
+DEFAULT_PHASES = {"pretrain": 0.4, "pretrain_ramp": 0.2, "alpha_hold": 0.4, "alpha_anneal": 0.3}
+DEFAULT_ALPHA_START = 0.1  # only when the run's alpha is below it; otherwise alpha is constant
 RECIPES = ("default", "paper")
 
 
