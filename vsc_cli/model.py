@@ -70,8 +70,8 @@ class VAE(nn.Module):
     """The family's shared harness; `model='vae'` is the standard VAE, `model='vsc'` the sparse one.
 
     One encoder network outputs mu, log sigma^2 and (VSC only) v, with log gamma = min(v, 0) (eq. 12),
-    or -softplus(-v) (cfg.spike = "sigmoid"). cfg.prior = "pseudo-inputs" swaps eq. 4's prior for the
-    learned one of priors.py (the authors' UAI 2019 model).
+    or -softplus(-v) (cfg.spike = "sigmoid"). cfg.prior = "pseudo-inputs" (the authors' UAI 2019 model) or
+    "pseudo-mixture" swaps eq. 4's prior for a learned one (priors.py).
     """
 
     def __init__(self, cfg: TrainConfig, pixels: int):
@@ -132,7 +132,7 @@ class VAE(nn.Module):
         """
         mu, logvar, v = self.encode(x)
         eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-        extra = {}
+        kl_paper = kl_rate = None
         if self.sparse:
             eta = torch.rand(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
             # the op takes log gamma in place of v: min(., 0) (eq. 12) leaves a log gamma <= 0 unchanged
@@ -140,13 +140,12 @@ class VAE(nn.Module):
             z, kl_slab, kl_spike = spike_slab(mu, logvar, v if self.cfg.spike == "min" else lg, eps, eta,
                                               math.inf if hard else c,
                                               self.cfg.alpha if alpha is None else alpha, backend=self.cfg.backend)
-            if lam < 1.0 and not hard:
+            if lam < 1.0 and not hard:  # pre-training: the op's KLs stand, its z is replaced
                 z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, c, lam)
             active = torch.exp(lg).mean(-1)
-            if self.prior is not None:
-                extra["elbo_paper_prior"] = -(kl_slab + kl_spike)  # the recon is added below
+            if self.prior is not None:  # a learned prior: the op's KLs are the paper prior's, kept for comparison
+                kl_paper = kl_slab + kl_spike
                 kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma, alpha)
-                extra["kl_rate"] = kl_rate
         else:
             z = mu + torch.exp(0.5 * logvar) * eps
             kl_slab = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
@@ -155,8 +154,6 @@ class VAE(nn.Module):
         recon = self.decoder.log_likelihood(x, z)
         terms = {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
                  "kl_spike": kl_spike, "active": active}
-        if extra:
-            terms["elbo_paper_prior"] = recon + extra["elbo_paper_prior"]
-            terms["kl_rate"] = extra["kl_rate"]
-            terms["objective"] = terms["elbo"] - extra["kl_rate"]
+        if kl_rate is not None:
+            terms.update(elbo_paper_prior=recon - kl_paper, kl_rate=kl_rate, objective=terms["elbo"] - kl_rate)
         return terms
