@@ -1,3 +1,3 @@
 """vsc: Variational Sparse Coding (a VAE with a spike-and-slab prior) from the command line."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
