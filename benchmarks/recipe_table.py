@@ -1,8 +1,9 @@
 """The recipe comparison table of docs/results/recipes.md, from the sweeps' committed result.json files.
 
-    python benchmarks/recipe_table.py docs/results/fmnist-alpha docs/results/recipe-fmnist-*
+    python benchmarks/recipe_table.py [--alpha A] docs/results/fmnist-alpha docs/results/recipe-fmnist-*
 
-Each folder is a `vsc experiment` output; every point in it becomes one row (recipe = its --set options).
+Each folder is a `vsc experiment` output; every point in it (at prior alpha A, if given) becomes one row
+(recipe = its --set options).
 """
 import json
 import sys
@@ -14,14 +15,14 @@ def recipe(r: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in opts.items()) or "paper"
 
 
-def main(folders):
+def main(folders, alpha=None):
     print("| folder | recipe | data | alpha | active per image, mean (5-95%) | dims used >= 1% | always on | dead | "
           "Jaccard diff. / same class | acc. 5,000 labels | Fig. 13 kept | test ELBO (paper prior) | minutes |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in folders:
         for path in sorted(Path(folder).glob("points/*/result.json")):
             r = json.loads(path.read_text())
-            if "jaccard_different_class" not in r:
+            if "jaccard_different_class" not in r or (alpha is not None and r["alpha"] != alpha):
                 continue
             acc = next(a for a in r["accuracy"] if a["labelled"] == 5000)
             elbo = r.get("test_elbo_paper_prior", r["test_elbo"])
@@ -33,4 +34,8 @@ def main(folders):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--alpha"]:
+        main(args[2:], float(args[1]))
+    else:
+        main(args)
