@@ -267,8 +267,6 @@ def _fill(f, state, model, data, images, batch_size, threshold, progress, limit,
 
 def _specificity_attrs(f, splits, threshold: float) -> None:
     """Each split group's example-specificity numbers (metrics.specificity) as its attributes."""
-    from .metrics import specificity
-
     for split in splits:
         g = f[split]
         if g["gamma"].shape[0] == 0:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VscError
+from .metrics import ROWS as SPECIFICITY_ROWS
 from .safeio import atomic_write, atomic_write_text
 
 GRIDS = ("dims", "alpha")
@@ -31,8 +32,7 @@ DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
 RESULT = "result.json"
 # example-specificity of the test codes (vsc_cli/metrics.py), in every result and CSV row
-SPECIFICITY_FIELDS = ["active_mean", "active_p5", "active_p50", "active_p95", "dims_used", "dims_always_on",
-                      "dims_dead", "jaccard_different_class", "jaccard_same_class"]
+SPECIFICITY_FIELDS = [key for key, _ in SPECIFICITY_ROWS if key != "jaccard_all"]
 CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo", "train_elbo", "sparsity",
               "selected_fraction", *SPECIFICITY_FIELDS, "conditional_retention", "image_classifier_accuracy",
               "labelled", "accuracy_mean", "accuracy_std", "seconds", "backend", "point"]
