@@ -15,12 +15,28 @@ os.environ.setdefault("VSC_CACHE_DIR", tempfile.mkdtemp(prefix="vsc-test-cache-"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+DATASETS = ("mnist", "fashion-mnist", "celeba")  # the folders tests read (../shared/data/README.md)
+
+
+def _is_data_root(path: Path) -> bool:
+    return all((path / name).is_dir() for name in DATASETS)
+
+
 def shared_data_dir() -> Path | None:
-    """The real datasets: $VSC_TEST_DATA, else ../shared/data beside the checkout."""
-    for cand in (os.environ.get("VSC_TEST_DATA"), ROOT.parent / "shared" / "data"):
-        if cand and (Path(cand) / "fashion-mnist").is_dir():
-            return Path(cand)
-    return None
+    """The real datasets: $VSC_TEST_DATA (an error if it is not such a folder), else ../shared/data beside the
+    checkout, else None (those tests skip, or fail with VSC_REQUIRE_DATA=1, as in CI)."""
+    env = os.environ.get("VSC_TEST_DATA")
+    if env:
+        if not _is_data_root(Path(env)):
+            raise pytest.UsageError(f"VSC_TEST_DATA={env} does not hold {', '.join(DATASETS)}; "
+                                    "fix or unset it")
+        return Path(env)
+    default = ROOT.parent / "shared" / "data"
+    return default if _is_data_root(default) else None
+
+
+def data_required() -> bool:
+    return os.environ.get("VSC_REQUIRE_DATA", "") not in ("", "0")
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +53,9 @@ def _listing(root: Path) -> dict:
 
 def pytest_sessionstart(session):
     root = shared_data_dir()
+    if root is None and data_required():  # CI: a run that would skip the real-data tests is a failure
+        raise pytest.UsageError("VSC_REQUIRE_DATA is set but the real datasets were not found: set VSC_TEST_DATA "
+                                f"or provide {ROOT.parent / 'shared' / 'data'} ({', '.join(DATASETS)})")
     session.config._vsc_shared = (root, _listing(root)) if root else None
 
 

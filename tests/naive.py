@@ -32,7 +32,14 @@ def kl_loop(mu, logvar, v, alpha):
             g = math.exp(min(vv, 0.0))
             s1 += g * 0.5 * (m * m + math.exp(lv) - 1 - lv)
             one_m_g = -math.expm1(min(vv, 0.0))
-            off = one_m_g * (math.log(one_m_g) - math.log(max(1 - alpha, 1e-6))) if one_m_g > 0 else 0.0
+            # (1 - gamma) log((1 - gamma) / (1 - alpha)), 0 at gamma = 1 (its limit); at alpha = 1 the
+            # prior has no atom at 0, so any gamma < 1 gives +inf (the paper's eq. 9 as written)
+            if one_m_g == 0:
+                off = 0.0
+            elif alpha == 1:
+                off = math.inf
+            else:
+                off = one_m_g * (math.log(one_m_g) - math.log(1 - alpha))
             s2 += g * (min(vv, 0.0) - math.log(alpha)) + off
         slab.append(s1)
         spike.append(s2)

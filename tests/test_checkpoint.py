@@ -187,5 +187,5 @@ def test_fuzz_checkpoint_reader(valid_blob, tmp_path, data):
         back = load_checkpoint(path)
     except VscError:
         return
-    assert mutated == blob or back is not None
+    # accepted: then the bytes that matter are intact (the SHA-256 covers them), so the state is exact
     assert_same_state(state, back)

@@ -132,6 +132,38 @@ def test_classify_separable_and_shuffled(tmp_path):
     assert [r["labelled"] for r in rows] == [100, 500] and all(len(r["accuracies"]) == 3 for r in rows)
 
 
+def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
+    """Section 4.2: exactly n labelled training codes per draw (5,000 by default), scored on the whole test split."""
+    import vsc_cli.codes as codes
+
+    rng = np.random.default_rng(1)
+    centres = 6 * rng.standard_normal((10, 20))
+    (xa, ya), (xb, yb) = blobs(6000, rng, centres), blobs(1000, rng, centres)
+    # the first 100 test images are labelled truly, the other 900 at random: scoring the whole split gives
+    # about 0.1 + 0.9 * 0.1 = 0.19, scoring only a prefix about 1
+    yb[100:] = rng.integers(0, 10, 900)
+    write_features(tmp_path / "codes.h5", xa, ya, xb, yb)
+    seen = []
+    real = codes.train_linear
+
+    def spy(x, y, classes):
+        predict = real(x, y, classes)
+        rows = {tuple(r) for r in np.asarray(x)}
+        assert rows <= {tuple(r) for r in xa} and len(rows) == len(x)  # distinct training codes
+        seen.append({"train": len(x), "test": []})
+        return lambda q: seen[-1]["test"].append(len(q)) or predict(q)
+
+    monkeypatch.setattr(codes, "train_linear", spy)
+    r = classify(tmp_path / "codes.h5", labelled=[50, 700], repeats=2)
+    assert [s["train"] for s in seen] == [50, 50, 700, 700]
+    assert all(s["test"] == [1000] for s in seen) and r["test_examples"] == 1000
+    assert all(0.12 < row["accuracy_mean"] < 0.27 for row in r["results"]), r["results"]
+    seen.clear()
+    result = run("classify", tmp_path / "codes.h5", "--repeats", 1, "--json")  # the default: 5,000 labels
+    assert result.exit_code == 0, result.output
+    assert [s["train"] for s in seen] == [5000] and json.loads(result.output)["results"][0]["labelled"] == 5000
+
+
 def test_classify_missing_or_wrong_datasets(tmp_path):
     with h5py.File(tmp_path / "no_test.h5", "w") as f:
         f.create_dataset("train/features", data=np.zeros((5, 2), np.float32))

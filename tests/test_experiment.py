@@ -45,14 +45,17 @@ def test_tiny_sweep_runs_resumes_and_reports(shared_data, tmp_path):
         table = list(csv.DictReader(fh))
     assert len(table) == 2 and {r["model"] for r in table} == {"vae", "vsc"}
     for r in table:
-        assert 0.05 < float(r["accuracy_mean"]) <= 1 and r["labelled"] == "300"
+        # chance is 0.1; even 30 iterations give a code that a linear classifier reads
+        assert 0.3 < float(r["accuracy_mean"]) <= 1 and r["labelled"] == "300", r
         assert float(r["test_elbo"]) > 0 and 0 < float(r["sparsity"]) <= 1
     vae = json.loads((out / "points" / "fmnist-vae-d4" / "result.json").read_text())
     assert vae["sparsity"] == 1.0 and vae["iterations"] == 30
     # the VAE switches every element on in every image: a dense code, by the specificity numbers too
     assert vae["active_mean"] == 4 and vae["dims_always_on"] == 4 and vae["jaccard_different_class"] == 1.0
     assert 0 <= vae["conditional_retention"] <= 1 and vae["image_classifier_accuracy"] > 0.7
-    assert {r["dims_used"] for r in table} and all(r["jaccard_same_class"] != "" for r in table)
+    dims_used = {r["model"]: int(r["dims_used"]) for r in table}
+    assert dims_used["vae"] == 4 and 1 <= dims_used["vsc"] <= 4, dims_used
+    assert all(0 < float(r["jaccard_same_class"]) <= 1 for r in table)
     assert "Example-specificity" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "| VAE |" in report and "| VSC, alpha 0.2 |" in report and "79.7" in report  # public figures beside ours

@@ -196,6 +196,10 @@ def check_backend(backend: str, device: str) -> None:
               help="Iterations between checkpoints.")
 @click.option("--min-logvar", type=float, default=-10.0, show_default=True,
               help="Soft floor on the Gaussian decoder's per-pixel log-variance.")
+@click.option("--c-start", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
+              help="VSC: the sample's sigmoid scale c at the first iteration (eq. 24; the paper raises it from 50).")
+@click.option("--c-end", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
+              help="VSC: c at the last iteration, reached linearly, one step per iteration (appendix C.2: 200).")
 @click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="VSC: start every spike probability gamma near this value, e.g. 0.5 [default: PyTorch's "
                    "init, under which about half the elements start at gamma = 1 with zero gradient]. "
