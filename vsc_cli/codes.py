@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .api import encode_tensor
 from .checkpoint import build_model, checkpoint_path, load_checkpoint
 from .data import image_shape
 from .errors import VscError, WriteError
@@ -55,10 +56,8 @@ def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str 
     model.eval()
     dtype = next(model.parameters()).dtype
     for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
-        xb = torch.from_numpy(x[start:start + batch_size]).to(dtype)
-        mu, logvar, v = model.encode(xb)
-        gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
-        yield start, mu.float().numpy(), logvar.float().numpy(), gamma.float().numpy()
+        c = encode_tensor(model, torch.from_numpy(x[start:start + batch_size]).to(dtype))
+        yield start, c.mu.float().numpy(), c.logvar.float().numpy(), c.gamma.float().numpy()
 
 
 def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, data_dir=None,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .api import encode_tensor
 from .checkpoint import build_model, load_checkpoint
 from .data import image_shape
 from .sources import open_images
@@ -87,11 +88,10 @@ def load(run_dir: Path, data_dir=None, split: str = "test", need_data: bool = Tr
     return Loaded(model, shape, x, labels, title)
 
 
-@torch.no_grad()
 def encode(model, x: np.ndarray) -> dict:
-    mu, logvar, v = model.encode(torch.from_numpy(np.ascontiguousarray(x)).float())
-    gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
-    return {"mu": mu.numpy(), "logvar": logvar.numpy(), "gamma": gamma.numpy(), "code": (gamma * mu).numpy()}
+    """mu, logvar, gamma and code = gamma * mu of images x (n, pixels) as float32 arrays."""
+    param = next(model.parameters())
+    return encode_tensor(model, torch.from_numpy(np.ascontiguousarray(x)).to(param.device, param.dtype)).numpy()
 
 
 @torch.no_grad()

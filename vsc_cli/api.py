@@ -1,0 +1,192 @@
+"""vsc's Python API: a trained run in a notebook.
+
+    import vsc_cli as vsc
+
+    run = vsc.load("runs/fmnist-vsc-d200-a0.01-s0")      # refuses what `vsc encode` refuses
+    x, labels = vsc.dataset("fmnist", "test")             # (N, 1, 28, 28) float32, the run's normalisation
+    codes = run.encode(x[:16])                            # mu, logvar, gamma, code = gamma * mu  (torch)
+    images = run.decode(codes.code)                       # (16, 1, 28, 28) decoder means
+    samples = run.sample_conditional(x[:2], 8, seed=0)    # (2, 8, 1, 28, 28), Fig. 13
+    run.config["alpha"], run.metrics["test_elbo"]
+
+Tensors come out (on the run's device, under torch.no_grad); numpy arrays and tensors go in. Images are
+(N, C, H, W), (N, H, W) for one channel, or flattened (N, C*H*W); they are taken as already normalised the
+way the run was trained (unit L2 norm per image by default, paper D.2) unless `normalise=True`, which
+applies the run's normalisation to raw pixel values (0-255). Errors are `VscError`, with the CLI's messages.
+See docs/api.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import build_model, checkpoint_path, load_checkpoint
+from .config import TrainConfig
+from .errors import VscError
+
+__all__ = ["Codes", "Run", "load", "dataset"]
+
+
+@dataclass
+class Codes:
+    """The encoder's output for N images, each (N, J): q(z|x) of eq. 5 and its mean."""
+
+    mu: torch.Tensor  # slab means
+    logvar: torch.Tensor  # slab log-variances, log sigma^2
+    gamma: torch.Tensor  # spike probabilities (eq. 12); all 1 for a VAE
+    code: torch.Tensor  # gamma * mu = E_q[z], the deterministic sparse code (what `vsc encode` stores)
+
+    def active(self, threshold: float = 0.5) -> torch.Tensor:
+        """(N, J) bool: the elements each image switches on (gamma > threshold)."""
+        return self.gamma > threshold
+
+    def numpy(self) -> dict:
+        """The four arrays as float32 numpy, keyed by name."""
+        return {k: getattr(self, k).detach().cpu().float().numpy() for k in ("mu", "logvar", "gamma", "code")}
+
+    def __len__(self) -> int:
+        return len(self.mu)
+
+
+def encode_tensor(model, x: torch.Tensor) -> Codes:
+    """The model's codes of a (N, pixels) tensor already on its device and in its dtype (no grad)."""
+    with torch.no_grad():
+        mu, logvar, v = model.encode(x)
+        gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
+        return Codes(mu, logvar, gamma, gamma * mu)
+
+
+class Run:
+    """A trained model with its config, shape and metrics. Build it with `load`."""
+
+    def __init__(self, state: dict, path: Path | None = None, device: str | torch.device = "cpu"):
+        from .data import image_shape
+
+        self.device = torch.device(device)
+        self.model = build_model(state, self.device).eval()
+        self.path = path
+        self.iteration: int = state["iteration"]
+        self.pixels: int = state["pixels"]
+        cfg: TrainConfig = self.model.cfg
+        self.config: dict = cfg.to_dict()
+        self.shape: tuple = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, self.pixels)
+        metrics = path / "metrics.json" if path is not None and path.is_dir() else None
+        self.metrics: dict | None = json.loads(metrics.read_text()) if metrics and metrics.is_file() else None
+
+    def __repr__(self) -> str:
+        c = self.config
+        alpha = f", alpha={c['alpha']:g}" if c["model"] == "vsc" else ""
+        return (f"Run({str(self.path)!r}: {c['model']} on {c['data']}, dim={c['dim']}{alpha}, "
+                f"iteration={self.iteration}, device={self.device})")
+
+    @property
+    def dim(self) -> int:
+        return self.config["dim"]
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------------------- images in
+    def normalise(self, images) -> torch.Tensor:
+        """Raw pixel values (0-255), any accepted layout -> (N, pixels) as the run was trained on them."""
+        from .data import normalise
+
+        x = self._flat(images, "images")
+        return torch.from_numpy(normalise(x.cpu().numpy(), self.config["normalisation"])).to(self.device, self._dtype)
+
+    def _flat(self, images, what: str) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        c, h, w = self.shape
+        ok = (x.dim() == 2 and x.shape[1] == self.pixels) or tuple(x.shape[1:]) == (c, h, w) \
+            or (c == 1 and tuple(x.shape[1:]) == (h, w))
+        if x.dim() < 2 or not ok:
+            raise VscError(f"{what} of shape {tuple(x.shape)} do not fit this run: give (N, {c}, {h}, {w})"
+                           + (f", (N, {h}, {w})" if c == 1 else "") + f" or (N, {self.pixels})")
+        if not (x.is_floating_point() or x.dtype == torch.uint8):
+            x = x.double()
+        return x.reshape(len(x), self.pixels)
+
+    def _input(self, images, normalise: bool) -> torch.Tensor:
+        if normalise:
+            return self.normalise(images)
+        x = self._flat(images, "images")
+        if x.dtype == torch.uint8:
+            raise VscError("uint8 images look like raw pixel values: pass normalise=True to apply the run's "
+                           f"normalisation ({self.config['normalisation']})")
+        return x.to(self.device, self._dtype)
+
+    # ------------------------------------------------------------------------------- the model
+    def encode(self, images, normalise: bool = False, batch_size: int = 1024) -> Codes:
+        """Codes of N images: mu, logvar, gamma and code = gamma * mu, each (N, J)."""
+        x = self._input(images, normalise)
+        parts = [encode_tensor(self.model, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        if not parts:
+            empty = torch.zeros(0, self.dim, device=self.device, dtype=self._dtype)
+            return Codes(empty, empty, empty, empty)
+        return Codes(*(torch.cat([getattr(p, k) for p in parts]) for k in ("mu", "logvar", "gamma", "code")))
+
+    def decode(self, z) -> torch.Tensor:
+        """Images (N, C, H, W) decoded from codes z (N, J): the Gaussian means (or Bernoulli probabilities)."""
+        z = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z)
+        if z.dim() != 2 or z.shape[1] != self.dim:
+            raise VscError(f"codes of shape {tuple(z.shape)} do not fit this run: give (N, {self.dim})")
+        with torch.no_grad():
+            return self.model.decoder.mean(z.to(self.device, self._dtype)).reshape(len(z), *self.shape)
+
+    def reconstruct(self, images, normalise: bool = False) -> torch.Tensor:
+        """decode(encode(images).code): the images through the deterministic code, (N, C, H, W)."""
+        return self.decode(self.encode(images, normalise).code)
+
+    def _generator(self, seed):
+        return torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+
+    def sample_prior(self, n: int, seed: int | None = None, return_codes: bool = False):
+        """n images decoded from ancestral draws of the prior (eq. 4): N(0, 1) with probability alpha, else 0.
+        With return_codes, (images, z)."""
+        g = self._generator(seed)
+        alpha = self.config["alpha"] if self.config["model"] == "vsc" else 1.0
+        slab = torch.randn(n, self.dim, generator=g, dtype=torch.float64)
+        z = torch.where(torch.rand(n, self.dim, generator=g, dtype=torch.float64) < alpha, slab, 0.0)
+        images = self.decode(z)
+        return (images, z.to(self.device, self._dtype)) if return_codes else images
+
+    def sample_conditional(self, images, n: int, threshold: float = 0.5, normalise: bool = False,
+                           seed: int | None = None, return_codes: bool = False):
+        """Fig. 13: for each image, n draws of N(0, 1) along its active elements (gamma > threshold), 0 along the
+        others, decoded: (N, n, C, H, W). With return_codes, (images, z) with z (N, n, J)."""
+        if not 0 <= threshold < 1 or math.isnan(threshold):
+            raise VscError(f"threshold {threshold} is not in [0, 1)")
+        active = self.encode(images, normalise).active(threshold).cpu()
+        g = self._generator(seed)
+        z = torch.randn(len(active), n, self.dim, generator=g, dtype=torch.float64) * active[:, None, :]
+        out = self.decode(z.reshape(-1, self.dim)).reshape(len(active), n, *self.shape)
+        return (out, z.to(self.device, self._dtype)) if return_codes else out
+
+
+def load(path, device: str | torch.device = "cpu") -> Run:
+    """A trained run from its folder (or checkpoint file), refusing what the CLI refuses (VscError)."""
+    path = Path(path)
+    state = load_checkpoint(checkpoint_path(path))
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise VscError(f"device {device}: no usable CUDA device here; use device='cpu'")
+    return Run(state, path if path.is_dir() else path.parent, device)
+
+
+def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = "unit", limit: int | None = None,
+            image_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, C, H, W) float32, labels (N,) int64) of a built-in dataset (mnist, fmnist, celeba) or of your
+    own images (a path, as `vsc train --data`), normalised as `normalisation` ('unit', '01' or 'none' = 0-255).
+    Built-in datasets are read from data_dir ($VSC_DATA_DIR, ./data); fetch them with `vsc download`."""
+    from .sources import open_images
+
+    if split not in ("train", "test"):
+        raise VscError(f"split {split!r}: choose train or test")
+    images = open_images(name, split, data_dir, normalisation, limit=limit, image_size=image_size)
+    x = images[:]
+    return x.reshape(len(x), *images.shape), np.asarray(images.labels, dtype=np.int64)
