@@ -112,7 +112,7 @@ def _cache_path(source: Path) -> Path:
 
 def load_images(data_dir: Path, progress: bool = True) -> np.ndarray:
     """uint8 (N, 3, SIZE, SIZE) of every image, in name order; cached in cache_dir() for the next time."""
-    from tqdm import tqdm
+    from .progress import tqdm
 
     source = find_source(data_dir)
     cache = _cache_path(source) if source.is_file() else None

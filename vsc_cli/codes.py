@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from .progress import tqdm
 
 from . import __version__
 from .api import encode_tensor

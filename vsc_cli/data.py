@@ -164,7 +164,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 def _download(url: str, dst: Path, stem: str, ds: DatasetSpec, progress: bool) -> None:
     """Download to a hidden `.NAME.partial-PID`, verify the decompressed md5, then rename into place."""
-    from tqdm import tqdm
+    from .progress import tqdm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(dst) as part:

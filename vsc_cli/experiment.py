@@ -170,7 +170,7 @@ def _worker(args):
 def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, progress: bool = True,
              only: int | None = None) -> list[dict]:
     """Run every unfinished point (or only point `only`), `jobs` at a time; return all finished results."""
-    from tqdm import tqdm
+    from .progress import tqdm
 
     root = Path(root)
     (root / "points").mkdir(parents=True, exist_ok=True)

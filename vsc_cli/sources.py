@@ -385,7 +385,7 @@ class Folder(Images):
 
     def __init__(self, root: Path, image_size, normalisation, progress: bool = False):
         from PIL import Image
-        from tqdm import tqdm
+        from .progress import tqdm
 
         self.root, self.name, self.normalisation, self.image_size = Path(root), str(root), normalisation, image_size
         files, skipped = [], 0

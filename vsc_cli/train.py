@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from .progress import tqdm
 
 from vsc_kernels import alpha_schedule, c_schedule, default_backend, lambda_schedule
 
