@@ -2,9 +2,10 @@
 
 The file is in the safetensors layout (https://github.com/huggingface/safetensors): an 8-byte
 little-endian header length N, N bytes of JSON header {name: {dtype, shape, data_offsets}, ...,
-"__metadata__": {str: str}}, then the raw little-endian tensor bytes. It is written and read here,
-strictly validated, with no dependency beyond torch; the official `safetensors` library reads it too
-(checked with 0.8.0's numpy loader).
+"__metadata__": {str: str}}, then the raw little-endian tensor bytes. It is written and parsed by the
+`safetensors` library (the format's reference implementation); vsc's checks sit on top: the SHA-256, the
+config's validation, shapes against the model, and the refusal of pickles. Files of vsc 0.2, which wrote
+the layout with its own code, read the same way.
 
 Tensors: model/<parameter>, optimizer/state/<param index>/<key>, perm (the epoch's batch order),
 rng/data and rng/noise (generator states; rng/noise/<rank> for the other processes of a torchrun job).
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import struct
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 from . import __version__
 from .config import TrainConfig
@@ -34,10 +36,9 @@ CHECKPOINT = "checkpoint.safetensors"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # vsc 0.1 wrote torch.save pickles; they are never loaded
 MAX_HEADER_BYTES = 64 << 20  # a header larger than this is damage, not a checkpoint
 
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-          "BOOL": torch.bool}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+# the tensor types vsc writes (and so accepts back)
+SUPPORTED = {torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+             torch.int8, torch.uint8, torch.bool}
 
 if sys.byteorder != "little":  # pragma: no cover - safetensors data are little-endian
     raise ImportError("vsc checkpoints need a little-endian machine")
@@ -51,37 +52,39 @@ def _digest(header: dict, chunks) -> str:
 
 
 # ------------------------------------------------------------------------------------ file format
+def _safetensors_bytes(tensors: dict, metadata: dict) -> bytes:
+    try:
+        return safetensors.torch.save(tensors, metadata=metadata)
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as exc:
+        raise VscError(f"cannot store the checkpoint's tensors ({exc})") from None
+
+
+def _split(blob: bytes) -> tuple[dict, memoryview]:
+    """(header, tensor bytes) of a blob the safetensors library has accepted or written."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8:8 + n].decode("utf-8")), memoryview(blob)[8 + n:]
+
+
 def write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
-    """Write `tensors` (name -> tensor) and `metadata` (str -> str) to `path` atomically.
-
-    The tensor bytes are hashed and written straight from the tensors' memory: no copy of the whole."""
-    header, views, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        if t.dtype not in DTYPE_NAMES:
+    """Write `tensors` (name -> tensor) and `metadata` (str -> str) to `path` atomically, through the safetensors
+    library, with the SHA-256 entry "vsc_sha256" over the header without it and all tensor bytes."""
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    for name, t in tensors.items():
+        if t.dtype not in SUPPORTED:
             raise VscError(f"cannot store tensor {name} of type {t.dtype}")
-        view = memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
-        header[name] = {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(view)]}
-        views.append(view)
-        offset += len(view)
-    header["__metadata__"] = dict(metadata)
-    header["__metadata__"]["vsc_sha256"] = _digest(header, views)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8-byte alignment
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(struct.pack("<Q", len(text)))
-            fh.write(text)
-            for view in views:
-                fh.write(view)
-
-    atomic_write(path, write)
+    meta = {k: v for k, v in metadata.items() if k != "vsc_sha256"}
+    # the library decides the layout (its tensor order and offsets); the metadata does not move any byte of data,
+    # so the digest of a first serialisation holds for the second, which carries it
+    header, data = _split(_safetensors_bytes(tensors, meta))
+    blob = _safetensors_bytes(tensors, {**meta, "vsc_sha256": _digest(header, [data])})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def read_safetensors(path: Path) -> tuple[dict, dict]:
-    """(tensors, metadata) of a file written by write_safetensors; VscError for anything else."""
+    """(tensors, metadata) of a file written by write_safetensors (vsc >= 0.2); VscError for anything else.
+
+    The safetensors library parses and validates the layout; on top of it: pickles are named and never
+    loaded, the SHA-256 must match, and only vsc's tensor types are accepted."""
     path = Path(path)
     try:
         blob = path.read_bytes()
@@ -91,56 +94,31 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
     def bad(why):
         return VscError(f"{path}: not a valid vsc checkpoint ({why})")
 
-    (n,) = struct.unpack("<Q", blob[:8]) if len(blob) >= 8 else (None,)
-    if n is None or n > min(MAX_HEADER_BYTES, len(blob) - 8):
-        if blob[:1] == b"\x80" or blob[:2] == b"PK":
-            raise bad("it looks like a pickle or a torch.save archive; those can run code and are never loaded")
-        if n is None:
-            raise bad(f"only {len(blob)} bytes")
+    if blob[:1] == b"\x80" or blob[:2] == b"PK":
+        raise bad("it looks like a pickle or a torch.save archive; those can run code and are never loaded")
+    if len(blob) < 8:
+        raise bad(f"only {len(blob)} bytes")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if n > min(MAX_HEADER_BYTES, len(blob) - 8):
         raise bad(f"header length {n} does not fit in the {len(blob)}-byte file; truncated?")
     try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise bad("header is not JSON") from None
-    if not isinstance(header, dict):
-        raise bad("header is not a JSON object")
-    data = memoryview(blob)[8 + n:]
-    metadata = header.get("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in metadata.items()):
-        raise bad("__metadata__ is not a map of strings")
-    metadata = dict(metadata)
+        tensors = safetensors.torch.load(blob)
+    except SafetensorError as exc:
+        raise bad(f"{exc}; truncated or damaged?") from None
+    except Exception as exc:  # noqa: BLE001 - the library's other refusals (bad UTF-8, bad JSON, sizes)
+        raise bad(f"{type(exc).__name__}: {exc}") from None
+    header, data = _split(blob)
+    metadata = dict(header.get("__metadata__") or {})
     stored_digest = metadata.pop("vsc_sha256", None)
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    spans = []
-    for name, e in entries.items():
-        if (not isinstance(e, dict) or e.get("dtype") not in DTYPES or not isinstance(e.get("shape"), list)
-                or not all(isinstance(s, int) and s >= 0 for s in e["shape"])
-                or not isinstance(e.get("data_offsets"), list) or len(e["data_offsets"]) != 2
-                or not all(isinstance(o, int) for o in e["data_offsets"])):
-            raise bad(f"malformed entry for tensor {name!r}")
-        begin, end = e["data_offsets"]
-        size = math.prod(e["shape"]) * DTYPES[e["dtype"]].itemsize
-        if not 0 <= begin <= end <= len(data) or end - begin != size:
-            raise bad(f"tensor {name!r} claims bytes {begin}..{end} of {len(data)} (needs {size}); truncated?")
-        spans.append((begin, end))
-    spans.sort()
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])) or (spans and spans[-1][1] != len(data)) \
-            or (not spans and len(data)):
-        raise bad("tensor data overlap or leave unexplained bytes")
     if stored_digest is None:
         raise bad("no vsc_sha256 checksum; not written by vsc")
-    header_wo = dict(entries)
+    header_wo = {k: v for k, v in header.items() if k != "__metadata__"}
     header_wo["__metadata__"] = metadata
     if _digest(header_wo, [data]) != stored_digest:
         raise bad("SHA-256 mismatch: the file was altered or damaged after it was written")
-    tensors = {}
-    for name, e in entries.items():
-        begin, end = e["data_offsets"]
-        dtype = DTYPES[e["dtype"]]
-        buf = bytearray(data[begin:end])
-        t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
-        tensors[name] = t.view(dtype).reshape(e["shape"]) if end > begin else torch.empty(e["shape"], dtype=dtype)
+    for name, t in tensors.items():
+        if t.dtype not in SUPPORTED:
+            raise bad(f"tensor {name!r} has type {t.dtype}, which vsc does not write")
     return tensors, metadata
 
 
