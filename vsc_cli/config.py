@@ -16,7 +16,7 @@ class TrainConfig:
     likelihood: str = "gaussian"  # gaussian (learned per-pixel mean and log-variance, A.1) | bernoulli
     normalisation: str = "unit"  # unit L2 norm per image (D.2) | 01 | none
     iterations: int = 20_000  # optimiser steps (the paper's limit, section 4.1)
-    batch_size: int = 256  # images per step; the paper gives none (see README)
+    batch_size: int = 256  # images per step; the paper gives none (docs/training.md)
     lr: float = 1e-3  # Adam learning rate (paper D.1: between 0.001 and 0.01)
     c_start: float = 50.0  # sigmoid scale c at the first iteration (C.2)
     c_end: float = 200.0  # ... and at the last one, rising linearly per iteration

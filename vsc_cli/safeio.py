@@ -165,7 +165,7 @@ class OutputLock:
     def __enter__(self):
         try:
             import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: no locking (documented in the README)
+        except ImportError:  # pragma: no cover - not POSIX: no locking (documented in docs/reliability.md)
             return self
         try:
             self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
