@@ -32,3 +32,8 @@ from .function import (  # noqa: F401,E402
     default_backend,
     spike_slab,
 )
+from .loglik import (  # noqa: F401,E402
+    GaussianLogLikFunction,
+    gaussian_loglik,
+    gaussian_loglik_ref,
+)

@@ -63,9 +63,16 @@ MUTANTS = [
     Mutant("eq11-spike-half", "model: ELBO = recon - kl_slab - 0.5 kl_spike", "vsc_cli/model.py",
            'terms = {"elbo": recon - kl_slab - kl_spike,', 'terms = {"elbo": recon - kl_slab - 0.5 * kl_spike,',
            ("tests/test_elbo.py",)),
-    Mutant("a1-gaussian-loglik", "decoder: Gaussian log-likelihood without the log-variance term",
-           "vsc_cli/model.py", "return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2",
-           "return -0.5 * (LOG_2PI + (x - mean) ** 2", ("tests/test_elbo.py",)),
+    # A.1: the Gaussian decoder's log-likelihood, -1/2 sum(log 2 pi + logvar + (x - mean)^2 exp(-logvar))
+    Mutant("a1-loglik-no-logvar-ref", "torch reference: Gaussian log-likelihood without the log-variance term",
+           "kernels/loglik.py", "return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2", "return -0.5 * (LOG_2PI + (x - mean) ** 2",
+           ("tests/test_loglik.py", "tests/test_elbo.py")),
+    Mutant("a1-loglik-no-logvar-kernel", "fused kernel: the element's term without its log-variance",
+           "kernels/loglik.py", "return lv + q, g_mean, -half * (one - q) * sig", "return q, g_mean, -half * (one - q) * sig",
+           ("tests/test_loglik.py", "tests/test_elbo.py")),
+    Mutant("a1-loglik-grad-kernel", "fused kernel: d ll / d raw without the softplus' derivative",
+           "kernels/loglik.py", "return lv + q, g_mean, -half * (one - q) * sig", "return lv + q, g_mean, -half * (one - q)",
+           ("tests/test_loglik.py", "tests/test_elbo.py")),
     # eq. 12: log gamma = -ReLU(-v)
     Mutant("eq12-ref", "torch reference: log gamma = -ReLU(v)", "kernels/reference.py",
            "return -torch.relu(-v)", "return -torch.relu(v)", REFERENCE),
@@ -127,13 +134,16 @@ def run_tests(copy: Path, tests, timeout: float) -> tuple[str, float, str]:
     env = dict(os.environ, PYTHONPATH=str(copy), VSC_TEST_DATA=os.environ.get("VSC_TEST_DATA", "")
                or str(ROOT.parent / "shared" / "data"))
     env.pop("NUMBA_CACHE_DIR", None)
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - t0, ""
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    # the test that caught the mutant (pytest -rfE summary), then the totals line
+    caught = [ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED ", "ERROR "))][:1]
+    tail = "\n".join(caught + lines[-1:])
     status = {0: "passed", 1: "failed"}.get(proc.returncode, "error")
     return status, time.perf_counter() - t0, tail
 
@@ -159,7 +169,7 @@ def mutate(m: Mutant, workdir: Path, timeout: float) -> dict:
     status, seconds, tail = run_tests(copy, m.tests, timeout)
     shutil.rmtree(copy, ignore_errors=True)
     result = {"passed": "survived", "failed": "killed"}.get(status, status)
-    return {"mutant": m.name, "status": result, "seconds": round(seconds, 1), "detail": tail.splitlines()[-1] if tail else ""}
+    return {"mutant": m.name, "status": result, "seconds": round(seconds, 1), "detail": tail.replace("\n", " | ")}
 
 
 def main(argv=None) -> int:
@@ -201,11 +211,12 @@ def main(argv=None) -> int:
     order = {m.name: i for i, m in enumerate(MUTANTS)}
     results.sort(key=lambda r: order[r["mutant"]])
     what = {m.name: m for m in MUTANTS}
-    print("\n| mutant | the bug | tests run | result | seconds |\n|---|---|---|---|---|")
+    print("\n| mutant | the bug | tests run | result | caught by | seconds |\n|---|---|---|---|---|---|")
     for r in results:
         m = what[r["mutant"]]
+        by = r["detail"].split(" | ")[0].removeprefix("FAILED ").removeprefix("ERROR ") if r["status"] == "killed" else ""
         print(f"| {m.name} | {m.what} | {', '.join(t.removeprefix('tests/') for t in m.tests)} | {r['status']} | "
-              f"{r['seconds']:.0f} |")
+              f"{by.removeprefix('tests/')} | {r['seconds']:.0f} |")
     killed = sum(r["status"] == "killed" for r in results)
     print(f"\n{killed} of {len(results)} mutants killed")
     if args.json:

@@ -5,6 +5,7 @@ so that the ratios between implementations are taken under the same machine load
 """
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -139,38 +140,125 @@ def run_op_bench(sizes, impls=None, device="cpu", dtype=torch.float32, repeats=5
             "repeats": repeats, "warmup": warmup, "rows": rows}
 
 
-def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeats=50, warmup=10, progress=None):
-    """Training iterations per second of the paper's network (784-400-dim) per backend, random data.
+class ObviousVSC(torch.nn.Module):
+    """VSC as an eager-PyTorch re-implementation first writes it: separate Linear heads for mu, log sigma^2 and the
+    spike, the sample and the loss as plain elementwise torch (written for this comparison after reading the ICLR
+    reproducibility re-implementation, Alfo5123/Variational-Sparse-Coding, src/models/vsc.py). Same network and
+    likelihood as vsc's model; the yardstick of `vsc bench --train`."""
 
-    The backends' steps are timed in alternating blocks (see _interleaved)."""
+    def __init__(self, pixels: int, hidden: int, dim: int, likelihood: str, min_logvar: float = -10.0):
+        super().__init__()
+        nn = torch.nn
+        self.likelihood, self.min_logvar = likelihood, min_logvar
+        self.fc1 = nn.Linear(pixels, hidden)
+        self.fc_mu, self.fc_logvar, self.fc_spike = nn.Linear(hidden, dim), nn.Linear(hidden, dim), nn.Linear(hidden, dim)
+        self.fc3 = nn.Linear(dim, hidden)
+        self.fc4 = nn.Linear(hidden, pixels * (2 if likelihood == "gaussian" else 1))
+
+    def loss(self, x, c: float, alpha: float):
+        F = torch.nn.functional
+        h = F.relu(self.fc1(x))
+        mu, logvar, logspike = self.fc_mu(h), self.fc_logvar(h), -F.relu(-self.fc_spike(h))
+        std = torch.exp(0.5 * logvar)
+        eps, eta = torch.randn_like(std), torch.rand_like(std)
+        z = torch.sigmoid(c * (eta + logspike.exp() - 1)) * (mu + eps * std)
+        out = self.fc4(F.relu(self.fc3(z)))
+        if self.likelihood == "bernoulli":
+            recon = F.binary_cross_entropy(torch.sigmoid(out), x, reduction="sum")
+        else:
+            mean, raw = out.chunk(2, dim=-1)
+            logvar_x = self.min_logvar + F.softplus(raw - self.min_logvar)
+            recon = 0.5 * torch.sum(math.log(2 * math.pi) + logvar_x + (x - mean) ** 2 / torch.exp(logvar_x))
+        spike = torch.clamp(logspike.exp(), 1e-6, 1.0 - 1e-6)
+        prior = (-0.5 * torch.sum(spike * (1 + logvar - mu.pow(2) - logvar.exp()))
+                 + torch.sum((1 - spike) * torch.log((1 - spike) / (1 - alpha)) + spike * torch.log(spike / alpha)))
+        return (recon + prior) / x.shape[0]
+
+
+def _matmul_step(batch: int, layers, device, dtype):
+    """The training step's matrix products alone, into preallocated outputs: per Linear layer (n_in -> n_out) the
+    forward X W^T, the weight gradient G^T X and, except for the first layer (the data need none), the input
+    gradient G W. Everything else a step does is the overhead measured against this."""
+    g = torch.Generator(device=device).manual_seed(0)
+    mats = []
+    for i, (n_in, n_out) in enumerate(layers):
+        r = lambda *shape: torch.randn(*shape, generator=g, device=device, dtype=dtype)  # noqa: E731
+        mats.append((i, r(batch, n_in), r(n_out, n_in), r(batch, n_out), torch.empty(batch, n_out, device=device, dtype=dtype),
+                     torch.empty(n_out, n_in, device=device, dtype=dtype), torch.empty(batch, n_in, device=device, dtype=dtype)))
+
+    def step():
+        for i, x, w, grad, y, gw, gx in mats:
+            torch.mm(x, w.t(), out=y)
+            torch.mm(grad.t(), x, out=gw)
+            if i:
+                torch.mm(grad, w, out=gx)
+
+    return step
+
+
+def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeats=50, warmup=10, progress=None,
+                    likelihoods=("gaussian", "bernoulli"), hidden: int = 400, pixels: int = 784):
+    """Training steps of the paper's network (pixels-hidden-dim), random unit-norm data, per likelihood:
+    vsc's own step (train.training_step: the one the training loop runs) per backend, the same step's matrix
+    products alone, and the obvious eager version (ObviousVSC with Adam). All timed in alternating blocks in one
+    process (see _interleaved); rows give ms, the ratio to the matrix products and the speed-up over the
+    obvious version."""
     from .config import TrainConfig
     from .model import VAE
+    from .train import _Log, make_optimizer, training_step
 
     backends = list(backends or [b for b in available_backends() if b != "cuda" or device == "cuda"])
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size * 8, 784, generator=g)
+    x = torch.rand(batch_size * 8, pixels, generator=g)
     x = (x / x.norm(dim=1, keepdim=True)).to(device)
-    steps = {}
-    for backend in backends:
-        torch.manual_seed(0)
-        cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend)
-        model = VAE(cfg, 784).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        noise = torch.Generator(device=device).manual_seed(1)
+    batches = [x[i * batch_size:(i + 1) * batch_size] for i in range(8)]
+    steps, kinds = {}, {}
+    for likelihood in likelihoods:
+        out_pixels = pixels * (2 if likelihood == "gaussian" else 1)
+        name = f"matrix products ({likelihood})"
+        steps[name] = _matmul_step(batch_size, [(pixels, hidden), (hidden, 3 * dim), (dim, hidden),
+                                                (hidden, out_pixels)], device, torch.float32)
+        kinds[name] = (likelihood, "matmul")
+        for backend in backends:
+            torch.manual_seed(0)
+            cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend, likelihood=likelihood, hidden=(hidden,))
+            model = VAE(cfg, pixels).to(device)
+            opt = make_optimizer(model, cfg.lr)
+            noise = torch.Generator(device=device).manual_seed(1)
+            log = _Log(None, None, device=device)
 
-        def step(model=model, opt=opt, noise=noise, counter=iter(range(1 << 62))):
-            i = next(counter) % 8  # cycle through 8 fixed batches
-            loss = -model.elbo_terms(x[i * batch_size:(i + 1) * batch_size], 120.0, generator=noise)["elbo"].mean()
-            opt.zero_grad(set_to_none=True)
+            def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62))):
+                i = next(counter)
+                training_step(model, model, opt, batches[i % 8], 120.0, 1.0, None, noise, log, i + 1, None)
+                if log.count >= 100:
+                    log.reset()
+
+            name = f"vsc {backend} ({likelihood})"
+            steps[name], kinds[name] = step, (likelihood, "vsc")
+        torch.manual_seed(0)
+        obvious = ObviousVSC(pixels, hidden, dim, likelihood).to(device)
+        opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
+
+        def step_obvious(model=obvious, opt=opt, counter=iter(range(1 << 62))):
+            loss = model.loss(batches[next(counter) % 8], 120.0, 0.5)
+            opt.zero_grad()
             loss.backward()
             opt.step()
 
-        steps[backend] = step
+        name = f"obvious eager ({likelihood})"
+        steps[name], kinds[name] = step_obvious, (likelihood, "obvious")
     if progress:
         progress("training steps")
     times = _interleaved(steps, repeats, warmup, device)
-    rows = [{"backend": b, "ms_per_iteration": t * 1e3, "iterations_per_second": 1 / t} for b, t in times.items()]
-    return {"machine": machine(device), "dim": dim, "batch_size": batch_size, "repeats": repeats, "rows": rows}
+    rows = []
+    for name, t in times.items():
+        likelihood, kind = kinds[name]
+        mm = times[f"matrix products ({likelihood})"]
+        rows.append({"step": name, "likelihood": likelihood, "kind": kind, "ms_per_iteration": t * 1e3,
+                     "iterations_per_second": 1 / t, "x_matrix_products": t / mm,
+                     "speedup_vs_obvious": times[f"obvious eager ({likelihood})"] / t})
+    return {"machine": machine(device), "dim": dim, "hidden": hidden, "pixels": pixels, "batch_size": batch_size,
+            "repeats": repeats, "rows": rows}
 
 
 def machine(device="cpu") -> dict:

@@ -155,7 +155,7 @@ def check_backend(backend: str, device: str) -> None:
 @main.command()
 @click.option("--data", type=DataArg(), default="fmnist", show_default=True,
               help="Dataset to train on: mnist, fmnist, celeba, or your own images: a folder (class sub-folders "
-                   "give labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (see README).")
+                   "give labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (docs/datasets.md).")
 @click.option("--image-size", type=click.IntRange(1, 4096),
               help="Own data: resize every image to S x S pixels (needed when their sizes differ).")
 @click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True, help="Latent dimensions J.")
@@ -203,10 +203,10 @@ def check_backend(backend: str, device: str) -> None:
 @click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="VSC: start every spike probability gamma near this value, e.g. 0.5 [default: PyTorch's "
                    "init, under which about half the elements start at gamma = 1 with zero gradient]. "
-                   "Not in the paper; see README.")
+                   "Not in the paper; see docs/model.md.")
 @click.option("--logvar-init", callback=_logvar_init,
               help="Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) "
-                   "or a number [default: PyTorch's init, about 0]. Not in the paper; see README.")
+                   "or a number [default: PyTorch's init, about 0]. Not in the paper; see docs/model.md.")
 @click.option("--spike", type=click.Choice(["min", "sigmoid"]),
               help="VSC: log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = "
                    "-softplus(-v), which has no flat region. [default: the recipe's]")
@@ -225,7 +225,7 @@ def check_backend(backend: str, device: str) -> None:
               help="VSC: iterations at --alpha-start before alpha starts to fall. [default: the recipe's]")
 @click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs", "pseudo-mixture"]),
               help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
-                   "authors' UAI 2019 code, a different model from the paper's (see README); pseudo-mixture = "
+                   "authors' UAI 2019 code, a different model from the paper's (docs/model.md, docs/recipes.md); pseudo-mixture = "
                    "its components as an equal-weight mixture (in neither paper). [default: the recipe's]")
 @click.option("--pseudo-inputs", type=click.IntRange(1, 1 << 16), default=10, show_default=True,
               help="--prior pseudo-inputs or pseudo-mixture: number of learned pseudo-images.")
@@ -234,7 +234,7 @@ def check_backend(backend: str, device: str) -> None:
                    "pseudo-inputs' spike probabilities towards 0 and 1.")
 @click.option("--paper", is_flag=True,
               help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
-                   "prior. Without it, vsc train uses the default recipe (README, docs/recipes.md). Cannot be "
+                   "prior. Without it, vsc train uses the default recipe (docs/model.md, docs/recipes.md). Cannot be "
                    "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal or --prior.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -673,14 +673,26 @@ def _names(choices):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where the tensors live (cuda times the cuda backend on the GPU).")
 @click.option("--train", "train_mode", is_flag=True,
-              help="Instead, time training iterations of the paper's network (784-400-DIM, batch 256) per backend.")
+              help="Instead, time training steps of the paper's network (784-400-DIM, batch 256) per backend and "
+                   "likelihood, beside the same step's matrix products alone and the obvious eager-PyTorch VSC.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch and numba [default: torch's default, all cores].")
 @click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True,
               help="Latent dimensions for --train.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @handle_errors
-def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json):
-    """Time the spike-and-slab op (forward + backward) per backend, against torch eager and torch.compile."""
+def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, threads, dim, as_json):
+    """Time the spike-and-slab op (forward + backward) per backend, against torch eager and torch.compile.
+
+    With --train: whole training steps, as ms, as a multiple of their matrix products' time, and as a speed-up
+    over the obvious eager version."""
     import torch
+
+    if threads:
+        import numba
+
+        torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from rich.console import Console
     from rich.table import Table
 
@@ -708,11 +720,15 @@ def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, 
     title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
     out = Console()
     if train_mode:
-        table = Table(title=f"training step, 784-400-{result['dim']}, batch {result['batch_size']}: {title}")
-        for col in ("backend", "ms / iteration", "iterations / s"):
+        table = Table(title=f"training step, {result['pixels']}-{result['hidden']}-{result['dim']}, batch "
+                            f"{result['batch_size']}, median of {repeats}: {title}")
+        for col in ("step", "ms / iteration", "iterations / s", "x matrix products", "x obvious eager"):
             table.add_column(col, justify="right")
         for r in result["rows"]:
-            table.add_row(r["backend"], f"{r['ms_per_iteration']:.2f}", f"{r['iterations_per_second']:.1f}")
+            table.add_row(r["step"], f"{r['ms_per_iteration']:.2f}", f"{r['iterations_per_second']:.1f}",
+                          f"{r['x_matrix_products']:.2f}", f"{r['speedup_vs_obvious']:.2f}")
+        table.caption = ("x matrix products: the step's time over its matrix products' alone (1.00 = nothing else "
+                         "costs); x obvious eager: the obvious version's time over this step's")
     else:
         table = Table(title=f"spike-slab op, forward + backward, {result['dtype']}, median of {repeats}: {title}")
         for col in ("size", "impl", "ms", "x eager", "GB/s", "x bandwidth bound"):

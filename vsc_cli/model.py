@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import log_gamma_from_v, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
+from vsc_kernels import gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
 
 from .config import TrainConfig
 
@@ -34,9 +34,9 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
-                 logvar_init: float | None = None):
+                 logvar_init: float | None = None, backend: str = "torch"):
         super().__init__()
-        self.likelihood, self.min_logvar = likelihood, min_logvar
+        self.likelihood, self.min_logvar, self.backend = likelihood, min_logvar, backend
         outputs = 2 * pixels if likelihood == "gaussian" else pixels
         self.net = mlp([dim, *hidden, outputs])
         if likelihood == "gaussian" and logvar_init is not None:
@@ -55,9 +55,13 @@ class Decoder(nn.Module):
 
     def log_likelihood(self, x, z):
         """log p(x|z) summed over pixels, per image."""
-        mean, logvar = self(z)
         if self.likelihood == "gaussian":
-            return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar)).sum(-1)
+            # one fused pass over the (B, 2P) output for the value and its gradient (vsc_kernels.gaussian_loglik;
+            # backend "torch" is the plain expression -0.5 sum(log 2 pi + logvar + (x - mean)^2 exp(-logvar)))
+            out = self.net(z)
+            backend = self.backend if out.dtype in (torch.float32, torch.float64) else "torch"
+            return gaussian_loglik(out, x.to(out.dtype), self.min_logvar, backend=backend)
+        mean, _ = self(z)
         return -F.binary_cross_entropy_with_logits(mean, x, reduction="none").sum(-1)
 
     def mean(self, z):
@@ -89,7 +93,7 @@ class VAE(nn.Module):
                 self.encoder[-1].bias[2 * cfg.dim:] = math.log(g) if cfg.spike == "min" else math.log(g / (1 - g))
                 self.encoder[-1].weight[2 * cfg.dim:] *= 0.1
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
-        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
+        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, cfg.backend)
         self.prior = None  # None: the paper's spike-and-slab prior (eq. 4), inside the fused op
         if self.sparse and cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
             from .priors import PseudoInputPrior

@@ -74,7 +74,8 @@ class _Log:
 
     def __init__(self, path: Path, resume_at: int | None, world=None, device="cpu"):
         self.path, self.world, self.device = path, world, device
-        if world is not None and not world.main:  # other ranks only contribute their averages
+        if path is None or (world is not None and not world.main):  # no file (a benchmark), or a rank that
+            # only contributes its averages
             self.reset()
             return
         if resume_at is None or not path.exists():
@@ -92,11 +93,25 @@ class _Log:
         self.reset()
 
     def reset(self):
-        self.sums, self.count = {}, 0
+        self._keys, self._acc, self.count = None, None, 0
+
+    # The window's sums stay on the model's device (float64, added in the order of the steps) so that a step does
+    # not wait for five host copies; they are read only when a row or a checkpoint is written.
+    @property
+    def sums(self) -> dict:
+        return {} if self._acc is None else dict(zip(self._keys, self._acc.tolist()))
+
+    @sums.setter
+    def sums(self, values: dict):  # a resumed window: later steps add to these exact numbers, as if never cut
+        self._keys = sorted(values) or None
+        self._acc = torch.tensor([float(values[k]) for k in self._keys], dtype=torch.float64,
+                                 device=self.device) if values else None
 
     def add(self, terms: dict):
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach().mean())
+        if self._keys is None:
+            self._keys = sorted(terms)
+        means = torch.stack([terms[k].detach().mean() for k in self._keys]).double()
+        self._acc = means if self._acc is None else self._acc + means
         self.count += 1
 
     def window(self) -> dict:
@@ -125,8 +140,22 @@ class _Log:
 TERMS = ("recon", "kl_slab", "kl_spike")
 
 
-def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, last_good: int | None) -> None:
-    """Stop with a message naming the iteration, the ELBO term and the parameters when anything is NaN/Inf."""
+def make_optimizer(model, lr: float) -> torch.optim.Adam:
+    """Adam, fused (one kernel for all parameters' updates instead of several passes per parameter) where torch
+    has it for the parameters' device and dtype; the plain one otherwise. A resumed run keeps the variant its
+    checkpoint recorded (load_state_dict restores the flag)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, last_good: int | None,
+                  rebuild=None) -> None:
+    """Stop with a message naming the iteration, the ELBO term and the parameters when anything is NaN/Inf.
+
+    The step's graph is not kept (retain_graph costs memory and time on every step); to tell which term's
+    gradient is non-finite, `rebuild()` recomputes the step's terms (same batch, same noise) with a graph."""
     kept = (f"the last good checkpoint (iteration {last_good}) is kept" if last_good
             else "no checkpoint had been written yet")
     if not torch.isfinite(loss):
@@ -138,7 +167,8 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
         return
     params = [n for n, p in named if not bool(torch.isfinite(p.grad).all())]
     culprits = []
-    for k in (*TERMS, "kl_rate"):  # which term's gradient is non-finite (the graph was retained for this)
+    terms = rebuild() if rebuild is not None else terms
+    for k in (*TERMS, "kl_rate"):  # which term's gradient is non-finite
         if k in terms and terms[k].requires_grad:
             grads = torch.autograd.grad(-terms[k].mean(), [p for _, p in named], retain_graph=True,
                                         allow_unused=True)
@@ -147,6 +177,26 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
     raise VscError(f"non-finite gradient at iteration {iteration} (term: {', '.join(culprits) or 'elbo'}; "
                    f"parameters: {', '.join(params[:4])}); {kept}. "
                    "Try a lower --lr, or --detect-anomaly to find the operation")
+
+
+def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_gen, log, iteration: int,
+                  last_good: int | None) -> float:
+    """One step of the training loop (`vsc bench --train` times exactly this): the ELBO terms of batch xb, the
+    gradient, the finiteness check, Adam's update, the log window. Returns the batch's mean objective."""
+    noise_state = noise_gen.get_state()  # a few KB: lets a non-finite step be rebuilt exactly
+
+    def rebuild():
+        noise_gen.set_state(noise_state)
+        return model.elbo_terms(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
+
+    terms = net(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
+    loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    _check_finite(loss, terms, model, iteration, last_good, rebuild)
+    opt.step()
+    log.add(terms)
+    return -loss.item()
 
 
 def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=None, resume: bool = False,
@@ -289,7 +339,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
 
     torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
     model = VAE(cfg, pixels).to(device=device, dtype=dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg.lr)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
     noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps and eta
     perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
@@ -361,15 +411,8 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
         lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
         alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal, cfg.alpha_hold) if cfg.alpha_start else None
-        terms = net(x_train.take(idx, device, dtype), c, generator=noise_gen, lam=lam, alpha=alpha)
-        loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
-        opt.zero_grad(set_to_none=True)
-        loss.backward(retain_graph=True)  # kept only so a non-finite gradient can be traced to its term
-        _check_finite(loss, terms, model, it + 1, last_good)
-        opt.step()
-        log.add(terms)
-        value = -loss.item()
-        del terms, loss  # frees the retained graph
+        value = training_step(net, model, opt, x_train.take(idx, device, dtype), c, lam, alpha, noise_gen, log,
+                              it + 1, last_good)
         running = value if running is None else 0.98 * running + 0.02 * value
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
             log.write(it + 1, c, elapsed + time.perf_counter() - t0)
