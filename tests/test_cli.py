@@ -119,10 +119,20 @@ def test_bench_table_and_json():
 def test_bench_train_json():
     import json
 
-    result = run("bench", "--train", "--dim", 8, "--repeats", 2, "--warmup", 1, "--json")
+    result = run("bench", "--train", "--dim", 8, "--repeats", 2, "--warmup", 1, "--threads", 1, "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
-    assert {r["backend"] for r in rows} >= {"torch", "numba"} and all(r["iterations_per_second"] > 0 for r in rows)
+    report = json.loads(result.output)
+    rows = {r["step"]: r for r in report["rows"]}
+    for lik in ("gaussian", "bernoulli"):
+        assert {f"vsc torch ({lik})", f"vsc numba ({lik})", f"matrix products ({lik})", f"obvious eager ({lik})"} <= set(rows)
+        assert rows[f"matrix products ({lik})"]["x_matrix_products"] == 1.0
+        assert rows[f"obvious eager ({lik})"]["speedup_vs_obvious"] == 1.0
+    for r in rows.values():  # each ratio is the quotient of two times measured in this run
+        mm = rows[f"matrix products ({r['likelihood']})"]["ms_per_iteration"]
+        assert abs(r["x_matrix_products"] - r["ms_per_iteration"] / mm) < 1e-9 and r["iterations_per_second"] > 0
+    assert report["machine"]["torch_threads"] == 1
+    table = run("bench", "--train", "--dim", 8, "--repeats", 2, "--warmup", 1, "--threads", 1)
+    assert table.exit_code == 0 and "x matrix products" in table.output
 
 
 @pytest.mark.parametrize("args", [["--sizes", "256"], ["--sizes", "0x5"], ["--impls", "fortran"]])

@@ -688,11 +688,22 @@ def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, 
     over the obvious eager version."""
     import torch
 
-    if threads:
+    if threads:  # for this command only (it may run inside another program, e.g. a test)
         import numba
 
+        before = torch.get_num_threads(), numba.get_num_threads()
         torch.set_num_threads(threads)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json)
+        finally:
+            torch.set_num_threads(before[0])
+            numba.set_num_threads(before[1])
+    return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json)
+
+
+def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json):
+    import torch
     from rich.console import Console
     from rich.table import Table
 
