@@ -93,7 +93,8 @@ def _launch(backend: str, kind: str, tensors, scalars, outputs):
     device = all_tensors[0].device
     handle = torch.cuda.current_stream(device).cuda_stream
     with cuda.gpus[device.index]:
-        stream = _STREAMS.get(handle) or _STREAMS.setdefault(handle, cuda.external_stream(handle))
+        key = (device.index, handle)  # the default stream's handle is 0 on every GPU: key by device too
+        stream = _STREAMS.get(key) or _STREAMS.setdefault(key, cuda.external_stream(handle))
         arrays = [cuda.as_cuda_array(t.detach()) for t in all_tensors]
         fn(*arrays[:5], *scalars, *arrays[5:], stream=stream)
 

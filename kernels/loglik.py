@@ -345,7 +345,8 @@ def _launch(backend: str, out, x, min_logvar: float, ll, grad=None):
     device = x.device
     handle = torch.cuda.current_stream(device).cuda_stream
     with cuda.gpus[device.index]:
-        stream = _STREAMS.get(handle) or _STREAMS.setdefault(handle, cuda.external_stream(handle))
+        key = (device.index, handle)  # as function._launch: the default stream is handle 0 on every GPU
+        stream = _STREAMS.get(key) or _STREAMS.setdefault(key, cuda.external_stream(handle))
         arrays = [cuda.as_cuda_array(t.detach()) for t in tensors]
         gaussian_loglik_fwd_gpu(*arrays[:2], min_logvar, *arrays[2:], stream=stream)
 
