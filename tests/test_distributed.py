@@ -1,10 +1,10 @@
 """Several processes: `torchrun --no-python vsc train|encode` with gloo on the CPU (2 processes here)."""
 import csv
+import hashlib
 import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.distributed import TCPStore
 
 from conftest import shared_data_dir
 from test_cli import run
 from vsc_cli.checkpoint import load_checkpoint
 from vsc_cli.config import TrainConfig
+from vsc_cli.model import VAE
 
 VSC = shutil.which("vsc") or str(Path(sys.executable).with_name("vsc"))
 SMALL = ["--dim", "10", "--batch-size", "64", "--train-size", "2048", "--test-size", "500", "--log-every", "10",
@@ -51,6 +53,17 @@ def elbo_column(run_dir):
         return [float(r["elbo"]) for r in csv.DictReader(fh)]
 
 
+def parameter_sha256(run_dir) -> str:
+    """SHA-256 of the parameters a run saved, computed as each rank hashes the ones it holds (train._agree:
+    name and bytes of every state_dict entry, in the model's order)."""
+    state = load_checkpoint(run_dir)
+    h = hashlib.sha256()
+    for name in VAE(TrainConfig.from_dict(state["config"]), state["pixels"]).state_dict():
+        h.update(name.encode())
+        h.update(state["model"][name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def test_torchrun_train_two_processes(tmp_path, data, monkeypatch):
     name, env = data
     out2 = tmp_path / "two"
@@ -62,8 +75,9 @@ def test_torchrun_train_two_processes(tmp_path, data, monkeypatch):
     assert not [p for p in out2.iterdir() if "partial" in p.name]
     metrics = json.loads((out2 / "metrics.json").read_text())
     assert metrics["processes"] == 2
-    digests = metrics["rank_parameter_sha256"]  # each rank hashed its own parameters at the end
-    assert len(digests) == 2 and digests[0] == digests[1]
+    # each rank hashed its own parameters at the end (train refuses to finish when they differ, so comparing the
+    # two could never fail): both are the hash of the parameters saved in the checkpoint
+    assert metrics["rank_parameter_sha256"] == [parameter_sha256(out2)] * 2
     assert load_checkpoint(out2)["world_size"] == 2 and len(load_checkpoint(out2)["rng"]["noise_ranks"]) == 1
 
     for k, v in env.items():
@@ -78,26 +92,53 @@ def test_torchrun_train_two_processes(tmp_path, data, monkeypatch):
     assert two[-1] > one[-1] - 0.1 * abs(one[-1] - one[0])
 
 
-def _spawned(rank, world, port, cfg, out, kw):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+def gloo_threads() -> list[str]:
+    """Names of this process's threads that belong to a gloo process group (pt_gloo_runloop: its workers,
+    gloo_tcp_loop: its transport)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            names.append(Path(f"/proc/self/task/{tid}/comm").read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return [n for n in names if "gloo" in n]
+
+
+def _spawned(rank, world, port, cfg, out, kw, shared_gpu):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK="0" if shared_gpu else str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     torch.set_num_threads(1)
+    import torch.distributed as tdist
+
+    from vsc_cli.dist import TIMEOUT
     from vsc_cli.train import train
 
-    train(cfg, out, progress=False, **kw)
+    if shared_gpu:  # both processes on GPU 0: NCCL refuses two ranks on one device, gloo takes CUDA tensors
+        from torch.distributed.nn import functional  # noqa: F401  imported first, as in vsc_cli.dist.setup
+
+        tdist.init_process_group("gloo", timeout=TIMEOUT)  # train uses the group it finds
+    try:
+        train(cfg, out, progress=False, **kw)
+    finally:
+        if shared_gpu:
+            tdist.destroy_process_group()
+    # The process exits next, and the process group's threads must be gone by then: a gloo worker still
+    # releasing the last collective's work during the interpreter's shutdown needs the GIL, and the process
+    # dies with SIGABRT after a finished run ("process 1 terminated with signal SIGABRT", now and then under
+    # load). They outlived destroy_process_group while an import kept the group: see vsc_cli.dist.setup.
+    left = gloo_threads()
+    assert not left, f"rank {rank}: the process group's threads outlive it: {left}"
 
 
-def spawn(world, cfg, out, **kw):
-    for attempt in range(2):
-        with socket.socket() as s:  # a free port; another program may take it before rank 0 does
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            mp.spawn(_spawned, args=(world, port, cfg, out, kw), nprocs=world, join=True)
-            return
-        except mp.ProcessRaisedException as exc:
-            if attempt or "address already in use" not in str(exc).lower():
-                raise
+def spawn(world, cfg, out, shared_gpu=False, **kw):
+    """Run train(cfg, out, **kw) in `world` processes, as torchrun would.
+
+    The rendezvous store is served from here, on a port the system picks when it binds it (port 0), so no
+    other program can take it first; the processes connect to it as torchrun's workers connect to its agent's
+    store (TORCHELASTIC_USE_AGENT_STORE). (A port found free here and bound later by rank 0 could be taken in
+    between by anything else on a busy machine.) A new store for each run: its keys are per job."""
+    store = TCPStore("127.0.0.1", 0, world, is_master=True, wait_for_workers=False)
+    mp.spawn(_spawned, args=(world, store.port, cfg, out, kw, shared_gpu), nprocs=world, join=True)
 
 
 def test_two_process_resume_is_exact(tmp_path, data, monkeypatch):
@@ -180,22 +221,28 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
 
 
 def test_cuda_kernels_under_ddp_match_torch(tmp_path, data, monkeypatch):
-    """The numba.cuda kernels (here under the CUDA simulator) inside a 2-process DDP run give the same
-    model as the pure-torch reference op (float64)."""
-    from vsc_kernels.function import _simulated
+    """The numba.cuda kernels inside a 2-process DDP run give the same model as the pure-torch reference op
+    (float64). Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, conftest's default) on CPU tensors with
+    gloo; with NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU for real, with --device cuda: NCCL and one GPU
+    per process (train's own set-up, as under torchrun), or both processes on the one GPU through gloo."""
+    from vsc_kernels.function import _simulated, cuda_problem
 
-    if not _simulated():
-        pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (set by conftest) or a GPU run with --device cuda")
+    problem = cuda_problem()  # None under the simulator, or with a GPU that numba.cuda can use
+    if problem is not None:
+        pytest.skip(f"the cuda backend cannot run here: {problem}")
+    device = "cpu" if _simulated() else "cuda"  # the simulator's kernels take CPU tensors
+    shared_gpu = device == "cuda" and torch.cuda.device_count() < 2
     name, env = data
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     common = dict(data=name, dim=3, hidden=(8,), batch_size=4, iterations=3, train_size=64, test_size=10,
                   log_every=1, checkpoint_every=2, dtype="float64")
-    spawn(2, TrainConfig(backend="cuda", **common), tmp_path / "cuda")
-    spawn(2, TrainConfig(backend="torch", **common), tmp_path / "torch")
+    for backend in ("cuda", "torch"):  # the same device for both: the noise is drawn by that device's generator
+        spawn(2, TrainConfig(backend=backend, **common), tmp_path / backend, shared_gpu=shared_gpu, device=device)
     a, b = load_checkpoint(tmp_path / "cuda"), load_checkpoint(tmp_path / "torch")
-    assert a["config"]["backend"] == "cuda" and a["world_size"] == 2
+    assert a["config"]["backend"] == "cuda" and b["config"]["backend"] == "torch" and a["world_size"] == 2
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-9, atol=1e-10)
-    digests = json.loads((tmp_path / "cuda" / "metrics.json").read_text())["rank_parameter_sha256"]
-    assert digests[0] == digests[1]
+    metrics = json.loads((tmp_path / "cuda" / "metrics.json").read_text())
+    assert metrics["device"] == ("cuda:0" if device == "cuda" else "cpu")  # where rank 0 really trained
+    assert metrics["rank_parameter_sha256"] == [parameter_sha256(tmp_path / "cuda")] * 2

@@ -65,6 +65,14 @@ def setup(device: str) -> tuple[World, str]:
     if not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ:
             raise VscError("WORLD_SIZE > 1 but no MASTER_ADDR: start the processes with torchrun")
+        # Imported before the group exists, not on first use: DistributedDataParallel imports torch._dynamo,
+        # which imports this module, whose functions take `group=group.WORLD` as default arguments, evaluated
+        # at import. Imported after init_process_group they would hold the group for good: teardown's
+        # destroy_process_group could not free it, and its gloo worker threads would outlive it. A worker
+        # still releasing the last collective's work when the interpreter shuts down needs the GIL, and
+        # CPython then ends the thread inside C++ that cannot unwind: std::terminate, the process killed by
+        # SIGABRT after a finished run (seen on ranks > 0, which exit right after their last collective).
+        from torch.distributed.nn import functional as _takes_the_default_group  # noqa: F401
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
         started = True
     if dist.get_world_size() != world.size or dist.get_rank() != world.rank:
