@@ -149,6 +149,18 @@ class SpikeSlabFunction(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+def check_backend_device(backend: str, device: torch.device) -> None:
+    """A compiled backend can run on tensors of `device` here (shared by every fused op's validation)."""
+    if backend == "numba" and device.type != "cpu":
+        raise ValueError("the numba backend runs on CPU tensors; use backend 'cuda' for CUDA tensors")
+    if backend == "cuda":
+        problem = cuda_problem()
+        if problem:
+            raise BackendUnavailable(f"the cuda backend cannot run here: {problem}; use backend 'numba'")
+        if device.type != "cuda" and not _simulated():
+            raise ValueError("the cuda backend needs CUDA tensors (move the model with --device cuda)")
+
+
 def _check(mu, logvar, v, eps, eta, c, alpha, backend):
     if backend not in BACKENDS:
         raise ValueError(f"unknown spike-slab backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -168,14 +180,7 @@ def _check(mu, logvar, v, eps, eta, c, alpha, backend):
         raise ValueError(f"the sigmoid scale c must be positive, got {c}")
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if backend == "numba" and mu.device.type != "cpu":
-        raise ValueError("the numba backend runs on CPU tensors; use backend 'cuda' for CUDA tensors")
-    if backend == "cuda":
-        problem = cuda_problem()
-        if problem:
-            raise BackendUnavailable(f"the cuda backend cannot run here: {problem}; use backend 'numba'")
-        if mu.device.type != "cuda" and not _simulated():
-            raise ValueError("the cuda backend needs CUDA tensors (move the model with --device cuda)")
+    check_backend_device(backend, mu.device)
 
 
 def spike_slab(mu, logvar, v, eps, eta, c: float, alpha: float, backend: str = "torch"):

@@ -53,9 +53,7 @@ from .function import (
     _NP_DTYPE,
     _STREAMS,
     BACKENDS,
-    BackendUnavailable,
-    _simulated,
-    cuda_problem,
+    check_backend_device,
     default_backend,
 )
 
@@ -390,14 +388,7 @@ def _check(out, x, min_logvar, backend):
         raise ValueError(f"x is on {x.device} but out is on {out.device}: they must match")
     if isinstance(min_logvar, bool) or not isinstance(min_logvar, numbers.Real) or not math.isfinite(min_logvar):
         raise ValueError(f"min_logvar must be a finite number, got {min_logvar!r}")
-    if backend == "numba" and out.device.type != "cpu":
-        raise ValueError("the numba backend runs on CPU tensors; use backend 'cuda' for CUDA tensors")
-    if backend == "cuda":
-        problem = cuda_problem()
-        if problem:
-            raise BackendUnavailable(f"the cuda backend cannot run here: {problem}; use backend 'numba'")
-        if out.device.type != "cuda" and not _simulated():
-            raise ValueError("the cuda backend needs CUDA tensors (move the model with --device cuda)")
+    check_backend_device(backend, out.device)
 
 
 def gaussian_loglik(out: torch.Tensor, x: torch.Tensor, min_logvar: float, backend: str = "torch") -> torch.Tensor:

@@ -47,6 +47,14 @@ def shared_data():
     return path
 
 
+def recording(calls: list, fn, name):
+    """fn, wrapped to append name(args) to `calls` on every call (spies that tell a kernel from a fall-back)."""
+    def wrapper(*args, **kwargs):
+        calls.append(name(args))
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 def _listing(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
 

@@ -11,6 +11,7 @@ import torch
 from numba import config as numba_config
 from numba import njit
 
+from conftest import recording
 from vsc_kernels import ALPHA_FLOOR, config, cuda_problem, function, spike_slab
 from vsc_kernels.fastmath import exp_f32, log_f32, one_minus_exp_f32
 
@@ -164,10 +165,7 @@ def kernel_calls():
     calls = []
 
     def spy(fn, name):
-        def wrapper(*args, **kwargs):
-            calls.append(name(args))
-            return fn(*args, **kwargs)
-        return wrapper
+        return recording(calls, fn, name)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cpu, "run_at_addresses", spy(cpu.run_at_addresses, lambda a: f"numba:{a[0]}"))

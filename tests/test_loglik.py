@@ -13,6 +13,7 @@ import torch
 from numba import config as numba_config
 from torch.distributions import Normal
 
+from conftest import recording
 from vsc_kernels import (BackendUnavailable, GaussianLogLikFunction, config, cuda_problem, gaussian_loglik,
                          gaussian_loglik_ref, loglik)
 from vsc_cli.model import Decoder
@@ -162,10 +163,7 @@ def kernel_calls():
     calls = []
 
     def spy(fn, name):
-        def wrapper(*args, **kwargs):
-            calls.append(name(args))
-            return fn(*args, **kwargs)
-        return wrapper
+        return recording(calls, fn, name)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loglik, "run_loglik_at_addresses", spy(loglik.run_loglik_at_addresses, lambda a: f"numba:{a[0]}"))
