@@ -4,6 +4,8 @@ reference.py  the pure-torch definition that every compiled backend is tested ag
 function.py   `spike_slab(..., backend)`: the dispatcher and the torch.autograd.Function
 cpu.py        Numba CPU kernels; gpu.py their numba.cuda twins (imported only when used)
 fastmath.py   vectorisable float32 exp/log; _element.py the per-element math, written once
+loglik.py     `gaussian_loglik(out, x, min_logvar, backend)`: the decoder's Gaussian log-likelihood fused
+              (reference, Numba CPU kernel and numba.cuda twin, autograd Function)
 config.py     tunables
 """
 from .reference import (  # noqa: F401
