@@ -49,7 +49,7 @@ def test_tiny_sweep_runs_resumes_and_reports(shared_data, tmp_path):
         assert 0.3 < float(r["accuracy_mean"]) <= 1 and r["labelled"] == "300", r
         assert float(r["test_elbo"]) > 0 and 0 < float(r["sparsity"]) <= 1
     vae = json.loads((out / "points" / "fmnist-vae-d4" / "result.json").read_text())
-    assert vae["sparsity"] == 1.0 and vae["iterations"] == 30
+    assert vae["sparsity"] == 1.0 and vae["iterations"] == 30 and vae["device"] == "cpu"
     # the VAE switches every element on in every image: a dense code, by the specificity numbers too
     assert vae["active_mean"] == 4 and vae["dims_always_on"] == 4 and vae["jaccard_different_class"] == 1.0
     assert 0 <= vae["conditional_retention"] <= 1 and vae["image_classifier_accuracy"] > 0.7
@@ -73,3 +73,68 @@ def test_experiment_bad_inputs(tmp_path):
     assert result.exit_code == 2 and "(0, 1]" in result.output
     result = run("experiment", "dims", "--models", "vae,gan", "--out", tmp_path)
     assert result.exit_code == 1 and "gan" in result.output
+
+
+def test_device_cuda_needs_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run("experiment", "dims", "--device", "cuda", "--out", tmp_path)
+    assert result.exit_code == 2 and "--device cuda: no usable CUDA device" in result.output
+    assert "Traceback" not in result.output
+    result = run("experiment", "dims", "--device", "cuda", "--list", "--out", tmp_path)  # listing needs none
+    assert result.exit_code == 0 and "fmnist-vae-d8" in result.output
+
+
+@pytest.mark.parametrize("made_on, resume_on", [("cpu", "cuda"), ("cuda", "cpu")])
+def test_half_trained_point_on_the_other_device_is_refused_before_training(tmp_path, monkeypatch, made_on,
+                                                                           resume_on):
+    import torch
+
+    from vsc_cli import checkpoint
+
+    points = E.grid_points("dims", "fmnist", dims=(4,), models=("vae", "vsc:0.2"))
+    # point 0 half-trained on `made_on` (its generator state: CUDA's Philox is 16 bytes, the CPU's 5,056);
+    # point 1 finished, so not checked
+    for p in points:
+        (tmp_path / "points" / p.name).mkdir(parents=True)
+        (tmp_path / "points" / p.name / checkpoint.CHECKPOINT).write_bytes(b"x")
+    (tmp_path / "points" / points[1].name / E.RESULT).write_text(json.dumps({"options": {}}))
+    noise = torch.zeros(16 if made_on == "cuda" else 5056, dtype=torch.uint8)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda folder: {"rng": {"noise": noise}})
+    trained = []
+    monkeypatch.setattr(E, "run_point", lambda *a, **k: trained.append(a))
+    assert E.started_elsewhere(points, tmp_path, made_on) == []
+    assert E.started_elsewhere(points, tmp_path, resume_on) == [points[0].name]
+    with pytest.raises(VscError, match=f"started on {'the CPU' if made_on == 'cpu' else 'a GPU'}.*fmnist-vae-d4"):
+        E.run_grid(points, tmp_path, device=resume_on, progress=False)
+    assert trained == []  # refused before any point trained
+    E.run_grid(points, tmp_path, device=made_on, progress=False)
+    assert [a[0].name for a in trained] == [points[0].name]
+
+
+def test_jobs_take_the_gpus_in_turn(monkeypatch):
+    import multiprocessing
+    import os
+
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(5):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        E._take_gpu(counter, ["0", "2", "3"])
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["0", "2", "3", "0", "2"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a real GPU")
+def test_tiny_sweep_on_the_gpu(shared_data, tmp_path):
+    import torch
+
+    out = tmp_path / "sweep"
+    result = run("experiment", "dims", "--data", "fmnist", "--dims", "4,8", "--models", "vae,vsc:0.2",
+                 "--iterations", 30, "--train-size", 1500, "--labelled", 300, "--data-dir", shared_data,
+                 "--out", out, "--quiet", "--device", "cuda", "--jobs", 3)
+    assert result.exit_code == 0 and "4 of 4 points done" in result.output, result.output
+    for r in E.collect(E.grid_points("dims", "fmnist", dims=(4, 8), models=("vae", "vsc:0.2")), out):
+        assert r["device"] == torch.cuda.get_device_name(0) and r["backend"] in ("cuda", "torch"), r

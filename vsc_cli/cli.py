@@ -577,7 +577,11 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 @click.option("--labelled", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
               help="Labelled-set sizes for the classifier [default: 5000 (dims), 100,1000,5000 (alpha)].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Points trained at once in separate processes (CPU threads are split between them).")
+              help="Points trained at once in separate processes (CPU threads are split between them; "
+                   "with --device cuda they share the GPUs, e.g. --jobs 8 on one GPU).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the points train. cuda: every job on a GPU (several GPUs are taken in turn); "
+                   "a half-trained point resumes only on the kind of device it started on.")
 @click.option("--point", type=click.IntRange(min=0),
               help="Run only grid point K (0-based, see --list): one point per job of a cluster array.")
 @click.option("--list", "list_only", is_flag=True, help="List the grid's points, their state, and exit.")
@@ -585,7 +589,7 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @handle_errors
 def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma_init, recipe, settings, train_size,
-               labelled, jobs, point, list_only, data_dir, quiet):
+               labelled, jobs, device, point, list_only, data_dir, quiet):
     """Reproduce a sweep of the paper: `dims` (Figs. 2, 3) or `alpha` (Figs. 8, 10, 11).
 
     Trains, evaluates, encodes and classifies every grid point, skipping finished ones (run it again
@@ -595,6 +599,12 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     from . import experiment as E
 
     data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
+    if device == "cuda" and not list_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
+    check_backend(backend, device)
     out = out or Path("experiments") / f"{data}-{grid}"
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:
@@ -625,7 +635,7 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
             click.echo(f"{k:3d}  {p.name:32s} {state}")
         click.echo(f"rough CPU time for all points here: {E.format_seconds(E.estimate_seconds(points))}")
         return
-    results = E.run_grid(points, out, data_dir, jobs, progress=not quiet, only=point)
+    results = E.run_grid(points, out, data_dir, jobs, progress=not quiet, only=point, device=device)
     command = "vsc " + " ".join(sys.argv[1:]) if sys.argv and "vsc" in Path(sys.argv[0]).name else \
         f"vsc experiment {grid} --data {data} --iterations {iterations}"
     made = E.write_outputs(grid, data, points, results, out, command)

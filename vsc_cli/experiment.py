@@ -105,8 +105,12 @@ def point_settings(point: Point) -> dict:
     return {**settings, **options}
 
 
-def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False) -> dict:
-    """Train (or resume), evaluate, encode and classify one point; write and return its result."""
+def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False,
+              device: str = "cpu") -> dict:
+    """Train (or resume), evaluate, encode and classify one point; write and return its result.
+
+    device: where the point trains (cpu or cuda); evaluation, encoding and classification run on the CPU,
+    where they take seconds."""
     import torch
 
     from .checkpoint import CHECKPOINT, build_model, load_checkpoint
@@ -132,7 +136,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
             if key != "backend" and getattr(stored, key) != value:
                 raise VscError(f"{folder} was started with {key}={getattr(stored, key)}, not {value}; "
                                "use another --out for different settings")
-    metrics = train(None if resume else cfg, folder, data_dir=data_dir, resume=resume, progress=progress)
+    metrics = train(None if resume else cfg, folder, device=device, data_dir=data_dir, resume=resume,
+                    progress=progress)
     t_trained = time.perf_counter()  # metrics["seconds"] is the training time, over every session of a resumed point
     model = build_model(load_checkpoint(folder))
     x_train, _ = load_split(point.data, "train", data_dir, model.cfg.normalisation, model.cfg.train_size)
@@ -154,6 +159,7 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
         "sparsity": sp["sparsity"], "selected_fraction": sp["selected_fraction"],
         "dims_sometimes": sp["dims_sometimes"], **{k: spec[k] for k in SPECIFICITY_FIELDS},
         **retention, "accuracy": acc["results"], "backend": model.cfg.backend,
+        "device": _device_name(device),  # where it trained: cpu or the GPU's name
         "seconds": metrics["seconds"] + time.perf_counter() - t_trained, "train_seconds": metrics["seconds"],
         "point": point.name,
         "options": point.options,
@@ -162,14 +168,67 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     return result
 
 
+def _device_name(device: str) -> str:
+    """'cpu', or the GPU's name (a result records where its point trained)."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return "cpu"
+    return torch.cuda.get_device_name(torch.device(device))
+
+
 def _worker(args):
-    point, root, data_dir, threads = args
-    return run_point(point, root, data_dir, threads)
+    point, root, data_dir, threads, device = args
+    return run_point(point, root, data_dir, threads, device=device)
+
+
+def _take_gpu(counter, gpus: list[str]) -> None:
+    """Worker initialiser with --device cuda: this process sees one GPU, the next in turn, as cuda:0.
+
+    Set before torch or numba touch CUDA, so both the networks and numba.cuda's kernels use it."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[k % len(gpus)]
+
+
+def _gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [g.strip() for g in visible.split(",") if g.strip()][:torch.cuda.device_count()]
+    return [str(k) for k in range(torch.cuda.device_count())]
+
+
+def started_elsewhere(points: list[Point], root: Path, device: str) -> list[str]:
+    """Half-trained points whose checkpoint was made on the other kind of device.
+
+    A run resumes exactly only where it started: the noise generator's state is a CPU Mersenne twister
+    (5,056 bytes) or a CUDA Philox counter (16 bytes), and the backend was chosen for that device."""
+    from .checkpoint import CHECKPOINT, load_checkpoint
+
+    want_cuda = str(device).startswith("cuda")
+    found = []
+    for p in points:
+        folder = Path(root) / "points" / p.name
+        if (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
+            continue
+        noise = load_checkpoint(folder)["rng"]["noise"]
+        if (noise.numel() < 100) != want_cuda:  # CUDA's state is 16 bytes, the CPU's thousands
+            found.append(p.name)
+    return found
 
 
 def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, progress: bool = True,
-             only: int | None = None) -> list[dict]:
-    """Run every unfinished point (or only point `only`), `jobs` at a time; return all finished results."""
+             only: int | None = None, device: str = "cpu") -> list[dict]:
+    """Run every unfinished point (or only point `only`), `jobs` at a time; return all finished results.
+
+    device cuda: every job trains on a GPU; with several GPUs the jobs take them in turn, with one GPU
+    the jobs share it (these networks are small, so several at once keep a GPU busy)."""
+    import multiprocessing
+
     from .progress import tqdm
 
     root = Path(root)
@@ -184,15 +243,26 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
                 k, (was, now) = next(iter(differ.items()))
                 raise VscError(f"{path.parent} was run with {k}={was}, not {now}; use another --out")
     todo = [p for p in todo if not (root / "points" / p.name / RESULT).is_file()]
+    elsewhere = started_elsewhere(todo, root, device)
+    if elsewhere:
+        here, there = ("the GPU", "the CPU") if str(device).startswith("cuda") else ("the CPU", "a GPU")
+        raise VscError(f"{len(elsewhere)} half-trained point(s) were started on {there} and cannot resume exactly "
+                       f"on {here}: {', '.join(elsewhere)}; finish them there, or delete their folders under "
+                       f"{root / 'points'} to restart them here")
     # the cores this process may use (taskset, Slurm's cgroups), not the machine's
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // max(1, jobs))
     if jobs <= 1:
         for p in tqdm(todo, desc="grid points", disable=not progress):
-            run_point(p, root, data_dir, threads)
+            run_point(p, root, data_dir, threads, device=device)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_worker, (p, root, data_dir, threads)) for p in todo]
+        kw = {}
+        if str(device).startswith("cuda"):  # CUDA cannot be used in a forked child: spawn, one GPU each in turn
+            ctx = multiprocessing.get_context("spawn")
+            kw = {"mp_context": ctx, "initializer": _take_gpu, "initargs": (ctx.Value("i", 0), _gpus())}
+            device = "cuda"  # each worker's one visible GPU
+        with ProcessPoolExecutor(max_workers=jobs, **kw) as pool:
+            futures = [pool.submit(_worker, (p, root, data_dir, threads, device)) for p in todo]
             for f in tqdm(as_completed(futures), total=len(futures), desc="grid points", disable=not progress):
                 f.result()
     return collect(points, root)
