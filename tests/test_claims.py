@@ -1,0 +1,110 @@
+"""vsc_cli/claims.py: each claim's verdict on made-up sweeps whose answer is known by construction."""
+import pytest
+
+from vsc_cli import claims as C
+
+DIMS = [8, 16, 32, 64, 128, 200]
+ALPHAS = [0.01, 0.1, 0.5, 1.0]
+
+
+def point(model, dim, alpha=1.0, elbo=100.0, acc=0.8, std=0.002, sparsity=None, labelled=(5000,), jaccard=(0.2, 0.5)):
+    return {"model": model, "dim": dim, "alpha": alpha, "test_elbo": elbo,
+            "sparsity": alpha if sparsity is None else sparsity,
+            "accuracy": [{"labelled": n, "accuracy_mean": a, "accuracy_std": std}
+                         for n, a in zip(labelled, acc if isinstance(acc, tuple) else (acc,) * len(labelled))],
+            "jaccard_different_class": jaccard[0], "jaccard_same_class": jaccard[1],
+            "active_mean": 6.0, "dims_used": 60}
+
+
+def by_claim(verdicts, words):
+    found = [v for v in verdicts if words in v.claim]
+    assert len(found) == 1, [v.claim for v in verdicts]
+    return found[0]
+
+
+def paper_like_dims():
+    """Fig. 2 and 3 as the paper draws them: the VAE peaks at 32 and falls 10%; the VSC stays level, lower."""
+    vae_elbo = [90, 95, 100, 97, 93, 90]
+    vae_acc = [0.80, 0.84, 0.86, 0.85, 0.83, 0.80]
+    vsc_acc = [0.70, 0.80, 0.84, 0.86, 0.87, 0.87]
+    return ([point("vae", d, elbo=e, acc=a) for d, e, a in zip(DIMS, vae_elbo, vae_acc)]
+            + [point("vsc", d, 0.01, elbo=e, acc=a) for d, e, a in zip(DIMS, [85, 90, 95, 96, 96, 96], vsc_acc)])
+
+
+def test_dims_claims_hold_on_the_papers_shape():
+    v = C.judge("dims", "fmnist", paper_like_dims(), dims=DIMS)
+    assert {x.status for x in v} == {C.HELD}, [(x.claim, x.status, x.evidence) for x in v]
+    assert "peak at 32 dims, last 10.0% below it" in by_claim(v, "VAE's test ELBO peaks").evidence
+    assert by_claim(v, "classify at or above").evidence.startswith("64: VSC 86.0 vs VAE 85.0")
+
+
+def test_dims_claims_fail_where_the_numbers_do():
+    rs = paper_like_dims()
+    for r in rs:
+        if r["model"] == "vae":
+            r["test_elbo"] = 100 + r["dim"] / 100  # rising to the last dimension: no fall
+        if r["model"] == "vsc" and r["dim"] == 128:
+            r["accuracy"][0]["accuracy_mean"] = 0.5  # one dimension >= 64 below the VAE
+        if r["model"] == "vsc" and r["dim"] == 200:
+            r["test_elbo"] = 80  # VSC falls 16.7% from 96
+    v = C.judge("dims", "fmnist", rs, dims=DIMS)
+    assert by_claim(v, "VAE's test ELBO peaks").status == C.NOT_HELD
+    assert by_claim(v, "stays level").status == C.NOT_HELD
+    assert by_claim(v, "classify at or above").status == C.PARTLY  # 64 and 200 win, 128 loses
+    assert by_claim(v, "lower maximum ELBO").status == C.HELD  # 96 < 102
+
+
+def test_dims_claims_wait_for_missing_points():
+    rs = [r for r in paper_like_dims() if not (r["model"] == "vae" and r["dim"] == 128)]
+    v = C.judge("dims", "fmnist", rs, dims=DIMS)
+    assert by_claim(v, "VAE's test ELBO peaks").status == C.UNMEASURED
+    assert "VAE missing dims [128]" in by_claim(v, "VAE's test ELBO peaks").evidence
+    assert by_claim(v, "classify at or above").status == C.UNMEASURED
+    assert by_claim(v, "stays level").status == C.HELD  # the VSC's points are all there
+
+
+def alpha_sweep(elbo, sparsity, acc):
+    return [point("vsc", 200, a, elbo=e, sparsity=s, acc=x, labelled=(100, 1000, 5000))
+            for a, e, s, x in zip(ALPHAS, elbo, sparsity, acc)]
+
+
+def test_alpha_claims_on_the_papers_shape_and_against_it():
+    held = alpha_sweep(elbo=[95, 110, 105, 100], sparsity=[0.15, 0.14, 0.52, 1.0],
+                       acc=[(0.7, 0.9, 0.95), (0.68, 0.89, 0.94), (0.65, 0.88, 0.94), (0.6, 0.85, 0.93)])
+    v = C.judge("alpha", "mnist", held, alphas=ALPHAS)
+    statuses = {x.claim.split(":")[0] + x.claim[8:30]: x.status for x in v}
+    assert by_claim(v, "follows the prior").status == C.HELD
+    assert by_claim(v, "departs above").status == C.HELD
+    assert by_claim(v, "raises the ELBO").status == C.HELD, statuses
+    assert by_claim(v, "more efficient").status == C.HELD
+    # our 20,000-iteration shape: the ELBO falls all the way from alpha 1; sparsity 0.08 off at 0.5
+    against = alpha_sweep(elbo=[90, 95, 99, 100], sparsity=[0.05, 0.12, 0.58, 1.0],
+                          acc=[(0.7, 0.9, 0.93), (0.7, 0.9, 0.93), (0.7, 0.9, 0.93), (0.6, 0.9, 0.935)])
+    v = C.judge("alpha", "mnist", against, alphas=ALPHAS)
+    assert by_claim(v, "follows the prior").status == C.NOT_HELD  # 0.5 off by 0.08 (alpha 1 does not count)
+    assert by_claim(v, "departs above").status == C.NOT_HELD  # 0.05 is not > 0.01 + 0.05
+    assert by_claim(v, "raises the ELBO").status == C.NOT_HELD
+    assert "peak at alpha 1" in by_claim(v, "raises the ELBO").evidence
+    assert by_claim(v, "more efficient").status == C.PARTLY  # only 100 labels gain beyond the spread
+    # an ELBO that rises all the way to the smallest alpha: the rise is there, the final fall is not
+    rising = alpha_sweep(elbo=[120, 110, 105, 100], sparsity=[0.15, 0.14, 0.52, 1.0], acc=[0.9] * 4)
+    assert by_claim(C.judge("alpha", "mnist", rising, alphas=ALPHAS), "raises the ELBO").status == C.PARTLY
+
+
+@pytest.mark.parametrize("acc, jaccard, want", [(0.941, (0.2, 0.5), (C.HELD, C.HELD)),
+                                                (0.939, (0.98, 0.99), (C.NOT_HELD, C.NOT_HELD)),
+                                                (0.95, (0.25, 0.2), (C.HELD, C.NOT_HELD))])
+def test_accuracy_goal_and_example_specific_codes(acc, jaccard, want):
+    rs = [point("vsc", 200, 0.01, acc=(0.5, 0.8, acc), labelled=(100, 1000, 5000), jaccard=jaccard)]
+    v = C.judge("alpha", "mnist", rs, alphas=[0.01, 0.5, 1.0])
+    assert (by_claim(v, ">= 94%").status, by_claim(v, "own few elements").status) == want
+    assert by_claim(v, "raises the ELBO").status == C.UNMEASURED  # alphas 0.5 and 1 missing
+
+
+def test_markdown_has_one_row_per_claim():
+    v = C.judge("dims", "mnist", paper_like_dims(), dims=DIMS)
+    lines = C.markdown(v)
+    assert len(lines) == 2 + len(v) and all(line.count("|") >= 5 for line in lines)
+    assert "**held**" in lines[2]
+    v[0].evidence = "a | b"  # a bar in a cell is escaped, not a new column
+    assert C.markdown(v)[2].count(" | ") == 3 and "a \\| b" in C.markdown(v)[2]
