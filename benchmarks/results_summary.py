@@ -1,0 +1,133 @@
+"""The summary of docs/results/README.md, from the sweeps' committed result.json files.
+
+    python benchmarks/results_summary.py [--write]
+
+Prints (or, with --write, puts between the README's `<!-- summary:start -->` and `<!-- summary:end -->`
+lines) the progress of both series, the paper's claims judged per dataset and series (vsc_cli/claims.py),
+the reproduction table beside Alfo5123's published accuracies, the example-specificity of the alpha 0.01,
+200-dimension codes and the wall times.
+"""
+import sys
+from pathlib import Path
+
+from vsc_cli import claims as C
+from vsc_cli import experiment as E
+
+ROOT = Path(__file__).resolve().parent.parent / "docs" / "results"
+DATA = ("fmnist", "mnist")
+NAMES = {"fmnist": "Fashion-MNIST", "mnist": "MNIST"}
+# (series, grid) -> (folder pattern, models of the dims grid)
+SWEEPS = {("paper", "dims"): ("{d}-dims", E.DEFAULT_MODELS), ("paper", "alpha"): ("{d}-alpha", None),
+          ("default", "dims"): ("default-{d}-dims", ("vsc:0.01",)), ("default", "alpha"): ("default-{d}-alpha", None)}
+
+
+def sweep(series, grid, data):
+    folder, models = SWEEPS[(series, grid)]
+    points = E.grid_points(grid, data, **({"models": models} if models else {}))
+    root = ROOT / folder.format(d=data)
+    return root, points, E.collect(points, root)
+
+
+def acc5000(r):
+    a = next((a for a in r["accuracy"] if a["labelled"] == 5000), None)
+    return None if a is None else 100 * a["accuracy_mean"]
+
+
+def summary() -> list[str]:
+    out = ["## Progress", "",
+           "| series | data | grid | points done | sum of point wall times | trained on | report |",
+           "|---|---|---|---|---|---|---|"]
+    total, count = 0.0, 0
+    for series in ("paper", "default"):
+        for data in DATA:
+            for grid in ("dims", "alpha"):
+                root, points, results = sweep(series, grid, data)
+                secs = sum(r["seconds"] for r in results)
+                total, count = total + secs, count + len(results)
+                where = ", ".join(sorted({r.get("device", "cpu") for r in results})) or "-"
+                link = f"[{root.name}]({root.name}/report.md)" if (root / "report.md").is_file() else root.name
+                out.append(f"| {series} | {data} | {grid} | {len(results)} of {len(points)} | "
+                           f"{E.format_seconds(secs) if results else '-'} | {where} | {link} |")
+    out += ["", f"All finished points together: {count} points, {E.format_seconds(total)} of wall time "
+                "(points ran one per core, two cores at a time).", ""]
+
+    for data in DATA:
+        out += [f"## The paper's claims on {NAMES[data]}", "",
+                "Verdicts by the fixed tests of vsc_cli/claims.py (the test of each claim is in the sweep's report); "
+                "the numbers they rest on follow each verdict.", "",
+                "| claim | paper's recipe | our default recipe |", "|---|---|---|"]
+        rows: dict = {}
+        for series in ("paper", "default"):
+            for grid in ("dims", "alpha"):
+                root, points, results = sweep(series, grid, data)
+                verdicts = C.judge(grid, data, results, dims=sorted({p.dim for p in points}),
+                                   alphas=sorted({p.alpha for p in points}))
+                for v in verdicts:
+                    cell = rows.setdefault(v.claim, {})
+                    if series not in cell or cell[series][0] == C.UNMEASURED:  # both grids judge the shared claims
+                        cell[series] = (v.status, v.evidence)
+        for claim, cell in rows.items():
+            parts = [f"**{cell[s][0]}**" + (f": {cell[s][1]}" if cell[s][0] != C.UNMEASURED else "")
+                     if s in cell else "-" for s in ("paper", "default")]
+            out.append(f"| {claim} | " + " | ".join(p.replace("|", "\\|") for p in parts) + " |")
+        out.append("")
+
+    dims = E.DEFAULT_DIMS
+    out += ["## Reproduction: test accuracy (%) against latent dimensions, 5,000 labels", "",
+            "Linear classifier on 5,000 encoded training images, whole test set, mean of 5 draws. 'Alfo5123' is "
+            "the published ICLR reproducibility re-implementation (its README's table); the paper gives these "
+            "only as plots (Fig. 3).", "",
+            "| data | model | source | " + " | ".join(map(str, dims)) + " |", "|---|---|---|" + "---|" * len(dims)]
+    for data in DATA:
+        _, _, paper = sweep("paper", "dims", data)
+        _, _, ours = sweep("default", "dims", data)
+        for key, label in (("vae", "VAE"), ("vsc:0.5", "VSC, alpha 0.5"), ("vsc:0.2", "VSC, alpha 0.2"),
+                           ("vsc:0.01", "VSC, alpha 0.01")):
+            rows = [("vsc (paper's recipe)", paper)] + ([("vsc (default recipe)", ours)] if key == "vsc:0.01" else [])
+            for source, results in rows:
+                by_dim = {r["dim"]: acc5000(r) for r in results if E._key(r) == key}
+                cells = [f"{by_dim[d]:.1f}" if by_dim.get(d) is not None else "" for d in dims]
+                out.append(f"| {data} | {label} | {source} | " + " | ".join(cells) + " |")
+            if (key, data) in E.PUBLIC:
+                out.append(f"| {data} | {label} | Alfo5123 | " + " | ".join(f"{v:.1f}" for v in E.PUBLIC[(key, data)])
+                           + " |")
+    out.append("")
+
+    out += ["## Example-specificity of the codes (VSC, alpha 0.01, 200 dimensions, test set)", "",
+            "Active elements per image (mean, 5th-95th percentile), dimensions used by >= 1% of images, always "
+            "on (>= 95%), dead (< 1%), mean Jaccard of two images' active sets (different / same class), Fig. 13: "
+            "fraction of conditional samples classified as their source's class (0.10 is chance).", "",
+            "| data | recipe | active per image | used | always on | dead | Jaccard diff. / same | Fig. 13 | "
+            "acc. 5,000 | test ELBO |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for data in DATA:
+        for series in ("paper", "default"):
+            _, _, results = sweep(series, "alpha", data)
+            r = next((r for r in results if r["alpha"] == 0.01), None)
+            if r is None:
+                out.append(f"| {data} | {series} | not finished | | | | | | | |")
+                continue
+            out.append(f"| {data} | {series} | {r['active_mean']:.1f} ({r['active_p5']:g}-{r['active_p95']:g}) | "
+                       f"{r['dims_used']} | {r['dims_always_on']} | {r['dims_dead']} | "
+                       f"{r['jaccard_different_class']:.2f} / {r['jaccard_same_class']:.2f} | "
+                       f"{r['conditional_retention']:.2f} | {acc5000(r):.1f} | "
+                       f"{r.get('test_elbo_paper_prior', r['test_elbo']):.1f} |")
+    return out + [""]
+
+
+def main(argv):
+    text = "\n".join(summary())
+    if argv[:1] != ["--write"]:
+        print(text)
+        return
+    readme = ROOT / "README.md"
+    body = readme.read_text()
+    start, end = "<!-- summary:start -->", "<!-- summary:end -->"
+    if start not in body or end not in body:
+        sys.exit(f"{readme} has no {start} ... {end} block")
+    head, rest = body.split(start, 1)
+    readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+    print(f"wrote the summary into {readme}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
