@@ -108,3 +108,37 @@ def test_markdown_has_one_row_per_claim():
     assert "**held**" in lines[2]
     v[0].evidence = "a | b"  # a bar in a cell is escaped, not a new column
     assert C.markdown(v)[2].count(" | ") == 3 and "a \\| b" in C.markdown(v)[2]
+
+
+def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
+    """benchmarks/results_summary.py: progress, verdicts and the reproduction table from result.json files."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "results_summary", Path(__file__).resolve().parent.parent / "benchmarks" / "results_summary.py")
+    S = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(S)
+    monkeypatch.setattr(S, "ROOT", tmp_path)
+    for r in alpha_sweep(elbo=[95, 110, 105, 100], sparsity=[0.15, 0.14, 0.52, 1.0], acc=[(0.6, 0.8, 0.95)] * 4):
+        name = f"mnist-vsc-d200-a{r['alpha']:g}"
+        folder = tmp_path / "mnist-alpha" / "points" / name
+        folder.mkdir(parents=True)
+        r.update(point=name, seconds=600.0, device="cpu", conditional_retention=0.1, dims_always_on=0,
+                 dims_dead=140, active_p5=3, active_p95=9)
+        (folder / "result.json").write_text(json.dumps(r))
+    text = "\n".join(S.summary())
+    assert "| paper | mnist | alpha | 4 of 7 | 40 min | cpu | mnist-alpha |" in text
+    assert "| paper | fmnist | dims | 0 of 24 | - | - | fmnist-dims |" in text
+    # 4 of the 7 alphas: the alpha claims wait; the 0.01 point's own claims are judged
+    assert "Fig. 10: a sparser prior" in text and "| **not measured** |" in text
+    assert "**held**: 95.0%" in text and "**held**: Jaccard 0.20 between classes" in text
+    assert "| mnist | VSC, alpha 0.01 | Alfo5123 | 68.2 |" in text
+    assert "| mnist | paper | 6.0 (3-9) | 60 | 0 | 140 | 0.20 / 0.50 | 0.10 | 95.0 | 95.0 |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text("head\n<!-- summary:start -->\nold\n<!-- summary:end -->\ntail\n")
+    S.main(["--write"])
+    body = readme.read_text()
+    assert body.startswith("head\n<!-- summary:start -->\n## Progress") and body.endswith("<!-- summary:end -->\ntail\n")
+    assert "old" not in body
