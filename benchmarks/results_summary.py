@@ -33,6 +33,10 @@ def acc5000(r):
     return None if a is None else 100 * a["accuracy_mean"]
 
 
+def num(value, fmt) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def summary() -> list[str]:
     out = ["## Progress", "",
            "| series | data | grid | points done | sum of point wall times | trained on | report |",
@@ -48,8 +52,8 @@ def summary() -> list[str]:
                 link = f"[{root.name}]({root.name}/report.md)" if (root / "report.md").is_file() else root.name
                 out.append(f"| {series} | {data} | {grid} | {len(results)} of {len(points)} | "
                            f"{E.format_seconds(secs) if results else '-'} | {where} | {link} |")
-    out += ["", f"All finished points together: {count} points, {E.format_seconds(total)} of wall time "
-                "(points ran one per core, two cores at a time).", ""]
+    out += ["", f"All finished points together: {count} points, {E.format_seconds(total)}: the sum of their wall "
+                "times.", ""]
 
     for data in DATA:
         out += [f"## The paper's claims on {NAMES[data]}", "",
@@ -61,14 +65,16 @@ def summary() -> list[str]:
             for grid in ("dims", "alpha"):
                 root, points, results = sweep(series, grid, data)
                 verdicts = C.judge(grid, data, results, dims=sorted({p.dim for p in points}),
-                                   alphas=sorted({p.alpha for p in points}))
+                                   alphas=sorted({p.alpha for p in points}), models=E.grid_models(points))
                 for v in verdicts:
                     cell = rows.setdefault(v.claim, {})
-                    if series not in cell or cell[series][0] == C.UNMEASURED:  # both grids judge the shared claims
+                    # both grids judge the claims on the alpha 0.01, 200-dim point: the first verdict stands
+                    if series not in cell or cell[series][0] in (C.UNMEASURED, C.NA):
                         cell[series] = (v.status, v.evidence)
         for claim, cell in rows.items():
-            parts = [f"**{cell[s][0]}**" + (f": {cell[s][1]}" if cell[s][0] != C.UNMEASURED else "")
-                     if s in cell else "-" for s in ("paper", "default")]
+            parts = ["n/a (" + cell[s][1] + ")" if cell[s][0] == C.NA else f"**{cell[s][0]}**"
+                     + (f": {cell[s][1]}" if cell[s][0] != C.UNMEASURED else "") if s in cell else "-"
+                     for s in ("paper", "default")]
             out.append(f"| {claim} | " + " | ".join(p.replace("|", "\\|") for p in parts) + " |")
         out.append("")
 
@@ -106,11 +112,12 @@ def summary() -> list[str]:
             if r is None:
                 out.append(f"| {data} | {series} | not finished | | | | | | | |")
                 continue
-            out.append(f"| {data} | {series} | {r['active_mean']:.1f} ({r['active_p5']:g}-{r['active_p95']:g}) | "
-                       f"{r['dims_used']} | {r['dims_always_on']} | {r['dims_dead']} | "
-                       f"{r['jaccard_different_class']:.2f} / {r['jaccard_same_class']:.2f} | "
-                       f"{r['conditional_retention']:.2f} | {acc5000(r):.1f} | "
-                       f"{r.get('test_elbo_paper_prior', r['test_elbo']):.1f} |")
+            cells = [f"{r['active_mean']:.1f} ({r['active_p5']:g}-{r['active_p95']:g})" if "active_mean" in r else "-",
+                     *(str(r.get(k, "-")) for k in ("dims_used", "dims_always_on", "dims_dead")),
+                     f"{num(r.get('jaccard_different_class'), '.2f')} / {num(r.get('jaccard_same_class'), '.2f')}",
+                     num(r.get("conditional_retention"), ".2f"), num(acc5000(r), ".1f"),
+                     num(r.get("test_elbo_paper_prior", r["test_elbo"]), ".1f")]
+            out.append(f"| {data} | {series} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

@@ -202,3 +202,21 @@ def test_fuzz_checkpoint_reader(valid_blob, tmp_path, data):
         return
     # accepted: then the bytes that matter are intact (the SHA-256 covers them), so the state is exact
     assert_same_state(state, back)
+
+
+@pytest.mark.parametrize("stored, want", [("cuda", "numba"), ("numba", "numba"), ("torch", "torch")])
+def test_a_run_rebuilt_on_the_cpu_gets_a_backend_that_runs_there(tmp_path, stored, want):
+    """A GPU run (cuda backend) encoded or evaluated on a CPU: the numba backend, same values (the simulator
+    would let the cuda backend take CPU tensors and hide the problem, so the backend itself is checked)."""
+    state = tiny_state()
+    state["config"]["backend"] = stored
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    model = build_model(load_checkpoint(tmp_path))
+    assert model.cfg.backend == want and model.decoder.backend == want
+    x = torch.rand(5, 16)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    reference = tiny_state()["config"]
+    ref_model = build_model({**load_checkpoint(tmp_path), "config": {**reference, "backend": "torch"}})
+    got = model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
+    expected = ref_model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)

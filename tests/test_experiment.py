@@ -101,8 +101,11 @@ def test_half_trained_point_on_the_other_device_is_refused_before_training(tmp_p
         (tmp_path / "points" / p.name).mkdir(parents=True)
         (tmp_path / "points" / p.name / checkpoint.CHECKPOINT).write_bytes(b"x")
     (tmp_path / "points" / points[1].name / E.RESULT).write_text(json.dumps({"options": {}}))
-    noise = torch.zeros(16 if made_on == "cuda" else 5056, dtype=torch.uint8)
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda folder: {"rng": {"noise": noise}})
+    # the sizes the check relies on: the CPU generator's real state (CUDA's Philox state is 16 bytes)
+    assert torch.Generator().get_state().numel() == 5056
+    noise = torch.zeros(16, dtype=torch.uint8) if made_on == "cuda" else torch.Generator().get_state()
+    half = {"rng": {"noise": noise}, "iteration": 500, "config": {"iterations": 1000}}
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda folder: half)
     trained = []
     monkeypatch.setattr(E, "run_point", lambda *a, **k: trained.append(a))
     assert E.started_elsewhere(points, tmp_path, made_on) == []
@@ -112,6 +115,37 @@ def test_half_trained_point_on_the_other_device_is_refused_before_training(tmp_p
     assert trained == []  # refused before any point trained
     E.run_grid(points, tmp_path, device=made_on, progress=False)
     assert [a[0].name for a in trained] == [points[0].name]
+    # fully trained, its result not yet written: only evaluation is left, which runs anywhere
+    half["iteration"] = 1000
+    assert E.started_elsewhere(points, tmp_path, resume_on) == []
+
+
+_BARRIER = None
+
+
+def _init_worker(counter, gpus, barrier):
+    global _BARRIER
+    E._take_gpu(counter, gpus)
+    _BARRIER = barrier
+
+
+def _visible_gpu(_):
+    import os
+
+    _BARRIER.wait(timeout=120)  # each of the three tasks holds its worker until all three workers have one
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def test_spawned_workers_each_see_their_gpu():
+    """The pool run_grid starts with --device cuda: spawned workers, each initialised with the next GPU."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(3, mp_context=ctx, initializer=_init_worker,
+                             initargs=(ctx.Value("i", 0), ["4", "7"], ctx.Barrier(3))) as pool:
+        seen = sorted(pool.map(_visible_gpu, range(3)))
+    assert seen == ["4", "4", "7"]  # three workers over two GPUs, in turn
 
 
 def test_jobs_take_the_gpus_in_turn(monkeypatch):

@@ -192,10 +192,19 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def build_model(state: dict, device="cpu"):
-    """Rebuild the model a checkpoint describes; refuse tensors that do not fit its config."""
+    """Rebuild the model a checkpoint describes; refuse tensors that do not fit its config.
+
+    The spike-and-slab op's numba and cuda backends each run on one kind of device only: a run trained with
+    one of them and rebuilt on the other kind of device gets that device's default backend (the same math)."""
+    import dataclasses
+
+    from vsc_kernels import default_backend
+
     from .model import VAE
 
     cfg = TrainConfig.from_dict(state["config"])
+    if cfg.backend in ("numba", "cuda") and (cfg.backend == "cuda") != (torch.device(device).type == "cuda"):
+        cfg = dataclasses.replace(cfg, backend=default_backend(device))
     model = VAE(cfg, state["pixels"]).to(device)
     check_tensors(model.state_dict(), state["model"], cfg, state["pixels"])
     model.load_state_dict(state["model"])

@@ -599,12 +599,13 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     from . import experiment as E
 
     data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
-    if device == "cuda" and not list_only:
-        import torch
+    if not list_only:  # listing the grid needs no device
+        if device == "cuda":
+            import torch
 
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
-    check_backend(backend, device)
+            if not torch.cuda.is_available():
+                raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
+        check_backend(backend, device)
     out = out or Path("experiments") / f"{data}-{grid}"
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:

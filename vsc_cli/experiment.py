@@ -158,7 +158,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
         "test_elbo_paper_prior": metrics.get("test_elbo_paper_prior", metrics["test_elbo"]),
         "sparsity": sp["sparsity"], "selected_fraction": sp["selected_fraction"],
         "dims_sometimes": sp["dims_sometimes"], **{k: spec[k] for k in SPECIFICITY_FIELDS},
-        **retention, "accuracy": acc["results"], "backend": model.cfg.backend,
+        # the backend it trained with (the CPU-rebuilt model may use another one for evaluation)
+        **retention, "accuracy": acc["results"], "backend": metrics.get("backend", model.cfg.backend),
         "device": _device_name(device),  # where it trained: cpu or the GPU's name
         "seconds": metrics["seconds"] + time.perf_counter() - t_trained, "train_seconds": metrics["seconds"],
         "point": point.name,
@@ -215,8 +216,10 @@ def started_elsewhere(points: list[Point], root: Path, device: str) -> list[str]
         folder = Path(root) / "points" / p.name
         if (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
             continue
-        noise = load_checkpoint(folder)["rng"]["noise"]
-        if (noise.numel() < 100) != want_cuda:  # CUDA's state is 16 bytes, the CPU's thousands
+        state = load_checkpoint(folder)
+        if state["iteration"] >= state["config"]["iterations"]:  # trained: only evaluation is left, anywhere
+            continue
+        if (state["rng"]["noise"].numel() < 100) != want_cuda:  # CUDA's state is 16 bytes, the CPU's 5,056
             found.append(p.name)
     return found
 
@@ -258,8 +261,11 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
     else:
         kw = {}
         if str(device).startswith("cuda"):  # CUDA cannot be used in a forked child: spawn, one GPU each in turn
+            gpus = _gpus()
+            if not gpus:
+                raise VscError("--device cuda: no GPU is visible to this process")
             ctx = multiprocessing.get_context("spawn")
-            kw = {"mp_context": ctx, "initializer": _take_gpu, "initargs": (ctx.Value("i", 0), _gpus())}
+            kw = {"mp_context": ctx, "initializer": _take_gpu, "initargs": (ctx.Value("i", 0), gpus)}
             device = "cuda"  # each worker's one visible GPU
         with ProcessPoolExecutor(max_workers=jobs, **kw) as pool:
             futures = [pool.submit(_worker, (p, root, data_dir, threads, device)) for p in todo]
@@ -400,7 +406,7 @@ def _report(grid, data, points, results, plots, command) -> str:
              + (f" (missing: {', '.join(missing)})" if missing else ""),
              ""]
     verdicts = judge(grid, data, results, dims=sorted({p.dim for p in points}),
-                     alphas=sorted({p.alpha for p in points}))
+                     alphas=sorted({p.alpha for p in points}), models=grid_models(points))
     lines += ["## The paper's claims, judged on these points", "",
               "Each claim has a fixed numerical test (vsc_cli/claims.py); 'not measured' until its points finish.",
               ""] + markdown(verdicts) + [""]
@@ -489,8 +495,14 @@ def _time_table(results: list[dict]) -> list[str]:
                      f"{format_seconds(train) if train is not None else '-'} | {r.get('device', 'cpu')} | "
                      f"{r['backend']} |")
     total = sum(r["seconds"] for r in results)
-    return lines + ["", f"Sum over the {len(results)} finished points: {format_seconds(total)} "
-                        "(the sweep's wall time when its points ran one after another).", ""]
+    return lines + ["", f"Sum of the {len(results)} finished points' wall times: {format_seconds(total)} (the "
+                        "sweep's elapsed time if they ran one after another; points run side by side share "
+                        "the machine and each takes longer).", ""]
+
+
+def grid_models(points: list[Point]) -> list[str]:
+    """The grid's models as keys: vae, vsc:ALPHA (in the grid's order)."""
+    return list(dict.fromkeys("vae" if p.model == "vae" else f"vsc:{p.alpha:g}" for p in points))
 
 
 def _key(r: dict) -> str:
