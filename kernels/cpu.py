@@ -7,7 +7,6 @@ float32, uses the polynomial exp/log of fastmath.py so that LLVM vectorises it (
 float64 uses libm (exact enough for gradcheck).
 """
 import math
-import types
 
 import numpy as np
 from numba import carray, njit, prange
@@ -17,6 +16,7 @@ from numba.extending import intrinsic
 from . import config
 from ._element import element_functions
 from .fastmath import exp_f32, log_f32, one_minus_exp_f32
+from .loglik import _instance
 
 
 @njit(inline="always")
@@ -28,78 +28,82 @@ def _jit_element(fastmath):
     return njit(inline="always", fastmath=fastmath, error_model="numpy")  # no ZeroDivision branch
 
 
+# The kernels and their address entry points are written once below as plain functions ("templates") and
+# compiled per dtype, each copy seeing its dependencies (the element functions, constants, the pointer cast)
+# as globals rather than as closure variables: Numba's on-disk cache keys a closure by its pickled cell
+# contents, and a dispatcher pickles with a per-process id, so a kernel closing over another jitted function
+# misses the cache in every new process (4 s of compiling at each start, and a new cache file each time).
+# Row slices (mu[b]) rather than mu[b, j]: with 1-D views LLVM sees unit strides and vectorises.
+def _spike_slab_fwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike):
+    for b in prange(mu.shape[0]):
+        mu_b, logvar_b, v_b, eps_b, eta_b, z_b = mu[b], logvar[b], v[b], eps[b], eta[b], z[b]
+        acc_slab, acc_spike = ZERO, ZERO  # noqa: F821 (ZERO, elem_*: globals given by _instance)
+        for j in range(mu_b.shape[0]):
+            zj, slab_j, spike_j = elem_fwd(mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c,  # noqa: F821
+                                           log_alpha, log1m_alpha)
+            z_b[j] = zj
+            acc_slab += slab_j
+            acc_spike += spike_j
+        kl_slab[b] = acc_slab
+        kl_spike[b] = acc_spike
+
+
+def _spike_slab_bwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, gz, gsl, gsp, g_mu, g_logvar, g_v):
+    for b in prange(mu.shape[0]):
+        mu_b, logvar_b, v_b, eps_b, eta_b, gz_b = mu[b], logvar[b], v[b], eps[b], eta[b], gz[b]
+        g_mu_b, g_logvar_b, g_v_b = g_mu[b], g_logvar[b], g_v[b]
+        gsl_b, gsp_b = gsl[b], gsp[b]
+        for j in range(mu_b.shape[0]):
+            g_mu_b[j], g_logvar_b[j], g_v_b[j] = elem_bwd(  # noqa: F821
+                mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c, log_alpha, log1m_alpha,
+                gz_b[j], gsl_b, gsp_b)
+
+
+# The "saving" pair: the forward also writes the 7 local derivatives (P, shape (7, B, J)) and the
+# backward only multiplies them by the incoming gradients. More memory traffic, no transcendental
+# recomputed: the faster choice while the arrays stay in cache (config.CPU_SAVE_PARTIALS_MAX_ELEMENTS).
+def _spike_slab_fwd_saving(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike, P):
+    for b in prange(mu.shape[0]):
+        mu_b, logvar_b, v_b, eps_b, eta_b, z_b = mu[b], logvar[b], v[b], eps[b], eta[b], z[b]
+        p0, p1, p2, p3, p4, p5, p6 = P[0, b], P[1, b], P[2, b], P[3, b], P[4, b], P[5, b], P[6, b]
+        acc_slab, acc_spike = ZERO, ZERO  # noqa: F821
+        for j in range(mu_b.shape[0]):
+            (z_b[j], slab_j, spike_j, p0[j], p1[j], p2[j], p3[j], p4[j], p5[j], p6[j]) = elem_fwd_partials(  # noqa
+                mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c, log_alpha, log1m_alpha)
+            acc_slab += slab_j
+            acc_spike += spike_j
+        kl_slab[b] = acc_slab
+        kl_spike[b] = acc_spike
+
+
+def _spike_slab_bwd_saved(P, gz, gsl, gsp, g_mu, g_logvar, g_v):
+    for b in prange(gz.shape[0]):
+        p0, p1, p2, p3, p4, p5, p6 = P[0, b], P[1, b], P[2, b], P[3, b], P[4, b], P[5, b], P[6, b]
+        gz_b, g_mu_b, g_logvar_b, g_v_b = gz[b], g_mu[b], g_logvar[b], g_v[b]
+        gsl_b, gsp_b = gsl[b], gsp[b]
+        for j in range(gz_b.shape[0]):
+            g = gz_b[j]
+            g_mu_b[j] = g * p0[j] + gsl_b * p1[j]
+            g_logvar_b[j] = g * p2[j] + gsl_b * p3[j]
+            g_v_b[j] = g * p4[j] + gsl_b * p5[j] + gsp_b * p6[j]
+
+
+TEMPLATES = {"fwd": _spike_slab_fwd, "bwd": _spike_slab_bwd, "fwd_saving": _spike_slab_fwd_saving,
+             "bwd_saved": _spike_slab_bwd_saved}
+
+
 def _make_kernels(exp, log, one_minus_exp, dtype, fastmath):
+    """{kind: (serial kernel, parallel kernel)} for one dtype; they compile at their first call."""
     elem_fwd, elem_bwd, elem_fwd_partials = element_functions(_jit_element(fastmath), exp, log, one_minus_exp, dtype)
-    zero = dtype(0.0)
-
-    # Row slices (mu[b]) rather than mu[b, j]: with 1-D views LLVM sees unit strides and vectorises.
-    def _spike_slab_fwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike):
-        for b in prange(mu.shape[0]):
-            mu_b, logvar_b, v_b, eps_b, eta_b, z_b = mu[b], logvar[b], v[b], eps[b], eta[b], z[b]
-            acc_slab, acc_spike = zero, zero
-            for j in range(mu_b.shape[0]):
-                zj, slab_j, spike_j = elem_fwd(mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c,
-                                               log_alpha, log1m_alpha)
-                z_b[j] = zj
-                acc_slab += slab_j
-                acc_spike += spike_j
-            kl_slab[b] = acc_slab
-            kl_spike[b] = acc_spike
-
-    def _spike_slab_bwd(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, gz, gsl, gsp, g_mu, g_logvar, g_v):
-        for b in prange(mu.shape[0]):
-            mu_b, logvar_b, v_b, eps_b, eta_b, gz_b = mu[b], logvar[b], v[b], eps[b], eta[b], gz[b]
-            g_mu_b, g_logvar_b, g_v_b = g_mu[b], g_logvar[b], g_v[b]
-            gsl_b, gsp_b = gsl[b], gsp[b]
-            for j in range(mu_b.shape[0]):
-                g_mu_b[j], g_logvar_b[j], g_v_b[j] = elem_bwd(
-                    mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c, log_alpha, log1m_alpha,
-                    gz_b[j], gsl_b, gsp_b)
-
-    # The "saving" pair: the forward also writes the 7 local derivatives (P, shape (7, B, J)) and the
-    # backward only multiplies them by the incoming gradients. More memory traffic, no transcendental
-    # recomputed: the faster choice while the arrays stay in cache (config.CPU_SAVE_PARTIALS_MAX_ELEMENTS).
-    def _spike_slab_fwd_saving(mu, logvar, v, eps, eta, c, log_alpha, log1m_alpha, z, kl_slab, kl_spike, P):
-        for b in prange(mu.shape[0]):
-            mu_b, logvar_b, v_b, eps_b, eta_b, z_b = mu[b], logvar[b], v[b], eps[b], eta[b], z[b]
-            p0, p1, p2, p3, p4, p5, p6 = P[0, b], P[1, b], P[2, b], P[3, b], P[4, b], P[5, b], P[6, b]
-            acc_slab, acc_spike = zero, zero
-            for j in range(mu_b.shape[0]):
-                (z_b[j], slab_j, spike_j, p0[j], p1[j], p2[j], p3[j], p4[j], p5[j], p6[j]) = elem_fwd_partials(
-                    mu_b[j], logvar_b[j], v_b[j], eps_b[j], eta_b[j], c, log_alpha, log1m_alpha)
-                acc_slab += slab_j
-                acc_spike += spike_j
-            kl_slab[b] = acc_slab
-            kl_spike[b] = acc_spike
-
-    def _spike_slab_bwd_saved(P, gz, gsl, gsp, g_mu, g_logvar, g_v):
-        for b in prange(gz.shape[0]):
-            p0, p1, p2, p3, p4, p5, p6 = P[0, b], P[1, b], P[2, b], P[3, b], P[4, b], P[5, b], P[6, b]
-            gz_b, g_mu_b, g_logvar_b, g_v_b = gz[b], g_mu[b], g_logvar[b], g_v[b]
-            gsl_b, gsp_b = gsl[b], gsp[b]
-            for j in range(gz_b.shape[0]):
-                g = gz_b[j]
-                g_mu_b[j] = g * p0[j] + gsl_b * p1[j]
-                g_logvar_b[j] = g * p2[j] + gsl_b * p3[j]
-                g_v_b[j] = g * p4[j] + gsl_b * p5[j] + gsp_b * p6[j]
-
+    deps = dict(prange=prange, ZERO=dtype(0.0), elem_fwd=elem_fwd, elem_bwd=elem_bwd,
+                elem_fwd_partials=elem_fwd_partials)
     opts = dict(fastmath=fastmath, cache=True, nogil=True, error_model="numpy")
-    return {
-        "fwd": (njit(**opts)(_spike_slab_fwd), njit(parallel=True, **opts)(_renamed(_spike_slab_fwd, "parallel"))),
-        "bwd": (njit(**opts)(_spike_slab_bwd), njit(parallel=True, **opts)(_renamed(_spike_slab_bwd, "parallel"))),
-        "fwd_saving": (njit(**opts)(_spike_slab_fwd_saving),
-                       njit(parallel=True, **opts)(_renamed(_spike_slab_fwd_saving, "parallel"))),
-        "bwd_saved": (njit(**opts)(_spike_slab_bwd_saved),
-                      njit(parallel=True, **opts)(_renamed(_spike_slab_bwd_saved, "parallel"))),
-    }
-
-
-def _renamed(fn, suffix):
-    """A copy of fn under another qualified name: Numba's on-disk cache is keyed by the name and the
-    signature, not the compile flags, so the serial and parallel builds must not share a name."""
-    copy = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
-    return copy
+    # what the globals carry is not in Numba's cache key: the dtype and the flags go into the names
+    tag = f"{np.dtype(dtype).name}{'_fast' if fastmath else ''}"
+    return {kind: tuple(njit(parallel=parallel, **opts)(_instance(template, f"{template.__name__}_{variant}_{tag}",
+                                                                  **deps))
+                        for variant, parallel in (("serial", False), ("parallel", True)))
+            for kind, template in TEMPLATES.items()}
 
 
 _KERNELS = {
@@ -120,6 +124,38 @@ def _pointer_cast(nbtype):
     return as_pointer
 
 
+def _entry_fwd(a, B, J, c, la, l1a):
+    s2, s1 = (B, J), (B,)
+    kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),  # noqa
+           carray(ptr(a[4]), s2), DT(c), DT(la), DT(l1a),  # noqa: F821 (kernel, ptr, DT: globals)
+           carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1))  # noqa: F821
+
+
+def _entry_bwd(a, B, J, c, la, l1a):
+    s2, s1 = (B, J), (B,)
+    kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),  # noqa
+           carray(ptr(a[4]), s2), DT(c), DT(la), DT(l1a),  # noqa: F821
+           carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1),  # noqa: F821
+           carray(ptr(a[8]), s2), carray(ptr(a[9]), s2), carray(ptr(a[10]), s2))  # noqa: F821
+
+
+def _entry_fwd_saving(a, B, J, c, la, l1a):
+    s2, s1 = (B, J), (B,)
+    kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),  # noqa
+           carray(ptr(a[4]), s2), DT(c), DT(la), DT(l1a),  # noqa: F821
+           carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1),  # noqa: F821
+           carray(ptr(a[8]), (7, B, J)))  # noqa: F821
+
+
+def _entry_bwd_saved(a, B, J, c, la, l1a):
+    s2, s1 = (B, J), (B,)
+    kernel(carray(ptr(a[0]), (7, B, J)), carray(ptr(a[1]), s2), carray(ptr(a[2]), s1),  # noqa: F821
+           carray(ptr(a[3]), s1), carray(ptr(a[4]), s2), carray(ptr(a[5]), s2), carray(ptr(a[6]), s2))  # noqa
+
+
+ENTRIES = {"fwd": _entry_fwd, "bwd": _entry_bwd, "fwd_saving": _entry_fwd_saving, "bwd_saved": _entry_bwd_saved}
+
+
 def _address_entries(kernels, dtype, nbtype):
     """Entry points that take raw addresses (torch's data_ptr()) and sizes instead of arrays.
 
@@ -127,46 +163,12 @@ def _address_entries(kernels, dtype, nbtype):
     call (about 1.5 us each, a fifth of the op's time at the training size). The caller (the
     autograd Function) guarantees C-contiguous tensors of this dtype and of the stated shapes.
     """
-    ptr = _pointer_cast(nbtype)
-    dt = dtype
-
-    def fwd(kernel):
-        def entry(a, B, J, c, la, l1a):
-            s2, s1 = (B, J), (B,)
-            kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),
-                   carray(ptr(a[4]), s2), dt(c), dt(la), dt(l1a),
-                   carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1))
-        return entry
-
-    def bwd(kernel):
-        def entry(a, B, J, c, la, l1a):
-            s2, s1 = (B, J), (B,)
-            kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),
-                   carray(ptr(a[4]), s2), dt(c), dt(la), dt(l1a),
-                   carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1),
-                   carray(ptr(a[8]), s2), carray(ptr(a[9]), s2), carray(ptr(a[10]), s2))
-        return entry
-
-    def fwd_saving(kernel):
-        def entry(a, B, J, c, la, l1a):
-            s2, s1 = (B, J), (B,)
-            kernel(carray(ptr(a[0]), s2), carray(ptr(a[1]), s2), carray(ptr(a[2]), s2), carray(ptr(a[3]), s2),
-                   carray(ptr(a[4]), s2), dt(c), dt(la), dt(l1a),
-                   carray(ptr(a[5]), s2), carray(ptr(a[6]), s1), carray(ptr(a[7]), s1), carray(ptr(a[8]), (7, B, J)))
-        return entry
-
-    def bwd_saved(kernel):
-        def entry(a, B, J, c, la, l1a):
-            s2, s1 = (B, J), (B,)
-            kernel(carray(ptr(a[0]), (7, B, J)), carray(ptr(a[1]), s2), carray(ptr(a[2]), s1), carray(ptr(a[3]), s1),
-                   carray(ptr(a[4]), s2), carray(ptr(a[5]), s2), carray(ptr(a[6]), s2))
-        return entry
-
-    makers = {"fwd": fwd, "bwd": bwd, "fwd_saving": fwd_saving, "bwd_saved": bwd_saved}
     opts = dict(cache=True, nogil=True, error_model="numpy")
-    return {kind: tuple(njit(**opts)(_renamed(makers[kind](k), f"{variant}_{np.dtype(dtype).name}"))
+    tag = f"{np.dtype(dtype).name}{'_fast' if dtype == np.float32 and config.CPU_FASTMATH else ''}"
+    return {kind: tuple(njit(**opts)(_instance(entry, f"_spike_slab{entry.__name__}_{variant}_{tag}", kernel=k,
+                                               carray=carray, ptr=_pointer_cast(nbtype), DT=dtype))
                         for variant, k in zip(("serial", "parallel"), kernels[kind]))
-            for kind in makers}
+            for kind, entry in ENTRIES.items()}
 
 
 _ADDRESS_ENTRIES = {np.dtype(np.float32): _address_entries(_KERNELS[np.dtype(np.float32)], np.float32, nbtypes.float32),

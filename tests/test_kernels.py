@@ -1,5 +1,6 @@
 """Compiled backends (Numba CPU, numba.cuda) against the pure-torch reference: values and gradients."""
 import contextlib
+import json
 import math
 import os
 import subprocess
@@ -446,3 +447,26 @@ def test_bounds_catch_a_one_percent_error(dtype):
         visible = want.abs() > 1e-15
         hidden = (0.01 * want.abs() <= bound) & visible
         assert hidden.sum() <= 0.01 * visible.sum(), f"{name}: a 1% error hides in {int(hidden.sum())} elements"
+
+
+def test_cpu_kernels_hit_numba_cache_in_a_new_process():
+    """The spike-and-slab kernels see their element functions as globals, not closures (a closure over a
+    dispatcher pickles with a per-process id, so Numba's cache missed in every process: 4 s of compiling at each
+    start): a fresh interpreter loads them, and their address entries, from disk."""
+    code = ("import json, torch\nfrom vsc_kernels import spike_slab, cpu\n"
+            "mu = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)\n"
+            "z, a, b = spike_slab(mu, mu * 0, mu * 0, torch.randn(3, 4, dtype=torch.float64), "
+            "torch.rand(3, 4, dtype=torch.float64), 50.0, 0.5, backend='numba')\n"
+            "(z.sum() + a.sum() + b.sum()).backward()\n"
+            "import numpy as np\nused = [d for kind in cpu._ADDRESS_ENTRIES[np.dtype('float64')].values() for d in kind"
+            " if d.signatures]\n"
+            "kernels = [d.py_func.__globals__['kernel'] for d in used]\n"
+            "print(json.dumps([len(used), sum(len(d.stats.cache_misses) for d in used + kernels),"
+            " sum(len(d.stats.cache_hits) for d in used)]))\n")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+            for _ in range(2)]  # the first may compile (and write the cache); the second must only load
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    used, misses, hits = json.loads(runs[1].stdout.strip().splitlines()[-1])
+    # the forward's and the backward's entries loaded (the kernels they call are linked into them), none compiled
+    assert used >= 2 and misses == 0 and hits == used, runs[1].stdout
