@@ -216,6 +216,16 @@ def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
     assert "**held**: 95.0%" in text and "**held**: Jaccard 0.20 between classes" in text
     assert "| mnist | VSC, alpha 0.01 | Alfo5123 | 68.2 |" in text
     assert "| mnist | paper | 6.0 (3-9) | 60 | 0 | 140 | 0.20 / 0.50 | 0.10 | 95.0 | 95.0 |" in text
+    # now the paper series' VAE and the default series' VSC, all dims: the default column is judged
+    for r in paper_like_dims():
+        grid = "mnist-dims" if r["model"] == "vae" else "default-mnist-dims"
+        name = f"mnist-{r['model']}-d{r['dim']}" + ("-a0.01" if r["model"] == "vsc" else "")
+        folder = tmp_path / grid / "points" / name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({**r, "point": name, "seconds": 60.0}))
+    rows = [line for line in S.summary() if line.startswith("| Fig. 3: with alpha 0.01")]
+    assert rows[1].endswith("| **not measured** | **held**: 5,000 labels: 64: VSC 86.0 vs VAE 85.0; "
+                            "128: VSC 87.0 vs VAE 83.0; 200: VSC 87.0 vs VAE 80.0 |"), rows  # rows: fmnist, mnist
     readme = tmp_path / "README.md"
     readme.write_text("head\n<!-- summary:start -->\nold\n<!-- summary:end -->\ntail\n")
     S.main(["--write"])
