@@ -73,3 +73,18 @@ def pytest_sessionfinish(session, exitstatus):
     if recorded and _listing(recorded[0]) != recorded[1]:
         print(f"\nERROR: the tests changed files under {recorded[0]}, which must stay read-only")
         session.exitstatus = 1
+
+
+def assert_within(label, got, want, bound):
+    """Fail naming the worst element when |got - want| exceeds the elementwise bound (NaN fails too)."""
+    import numpy as np
+    import torch
+
+    err = (got.double() - want).abs()
+    bad = ~(err <= bound)
+    if bad.any():
+        i = int(torch.argmax(torch.where(bad, err / bound, torch.zeros_like(err))))
+        idx = tuple(int(t) for t in np.unravel_index(i, tuple(err.shape)))
+        pytest.fail(f"{label}: {int(bad.sum())} of {err.numel()} elements out of bounds; worst at {idx}: "
+                    f"got {float(got.flatten()[i]):.9g}, reference {float(want.flatten()[i]):.9g}, "
+                    f"|diff| {float(err.flatten()[i]):.3g} > bound {float(bound.flatten()[i]):.3g}")

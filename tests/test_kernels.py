@@ -12,7 +12,7 @@ import torch
 from numba import config as numba_config
 from numba import njit
 
-from conftest import recording
+from conftest import assert_within, recording
 from vsc_kernels import ALPHA_FLOOR, config, cuda_problem, function, spike_slab
 from vsc_kernels.fastmath import exp_f32, log_f32, one_minus_exp_f32
 
@@ -137,17 +137,6 @@ def reference_and_bounds(inputs, c, alpha, dtype, seed=1, use=("z", "slab", "spi
     ref_rounding += (x[2] < 0) * w["spike"].abs()[..., None] * (log_omg + 1.0 + log_1a)  # gsp d kl_spike / d(1 - gamma)
     bounds["v"] = bounds["v"] + REF_ULP * ref_rounding
     return ref, bounds
-
-
-def assert_within(label, got, want, bound):
-    err = (got.double() - want).abs()
-    bad = ~(err <= bound)  # NaN fails too
-    if bad.any():
-        i = int(torch.argmax(torch.where(bad, err / bound, torch.zeros_like(err))))
-        idx = tuple(int(t) for t in np.unravel_index(i, tuple(err.shape)))
-        pytest.fail(f"{label}: {int(bad.sum())} of {err.numel()} elements out of bounds; worst at {idx}: "
-                    f"got {float(got.flatten()[i]):.9g}, reference {float(want.flatten()[i]):.9g}, "
-                    f"|diff| {float(err.flatten()[i]):.3g} > bound {float(bound.flatten()[i]):.3g}")
 
 
 def expected_calls(backend, inputs):

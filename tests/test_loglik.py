@@ -13,7 +13,7 @@ import torch
 from numba import config as numba_config
 from torch.distributions import Normal
 
-from conftest import recording
+from conftest import assert_within, recording
 from vsc_kernels import (BackendUnavailable, GaussianLogLikFunction, config, cuda_problem, gaussian_loglik,
                          gaussian_loglik_ref, loglik)
 from vsc_cli.model import Decoder
@@ -133,17 +133,6 @@ def bounds(out, x, dtype, min_logvar=MIN_LOGVAR, seed=1, against_torch_ref=False
     floors = (b_ll - TERM_ULPS * u * size_ll, torch.cat([b_mean - TERM_ULPS * u * size_mean,
                                                         b_raw - TERM_ULPS * u * size_raw], -1))
     return b_ll, torch.cat([b_mean, b_raw], -1), (size_ll, torch.cat([size_mean, size_raw], -1)), floors
-
-
-def assert_within(label, got, want, bound):
-    err = (got.double() - want).abs()
-    bad = ~(err <= bound)  # NaN fails too
-    if bad.any():
-        i = int(torch.argmax(torch.where(bad, err / bound, torch.zeros_like(err))))
-        idx = tuple(int(t) for t in np.unravel_index(i, tuple(err.shape)))
-        pytest.fail(f"{label}: {int(bad.sum())} of {err.numel()} elements out of bounds; worst at {idx}: "
-                    f"got {float(got.flatten()[i]):.9g}, reference {float(want.flatten()[i]):.9g}, "
-                    f"|diff| {float(err.flatten()[i]):.3g} > bound {float(bound.flatten()[i]):.3g}")
 
 
 WORST = {}  # (dtype, output) -> the largest error seen, in units of u SIZE (reported by test_measured_error_...)
