@@ -5,6 +5,8 @@ import os
 import pickle
 import struct
 
+import numpy as np
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -99,16 +101,72 @@ def test_pickled_code_is_refused_without_running(tmp_path, how):
     assert not marker.exists()
 
 
+FIXTURE_0_2 = Path(__file__).parent / "data" / "checkpoint-vsc0.2.safetensors"
+
+_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "U8": np.uint8}
+
+
+def read_fixture_independently(path) -> tuple[dict, dict]:
+    """(tensors as numpy arrays, vsc metadata) read with struct, json and numpy only: an independent reader of
+    the safetensors layout (8-byte little-endian header length, JSON header, raw little-endian bytes), so the
+    loader is checked against what the file holds, not against what this machine would compute."""
+    blob = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__")
+    out = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = np.dtype(_DTYPES[entry["dtype"]]).newbyteorder("<")
+        out[name] = np.frombuffer(blob[8 + n + begin:8 + n + end], dtype=dtype).reshape(entry["shape"])
+    return out, json.loads(meta["vsc"])
+
+
 def test_files_written_by_vsc_0_2_still_load(tmp_path):
-    """tests/data/checkpoint-vsc0.2.safetensors: tiny_state() as vsc 0.2's own writer laid it out (tensors by
-    name), before the safetensors library took over; it loads to the same state, and re-saves to a file that
-    loads the same again."""
-    old = Path(__file__).parent / "data" / "checkpoint-vsc0.2.safetensors"
-    state = load_checkpoint(old)
-    assert_same_state(tiny_state(), state)
+    """tests/data/checkpoint-vsc0.2.safetensors, written by vsc 0.2's own writer (tensors by name) before the
+    safetensors library took over, on another machine: it loads to exactly what the file holds (compared with
+    an independent reader, never with numbers computed here: Adam's moments differ in the last bits between
+    CPUs' instruction sets), and re-saves to a file that loads the same again."""
+    state = load_checkpoint(FIXTURE_0_2)
+    raw, info = read_fixture_independently(FIXTURE_0_2)
+    for k, value in state["model"].items():
+        np.testing.assert_array_equal(value.numpy(), raw[f"model/{k}"], err_msg=k)
+    assert sorted(f"model/{k}" for k in state["model"]) == sorted(k for k in raw if k.startswith("model/"))
+    opt_keys = sorted(k for k in raw if k.startswith("optimizer/state/"))
+    assert opt_keys == sorted(f"optimizer/state/{i}/{key}" for i, entry in state["optimizer"]["state"].items()
+                              for key in entry)
+    for name in opt_keys:
+        _, _, idx, key = name.split("/", 3)
+        np.testing.assert_array_equal(state["optimizer"]["state"][int(idx)][key].numpy(), raw[name], err_msg=name)
+    np.testing.assert_array_equal(state["perm"].numpy(), raw["perm"])
+    np.testing.assert_array_equal(state["rng"]["data"].numpy(), raw["rng/data"])
+    np.testing.assert_array_equal(state["rng"]["noise"].numpy(), raw["rng/noise"])
+    assert state["optimizer"]["param_groups"] == info["optimizer"]["param_groups"]
+    for key in ("pixels", "iteration", "pos", "seconds", "log_window"):
+        assert state[key] == info[key], key
     save_checkpoint(tmp_path / CHECKPOINT, state)
     assert_same_state(state, load_checkpoint(tmp_path / CHECKPOINT))
-    assert (tmp_path / CHECKPOINT).read_bytes() != old.read_bytes()  # the library's layout differs; both are read
+    assert (tmp_path / CHECKPOINT).read_bytes() != FIXTURE_0_2.read_bytes()  # the library's layout differs
+
+
+def test_the_0_2_fixture_is_tiny_state():
+    """The fixture is the state tiny_state() builds: the same config, tensors, shapes and counters, and values
+    equal to float32 rounding (the CPU that wrote it may take another instruction-set path than this one)."""
+    state, here = load_checkpoint(FIXTURE_0_2), tiny_state()
+    assert state["config"] == here["config"]
+    for key in ("pixels", "iteration", "pos", "seconds", "log_window"):
+        assert state[key] == here[key], key
+    assert torch.equal(state["perm"], here["perm"])  # integers from a seeded generator: exact on any CPU
+    assert state["model"].keys() == here["model"].keys()
+    for k in here["model"]:
+        torch.testing.assert_close(state["model"][k], here["model"][k], rtol=1e-5, atol=1e-7, msg=k)
+    assert state["optimizer"]["state"].keys() == here["optimizer"]["state"].keys()
+    for idx, entry in here["optimizer"]["state"].items():
+        assert state["optimizer"]["state"][idx].keys() == entry.keys()
+        for key, value in entry.items():
+            # exp_avg_sq is the squared gradient (about 1e-3 of exp_avg): an absolute floor scaled to it
+            torch.testing.assert_close(state["optimizer"]["state"][idx][key], value, rtol=1e-5,
+                                       atol=1e-6 * float(value.abs().max()) + 1e-12, msg=f"{idx} {key}")
 
 
 def test_damaged_file_is_refused_naming_why(tmp_path):
