@@ -109,3 +109,20 @@ def mixture_kl_loop(mu, logvar, log_gamma, mu_p, logvar_p, gamma_p):
         m = min(kls)
         out.append(m - math.log(sum(math.exp(-(x - m)) for x in kls) / K))
     return torch.tensor(out, dtype=torch.float64)
+
+
+def aggregate_rate_loop(gamma, target):
+    """sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j = the mean over rows of gamma[:, j], with Python floats
+    (0 log 0 = 0). Returns (value, gradient with respect to every gamma[b, j])."""
+    rows, cols = len(gamma), len(gamma[0])
+    value, grad = 0.0, [[0.0] * cols for _ in range(rows)]
+    for j in range(cols):
+        g = sum(float(gamma[b][j]) for b in range(rows)) / rows
+        on = g * math.log(g / target) if g > 0 else 0.0
+        off = (1 - g) * math.log((1 - g) / (1 - target)) if g < 1 else 0.0
+        value += on + off
+        # d KL / d gbar = log(gbar / target) - log((1 - gbar) / (1 - target)), spread over the rows' 1/B
+        slope = math.log(g / target) - math.log((1 - g) / (1 - target)) if 0 < g < 1 else math.nan
+        for b in range(rows):
+            grad[b][j] = slope / rows
+    return value, grad

@@ -82,7 +82,8 @@ def test_c_schedule_reaches_training(shared_data, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("recipe", [{}, {"spike": "sigmoid", "pretrain": 50, "pretrain_ramp": 30,
-                                     "prior": "pseudo-inputs", "pseudo_inputs": 4}])
+                                     "prior": "pseudo-inputs", "pseudo_inputs": 4},
+                                    {"spike": "sigmoid", "rate_weight": 2.0, "centre": True}])
 def test_resume_is_bit_identical_to_uninterrupted(shared_data, tmp_path, recipe):
     # the paper's recipe, and every option beyond it at once (the stop falls inside the lambda ramp)
     cfg = small_cfg(iterations=120, checkpoint_every=40, log_every=20, train_size=500, batch_size=128, **recipe)

@@ -232,10 +232,20 @@ def check_backend(backend: str, device: str) -> None:
 @click.option("--prior-sharpness", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
               help="--prior pseudo-inputs or pseudo-mixture: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
                    "pseudo-inputs' spike probabilities towards 0 and 1.")
+@click.option("--rate-weight", type=click.FloatRange(min=0),
+              help="VSC: weight beta of the aggregate spike-rate term beta * sum_j KL(Bern(gbar_j) || Bern(target)), "
+                   "gbar_j the batch's mean gamma of element j, added to the loss (not in the paper): it makes "
+                   "images switch on different elements. 0 = off. [default: the recipe's]")
+@click.option("--rate-target", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="VSC: the aggregate spike-rate term's target rate [default: the prior's alpha at each iteration].")
+@click.option("--centre/--no-centre", default=None,
+              help="Feed the encoder x minus the training images' mean (not in the paper; the decoder still "
+                   "outputs the image). [default: the recipe's]")
 @click.option("--paper", is_flag=True,
               help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
                    "prior. Without it, vsc train uses the default recipe (docs/model.md, docs/recipes.md). Cannot be "
-                   "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal or --prior.")
+                   "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal, --prior, --rate-weight, "
+                   "--rate-target or --centre.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
@@ -320,6 +330,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 
 
 SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "alpha_hold", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
+            "rate_weight", "rate_target", "centre",
             "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
 
 
@@ -344,13 +355,15 @@ def _settings(items) -> dict:
                 value = None
             elif key == "logvar_init" and text == "data":
                 value = text
-            elif isinstance(types[key], bool) or isinstance(types[key], str):
+            elif isinstance(types[key], bool):
+                value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+            elif isinstance(types[key], str):
                 value = text
             elif isinstance(types[key], int) and key != "gamma_init":
                 value = int(text)
             else:
                 value = float(text)
-        except ValueError:
+        except (ValueError, KeyError):
             value = ValueError
         if value is ValueError or not _CHECKS[key](value):
             raise click.BadParameter(f"{item!r}: {text!r} is not a valid value for {key}", param_hint="--set")

@@ -1,6 +1,7 @@
 """Training configuration. A checkpoint carries this dataclass as a plain dict."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 
@@ -39,6 +40,11 @@ class TrainConfig:
     # mixture, KL by the log-sum-exp bound (in neither paper; priors.py)
     pseudo_inputs: int = 10  # pseudo-inputs: number of learned pseudo-images K (the authors' code: 10)
     prior_sharpness: float = 10.0  # pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)) (the authors' code: 10)
+    rate_weight: float = 0.0  # aggregate spike-rate regulariser (not in the paper; vsc_cli/regularisers.py):
+    # beta in beta * sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j the batch's mean gamma of element j; 0 = off
+    rate_target: float | None = None  # ... its target rate (None: the prior's alpha at that iteration)
+    centre: bool = False  # feed the encoder x minus the training images' mean (not in the paper; the decoder
+    # still outputs the image); the mean is a buffer of the model, saved in its checkpoint
     seed: int = 0  # seeds the initial weights, the batch order and the noise
     train_size: int | None = None  # use only the first N training images (None: all 60,000)
     test_size: int | None = None  # evaluate on the first N test images (None: all 10,000)
@@ -108,6 +114,9 @@ _CHECKS = {  # what a checkpoint's config may hold
     "prior": lambda v: v in ("spike-slab", "pseudo-inputs", "pseudo-mixture"),
     "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
     "prior_sharpness": lambda v: _is_num(v) and v > 0,
+    "rate_weight": lambda v: _is_num(v) and 0 <= v < math.inf,
+    "rate_target": lambda v: v is None or (_is_num(v) and 0 < v < 1),
+    "centre": lambda v: isinstance(v, bool),
     "seed": _is_int,
     "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
     "test_size": lambda v: v is None or (_is_int(v) and v >= 1),
@@ -123,7 +132,8 @@ _CHECKS = {  # what a checkpoint's config may hold
 # command line. The dataclass defaults above are the paper's exact recipe: what `vsc train --paper` and (unless
 # told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.
 PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start": None, "alpha_hold": 0,
-                "alpha_anneal": 0, "prior": "spike-slab"}
+                "alpha_anneal": 0, "prior": "spike-slab",
+                "rate_weight": 0.0, "rate_target": None, "centre": False}
 # The default recipe (docs/recipes.md: measured against the paper's on Fashion-MNIST and MNIST): no dead zone
 # in gamma, spike pre-training for the first 40% of the run with alpha held at 0.1, then the slab ramped in
 # and alpha brought down to the run's alpha. Phase lengths are fractions of the run's iterations (measured

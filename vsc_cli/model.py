@@ -94,6 +94,8 @@ class VAE(nn.Module):
                 self.encoder[-1].weight[2 * cfg.dim:] *= 0.1
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, cfg.backend)
+        if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
+            self.register_buffer("x_mean", torch.zeros(pixels))
         self.prior = None  # None: the paper's spike-and-slab prior (eq. 4), inside the fused op
         if self.sparse and cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
             from .priors import PseudoInputPrior
@@ -102,8 +104,10 @@ class VAE(nn.Module):
                                           "selection" if cfg.prior == "pseudo-inputs" else "posterior")
 
     def encode(self, x):
-        """Returns (mu, logvar, v); v is None for the VAE (gamma = 1)."""
-        out = self.encoder(x)
+        """Returns (mu, logvar, v); v is None for the VAE (gamma = 1). With cfg.centre the network sees x minus
+        the training mean: when the mean image dominates the spread, elements otherwise split into always-on
+        ones (aligned with the mean) and dead ones."""
+        out = self.encoder(x - self.x_mean if self.cfg.centre else x)
         if self.sparse:
             return out.chunk(3, dim=-1)
         mu, logvar = out.chunk(2, dim=-1)
@@ -125,7 +129,8 @@ class VAE(nn.Module):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 
         Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`,
-        the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE).
+        the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE), and for the VSC
+        `gamma`, the (B, J) spike probabilities (the one entry that is not per image).
         `hard=True` draws the spike exactly (the step T of eq. 25, c = infinity) instead of the
         relaxed sigmoid: the estimate is then of the true ELBO of q in eq. 5; evaluation uses it.
         `lam` < 1 scales the sample's slab parameters (spike pre-training, lambda_schedule); the KL never.
@@ -146,11 +151,13 @@ class VAE(nn.Module):
                                               self.cfg.alpha if alpha is None else alpha, backend=self.cfg.backend)
             if lam < 1.0 and not hard:  # pre-training: the op's KLs stand, its z is replaced
                 z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, c, lam)
-            active = torch.exp(lg).mean(-1)
+            gamma = torch.exp(lg)
+            active = gamma.mean(-1)
             if self.prior is not None:  # a learned prior: the op's KLs are the paper prior's, kept for comparison
                 kl_paper = kl_slab + kl_spike
                 kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma, alpha)
         else:
+            gamma = None
             z = mu + torch.exp(0.5 * logvar) * eps
             kl_slab = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
             kl_spike = torch.zeros_like(kl_slab)
@@ -158,6 +165,8 @@ class VAE(nn.Module):
         recon = self.decoder.log_likelihood(x, z)
         terms = {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
                  "kl_spike": kl_spike, "active": active}
+        if gamma is not None:  # (B, J), for training terms on the batch's rates (regularisers.py); not logged
+            terms["gamma"] = gamma
         if kl_rate is not None:
             terms.update(elbo_paper_prior=recon - kl_paper, kl_rate=kl_rate, objective=terms["elbo"] - kl_rate)
         return terms

@@ -22,6 +22,7 @@ from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint,
 from .config import TrainConfig
 from .errors import VscError
 from .model import VAE
+from .regularisers import penalty_of
 from .safeio import OutputLock, atomic_write, atomic_write_text
 
 LOG = "log.csv"
@@ -38,18 +39,22 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
     param = next(model.parameters())
     gen = torch.Generator(device=param.device).manual_seed(10_000 + seed)
     sums = {}
-    nonzero = 0
+    gamma_sum = None
     for start in tqdm(range(0, len(x), EVAL_BATCH), desc="evaluating", leave=False, disable=not progress):
         xb = x[start:start + EVAL_BATCH]
         xb = (torch.from_numpy(xb) if isinstance(xb, np.ndarray) else xb).to(param.device, param.dtype)
         terms = model.elbo_terms(xb, c=c, generator=gen, hard=math.isinf(c))
+        gamma = terms.pop("gamma", None)
         for k, val in terms.items():
             sums[k] = sums.get(k, 0.0) + float(val.double().sum())
-        if model.sparse:
-            _, _, v = model.encode(xb)
-            nonzero += float(model.gamma(v).double().sum())
+        if gamma is not None and model.cfg.rate_weight:
+            gamma_sum = gamma.double().sum(0) + (0.0 if gamma_sum is None else gamma_sum)
     model.train()
     out = {k: val / len(x) for k, val in sums.items()}
+    if gamma_sum is not None:  # the aggregate spike-rate term's KL over the whole set, at the run's alpha
+        from .regularisers import kl_bernoulli
+
+        out["aggregate_rate_kl"] = float(kl_bernoulli(gamma_sum / len(x), model.cfg.alpha).sum())
     out["sparsity"] = out.pop("active")  # expected fraction of non-zero latent elements (appendix E.2)
     return out
 
@@ -108,8 +113,8 @@ class _Log:
                                  device=self.device) if values else None
 
     def add(self, terms: dict):
-        if self._keys is None:
-            self._keys = sorted(terms)
+        if self._keys is None:  # the per-image terms ((B,) tensors); not gamma, which is (B, J)
+            self._keys = sorted(k for k, v in terms.items() if v.dim() == 1)
         means = torch.stack([terms[k].detach().mean() for k in self._keys]).double()
         self._acc = means if self._acc is None else self._acc + means
         self.count += 1
@@ -180,9 +185,10 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
 
 
 def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_gen, log, iteration: int,
-                  last_good: int | None) -> float:
+                  last_good: int | None, penalty=None) -> float:
     """One step of the training loop (`vsc bench --train` times exactly this): the ELBO terms of batch xb, the
-    gradient, the finiteness check, Adam's update, the log window. Returns the batch's mean objective."""
+    gradient, the finiteness check, Adam's update, the log window. Returns the batch's mean objective.
+    penalty: (terms, alpha) -> a training term added to the loss (regularisers.penalty_of), or None."""
     noise_state = noise_gen.get_state()  # a few KB: lets a non-finite step be rebuilt exactly
 
     def rebuild():
@@ -191,6 +197,8 @@ def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_g
 
     terms = net(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
     loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
+    if penalty is not None:
+        loss = loss + penalty(terms, model.cfg.alpha if alpha is None else alpha)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _check_finite(loss, terms, model, iteration, last_good, rebuild)
@@ -278,6 +286,20 @@ def noise_seed(seed: int, rank: int) -> int:
     return seed + 2 + 1_000_003 * rank
 
 
+def training_mean(x_train) -> np.ndarray:
+    """The training images' mean (float64, then float32), for centred encoder input: every image of the
+    built-in sets; own data: up to 10,000 images spread evenly over the set, read in blocks."""
+    from .sources import READ_BLOCK, Memory
+
+    if isinstance(x_train, Memory):
+        return x_train.x.mean(0, dtype=np.float64).astype(np.float32)
+    sample = np.unique(np.linspace(0, len(x_train) - 1, min(len(x_train), 10_000)).astype(np.int64))
+    total = np.zeros(x_train.pixels)
+    for start in range(0, len(sample), READ_BLOCK):
+        total += x_train[sample[start:start + READ_BLOCK]].astype(np.float64).sum(0)
+    return (total / len(sample)).astype(np.float32)
+
+
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init resolved)."""
     from . import dist
@@ -339,7 +361,10 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
 
     torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
     model = VAE(cfg, pixels).to(device=device, dtype=dtype)
+    if cfg.centre and state is None:  # a resumed run restores its mean with the weights
+        model.x_mean.copy_(torch.from_numpy(training_mean(x_train)).to(device, dtype))
     opt = make_optimizer(model, cfg.lr)
+    penalty = penalty_of(cfg, world, device)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
     noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps and eta
     perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
@@ -412,7 +437,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
         alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal, cfg.alpha_hold) if cfg.alpha_start else None
         value = training_step(net, model, opt, x_train.take(idx, device, dtype), c, lam, alpha, noise_gen, log,
-                              it + 1, last_good)
+                              it + 1, last_good, penalty)
         running = value if running is None else 0.98 * running + 0.02 * value
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
             log.write(it + 1, c, elapsed + time.perf_counter() - t0)

@@ -1,0 +1,188 @@
+"""The aggregate spike-rate term and centred encoder input (issue 24), against slow references."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vsc_cli import regularisers as R
+from vsc_cli.checkpoint import build_model, load_checkpoint
+from vsc_cli.cli import main
+from vsc_cli.config import TrainConfig
+from vsc_cli.dist import World
+from vsc_cli.model import VAE
+
+from naive import aggregate_rate_loop
+
+# hand-made spike probabilities: rows are images, columns elements; one element always on, one never
+# (almost), one on for one image, the rest in between
+GAMMA = [[1.0, 1e-9, 0.9, 0.2, 0.5],
+         [1.0, 1e-9, 0.0, 0.3, 0.5],
+         [1.0, 1e-9, 0.0, 0.1, 0.25],
+         [1.0, 1e-9, 0.0, 0.6, 0.75]]
+
+
+@pytest.mark.parametrize("target", [0.01, 0.2, 0.5])
+def test_aggregate_rate_matches_the_loop_on_hand_made_gamma(target):
+    gamma = torch.tensor(GAMMA, dtype=torch.float64, requires_grad=True)
+    got = R.aggregate_rate_kl(gamma, target)
+    want, want_grad = aggregate_rate_loop(GAMMA, target)
+    assert float(got.detach()) == pytest.approx(want, rel=1e-12)
+    got.backward()
+    # the always-on column sits where the KL's slope is infinite: the term's value is exact there
+    # (ln(1/target)); its gradient is taken as the finite one-sided part, so only the other columns compare
+    np.testing.assert_allclose(gamma.grad[:, 1:].numpy(), np.array(want_grad)[:, 1:], rtol=1e-9)
+    # an element on for every image costs ln(1/target) whatever the rest does; a dead one about nothing
+    one = R.aggregate_rate_kl(torch.tensor([[1.0], [1.0]], dtype=torch.float64), target)
+    assert float(one) == pytest.approx(math.log(1 / target), rel=1e-12)
+
+
+def test_aggregate_rate_prefers_spread_rates():
+    """Same number of active elements per image: one shared subset pays more than each image its own."""
+    shared = torch.zeros(4, 8, dtype=torch.float64)
+    shared[:, :2] = 1.0
+    spread = torch.zeros(4, 8, dtype=torch.float64)
+    for b in range(4):
+        spread[b, 2 * b:2 * b + 2] = 1.0
+    assert float(R.aggregate_rate_kl(spread, 0.01)) < float(R.aggregate_rate_kl(shared, 0.01))
+
+
+def test_aggregate_rate_gradcheck():
+    gamma = torch.rand(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+    gamma.requires_grad_()
+    assert torch.autograd.gradcheck(lambda g: R.aggregate_rate_kl(g, 0.05), (gamma,))
+    assert torch.autograd.gradgradcheck(lambda g: R.aggregate_rate_kl(g, 0.05), (gamma,))
+
+
+def test_global_mean_makes_averaged_gradients_those_of_the_whole_batch(monkeypatch):
+    """Two processes simulated in one: each computes R at the global gbar through global_mean; averaging their
+    parameter gradients (what DistributedDataParallel does) gives the gradient of R on the joined batch."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    xs = [torch.randn(5, 3, dtype=torch.float64) for _ in range(2)]
+    gbars = [torch.sigmoid(x @ w).mean(0).detach() for x in xs]
+    monkeypatch.setattr("vsc_cli.dist.all_mean", lambda world, t, device: (gbars[0] + gbars[1]) / 2)
+    mean = R.global_mean(World(rank=0, size=2), "cpu")
+    grads = []
+    for x in xs:
+        (g,) = torch.autograd.grad(R.aggregate_rate_kl(torch.sigmoid(x @ w), 0.1, mean), w)
+        grads.append(g)
+    (want,) = torch.autograd.grad(R.aggregate_rate_kl(torch.sigmoid(torch.cat(xs) @ w), 0.1), w)
+    torch.testing.assert_close((grads[0] + grads[1]) / 2, want, rtol=1e-12, atol=1e-14)
+    value = R.aggregate_rate_kl(torch.sigmoid(xs[0] @ w), 0.1, mean)
+    assert float(value) == pytest.approx(float(R.aggregate_rate_kl(torch.sigmoid(torch.cat(xs) @ w), 0.1)))
+
+
+def test_penalty_follows_the_config_and_the_annealed_alpha():
+    cfg = TrainConfig(dim=5, hidden=(8,), rate_weight=2.5)
+    terms = {"gamma": torch.tensor(GAMMA, dtype=torch.float64)[:, 1:]}
+    pen = R.penalty_of(cfg)
+    assert float(pen(terms, 0.1)) == pytest.approx(2.5 * aggregate_rate_loop([r[1:] for r in GAMMA], 0.1)[0])
+    fixed = R.penalty_of(TrainConfig(dim=5, rate_weight=1.0, rate_target=0.3))
+    assert float(fixed(terms, 0.1)) == pytest.approx(aggregate_rate_loop([r[1:] for r in GAMMA], 0.3)[0])
+    assert R.penalty_of(TrainConfig()) is None and R.penalty_of(TrainConfig(model="vae", rate_weight=1.0)) is None
+
+
+def test_training_step_adds_the_penalty_to_the_loss():
+    """The step's gradient is that of -ELBO + beta R (same weights, same noise), and the log keeps the ELBO."""
+    from vsc_cli.train import _Log, training_step
+
+    cfg = TrainConfig(dim=6, hidden=(8,), rate_weight=3.0, alpha=0.05, backend="torch", dtype="float64")
+    x = torch.rand(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for penalty in (R.penalty_of(cfg), None):
+        torch.manual_seed(0)
+        model = VAE(cfg, 12).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no update: only the gradients are compared
+        training_step(model, model, opt, x, 50.0, 1.0, None, torch.Generator().manual_seed(2), _Log(None, None),
+                      1, None, penalty)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.manual_seed(0)
+    model = VAE(cfg, 12).double()
+    terms = model.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(2))
+    loss = -terms["elbo"].mean() + 3.0 * R.aggregate_rate_kl(terms["gamma"], 0.05)
+    want = torch.autograd.grad(loss, list(model.parameters()))
+    for g, w in zip(grads[0], want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    assert any(not torch.equal(a, b) for a, b in zip(grads[0], grads[1]))  # the penalty changes the gradient
+
+
+def test_centred_encoder_sees_x_minus_the_mean():
+    cfg = TrainConfig(dim=4, hidden=(8,), centre=True)
+    torch.manual_seed(0)
+    model = VAE(cfg, 6)
+    torch.manual_seed(0)
+    plain = VAE(TrainConfig(dim=4, hidden=(8,)), 6)
+    mean = torch.linspace(0.1, 0.6, 6)
+    model.x_mean.copy_(mean)
+    x = torch.rand(3, 6)
+    for a, b in zip(model.encode(x), plain.encode(x - mean)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert "x_mean" in model.state_dict() and "x_mean" not in plain.state_dict()
+
+
+def test_centred_run_round_trip_through_checkpoint_encode_decode_and_api(shared_data, tmp_path):
+    """A short centred run stores the training mean; the checkpoint, `vsc encode` and the API all use it."""
+    import h5py
+
+    import vsc_cli as vsc
+    from vsc_cli.codes import encode as encode_h5
+    from vsc_cli.data import load_split
+    from vsc_cli.train import train
+
+    cfg = TrainConfig(data="fmnist", dim=12, hidden=(32,), iterations=40, train_size=600, test_size=100,
+                      batch_size=100, checkpoint_every=40, log_every=20, centre=True, rate_weight=1.0,
+                      spike="sigmoid")
+    out = tmp_path / "run"
+    metrics = train(cfg, out, data_dir=shared_data, progress=False)
+    assert metrics["test_aggregate_rate_kl"] > 0
+    state = load_checkpoint(out)
+    assert state["config"]["centre"] is True and state["config"]["rate_weight"] == 1.0
+    x_train, _ = load_split("fmnist", "train", shared_data, "unit", 600)
+    np.testing.assert_allclose(state["model"]["x_mean"].numpy(), x_train.mean(0), rtol=1e-5, atol=1e-7)
+    model = build_model(state)
+    run = vsc.load(out)
+    x, _ = vsc.dataset("fmnist", "test", data_dir=shared_data, limit=20)
+    flat = torch.from_numpy(x.reshape(20, -1))
+    mu, logvar, v = model.encode(flat)
+    codes = run.encode(x)
+    torch.testing.assert_close(codes.mu, mu.detach())
+    plain = model.encoder(flat)[:, :12]  # the network fed the raw images: another code
+    assert not torch.allclose(plain, mu.detach(), atol=1e-4)
+    encode_h5(out, tmp_path / "codes.h5", data_dir=shared_data, limit=20)
+    with h5py.File(tmp_path / "codes.h5") as f:
+        np.testing.assert_allclose(f["test/mu"][:], mu.detach().numpy(), rtol=1e-5, atol=1e-6)
+    # the decoder outputs images, never centred ones: decode is the decoder's mean of the code, nothing added
+    decoded = torch.as_tensor(np.asarray(run.decode(codes.code))).reshape(20, -1)
+    torch.testing.assert_close(decoded, model.decoder.mean(codes.code).detach())
+
+
+def test_options_on_the_command_line_and_their_errors(tmp_path):
+    bad = CliRunner().invoke(main, ["train", "--paper", "--rate-weight", "1"])
+    assert bad.exit_code == 2 and "--rate-weight" in bad.output and "Traceback" not in bad.output
+    bad = CliRunner().invoke(main, ["train", "--paper", "--centre"])
+    assert bad.exit_code == 2 and "--centre" in bad.output
+    bad = CliRunner().invoke(main, ["train", "--rate-weight", "-1"])
+    assert bad.exit_code == 2 and "--rate-weight" in bad.output
+    bad = CliRunner().invoke(main, ["train", "--rate-target", "1"])
+    assert bad.exit_code == 2 and "--rate-target" in bad.output
+    bad = CliRunner().invoke(main, ["experiment", "alpha", "--set", "centre=maybe", "--list"])
+    assert bad.exit_code == 2 and "centre" in bad.output
+    ok = CliRunner().invoke(main, ["experiment", "alpha", "--set", "centre=true", "--set", "rate_weight=2",
+                                   "--list", "--out", str(tmp_path / "x")])
+    assert ok.exit_code == 0, ok.output
+    assert "--rate-weight" in CliRunner().invoke(main, ["train", "--help"]).output
+
+
+def test_old_configs_mean_both_off():
+    """A checkpoint config written before these settings existed rebuilds with both off (the paper's)."""
+    d = TrainConfig().to_dict()
+    for k in ("rate_weight", "rate_target", "centre"):
+        d.pop(k)
+    cfg = TrainConfig.from_dict(d)
+    assert cfg.rate_weight == 0.0 and cfg.rate_target is None and cfg.centre is False
+    assert R.penalty_of(cfg) is None and "x_mean" not in VAE(cfg, 4).state_dict()
+    for bad in ({"rate_weight": -1.0}, {"rate_target": 1.0}, {"centre": "yes"}):
+        with pytest.raises(Exception, match="out of range"):
+            TrainConfig.from_dict({**d, **bad})

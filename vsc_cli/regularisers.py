@@ -1,0 +1,66 @@
+"""Training terms beyond the ELBO (not in the paper): each is added to the loss, never to the reported ELBO.
+
+The aggregate spike-rate term. Averaged over the data, the spike KL of eq. 9 splits ("ELBO surgery",
+Hoffman & Johnson 2016; beta-TCVAE, Chen et al. 2018):
+    E_x KL(q(s|x) || p(s)) = I(x; s) + TC(s) + sum_j KL(Bern(gbar_j) || Bern(alpha)),
+with gbar_j = E_x gamma_j(x) the rate at which element j is on over the data. For a given number of active
+elements per image the ELBO pays the same whether every image switches on one shared subset or each image
+its own; weighting the last, dimension-wise term breaks the tie: an element on for every image costs
+ln(1/alpha) per image, one that is on for a few images little. The term is
+
+    R = beta * sum_j KL(Bern(gbar_j) || Bern(target)),   gbar_j = mean over the batch of gamma_j(x),
+
+with target the prior's alpha at that iteration (or a fixed rate). Under torchrun gbar_j is the mean over
+every process's batch, so the term is that of the whole batch (global_mean below).
+"""
+from __future__ import annotations
+
+import torch
+
+from vsc_kernels import kl_bernoulli
+
+
+def aggregate_rate_kl(gamma: torch.Tensor, target: float, mean=None) -> torch.Tensor:
+    """sum_j KL(Bern(gbar_j) || Bern(target)) for gamma of shape (B, J), gbar = gamma's mean over the batch
+    (then `mean(gbar)`, e.g. global_mean, when the batch is spread over processes)."""
+    gbar = gamma.mean(0)
+    if mean is not None:
+        gbar = mean(gbar)
+    return kl_bernoulli(gbar, target).sum()
+
+
+def global_mean(world, device):
+    """gbar -> its mean over the processes, whose gradient reaches this process's gbar as if it were the mean.
+
+    DistributedDataParallel averages the processes' gradients; the mean's gradient with respect to one
+    process's gbar is 1/size of it, so passing the whole gradient to each process's gbar makes that average
+    exactly the gradient of R at the global gbar."""
+    from .dist import all_mean
+
+    def mean(gbar: torch.Tensor) -> torch.Tensor:
+        if not world.on:
+            return gbar
+        total = all_mean(world, gbar.detach(), device).to(gbar.device, gbar.dtype)
+        return gbar + (total - gbar.detach())
+
+    return mean
+
+
+class AggregateRate:
+    """The term R above as a callable of a step's ELBO terms (they carry the batch's (B, J) gamma)."""
+
+    def __init__(self, weight: float, target: float | None = None, mean=None):
+        self.weight, self.target, self.mean = float(weight), target, mean
+
+    def __call__(self, terms: dict, alpha: float) -> torch.Tensor:
+        target = alpha if self.target is None else self.target
+        return self.weight * aggregate_rate_kl(terms["gamma"], target, self.mean)
+
+
+def penalty_of(cfg, world=None, device="cpu"):
+    """The training terms `cfg` switches on, as one callable (terms, alpha_t) -> a number to add to the
+    loss; None when there are none (the paper's recipe)."""
+    if cfg.model != "vsc" or not cfg.rate_weight:
+        return None
+    mean = global_mean(world, device) if world is not None and world.on else None
+    return AggregateRate(cfg.rate_weight, cfg.rate_target, mean)
