@@ -113,3 +113,32 @@ def test_conditional_retention_counts_source_classes():
     both = np.full((200, 2), 0.9)
     kept = conditional_retention(_Model(), both, np.arange(200) % 2, predict, samples=20)
     assert 0.45 < kept < 0.55
+
+
+def test_conditional_retention_with_the_datas_own_values():
+    """values: each active element takes a value of a training image that uses it. Here element 0's images
+    have values -3 and element 1's +0.5: decoded by z.abs(), element 0 always wins a tie-free argmax when both
+    are on, which N(0, 1) draws would not guarantee; a value pool is drawn from, never N(0, 1)."""
+    from vsc_cli.metrics import element_values
+
+    both = np.full((100, 2), 0.9)
+    labels = np.zeros(100, np.int64)
+
+    def predict(images):
+        return np.argmax(images, 1)
+
+    values = [np.array([-3.0, -3.0]), np.array([0.5])]
+    assert conditional_retention(_Model(), both, labels, predict, samples=10, values=values) == 1.0
+    assert conditional_retention(_Model(), both, labels, predict, samples=10) < 0.9
+
+    class _Enc(_Model):  # mu = x; gamma = 1 where x > 0.5, e^-5 elsewhere
+        def encode(self, x):
+            return x, x, torch.where(x > 0.5, torch.zeros_like(x), torch.full_like(x, -5.0))
+
+        def gamma(self, v):
+            return torch.exp(v)
+
+    x = np.array([[0.9, 0.1], [0.7, 0.8], [0.2, 0.6]], np.float32)
+    pools = element_values(_Enc(), x, batch=2)
+    np.testing.assert_allclose(pools[0], [0.9, 0.7])
+    np.testing.assert_allclose(pools[1], [0.8, 0.6])

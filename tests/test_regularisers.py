@@ -78,9 +78,9 @@ def test_penalty_follows_the_config_and_the_annealed_alpha():
     cfg = TrainConfig(dim=5, hidden=(8,), rate_weight=2.5)
     terms = {"gamma": torch.tensor(GAMMA, dtype=torch.float64)[:, 1:]}
     pen = R.penalty_of(cfg)
-    assert float(pen(terms, 0.1)) == pytest.approx(2.5 * aggregate_rate_loop([r[1:] for r in GAMMA], 0.1)[0])
+    assert float(pen(terms, 0.1, 1)) == pytest.approx(2.5 * aggregate_rate_loop([r[1:] for r in GAMMA], 0.1)[0])
     fixed = R.penalty_of(TrainConfig(dim=5, rate_weight=1.0, rate_target=0.3))
-    assert float(fixed(terms, 0.1)) == pytest.approx(aggregate_rate_loop([r[1:] for r in GAMMA], 0.3)[0])
+    assert float(fixed(terms, 0.1, 1)) == pytest.approx(aggregate_rate_loop([r[1:] for r in GAMMA], 0.3)[0])
     assert R.penalty_of(TrainConfig()) is None and R.penalty_of(TrainConfig(model="vae", rate_weight=1.0)) is None
 
 
@@ -163,6 +163,8 @@ def test_options_on_the_command_line_and_their_errors(tmp_path):
     assert bad.exit_code == 2 and "--rate-weight" in bad.output and "Traceback" not in bad.output
     bad = CliRunner().invoke(main, ["train", "--paper", "--centre"])
     assert bad.exit_code == 2 and "--centre" in bad.output
+    bad = CliRunner().invoke(main, ["train", "--paper", "--kl-warmup", "10"])
+    assert bad.exit_code == 2 and "--kl-warmup" in bad.output
     bad = CliRunner().invoke(main, ["train", "--rate-weight", "-1"])
     assert bad.exit_code == 2 and "--rate-weight" in bad.output
     bad = CliRunner().invoke(main, ["train", "--rate-target", "1"])
@@ -178,11 +180,40 @@ def test_options_on_the_command_line_and_their_errors(tmp_path):
 def test_old_configs_mean_both_off():
     """A checkpoint config written before these settings existed rebuilds with both off (the paper's)."""
     d = TrainConfig().to_dict()
-    for k in ("rate_weight", "rate_target", "centre"):
+    for k in ("rate_weight", "rate_target", "centre", "kl_warmup"):
         d.pop(k)
     cfg = TrainConfig.from_dict(d)
-    assert cfg.rate_weight == 0.0 and cfg.rate_target is None and cfg.centre is False
+    assert cfg.rate_weight == 0.0 and cfg.rate_target is None and cfg.centre is False and cfg.kl_warmup == 0
     assert R.penalty_of(cfg) is None and "x_mean" not in VAE(cfg, 4).state_dict()
-    for bad in ({"rate_weight": -1.0}, {"rate_target": 1.0}, {"centre": "yes"}):
+    for bad in ({"rate_weight": -1.0}, {"rate_target": 1.0}, {"centre": "yes"}, {"kl_warmup": -1}):
         with pytest.raises(Exception, match="out of range"):
             TrainConfig.from_dict({**d, **bad})
+
+
+def test_kl_warmup_weights_the_kl_by_iteration():
+    """With warm-up over W iterations the step's gradient is that of -(recon - (t / W) KL) at 1-based step t,
+    then of -ELBO; with the rate term as well, both are added."""
+    from vsc_cli.train import _Log, training_step
+
+    assert [R.kl_weight(t, 4) for t in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0] and R.kl_weight(3, 0) == 1.0
+    x = torch.rand(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for model_kind, rate in (("vsc", 0.0), ("vae", 0.0), ("vsc", 2.0)):
+        cfg = TrainConfig(model=model_kind, dim=6, hidden=(8,), kl_warmup=4, rate_weight=rate, alpha=0.05,
+                          backend="torch", dtype="float64")
+        for t in (1, 3, 4):
+            torch.manual_seed(0)
+            model = VAE(cfg, 12).double()
+            opt = torch.optim.SGD(model.parameters(), lr=0.0)
+            training_step(model, model, opt, x, 50.0, 1.0, None, torch.Generator().manual_seed(2),
+                          _Log(None, None), t, None, R.penalty_of(cfg))
+            got = [p.grad.clone() for p in model.parameters()]
+            torch.manual_seed(0)
+            model = VAE(cfg, 12).double()
+            terms = model.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(2))
+            w = min(1.0, t / 4)
+            loss = -(terms["recon"] - w * (terms["kl_slab"] + terms["kl_spike"])).mean()
+            if rate:
+                loss = loss + rate * R.aggregate_rate_kl(terms["gamma"], 0.05)
+            want = torch.autograd.grad(loss, list(model.parameters()))
+            for g, wnt in zip(got, want):
+                torch.testing.assert_close(g, wnt, rtol=1e-10, atol=1e-12)

@@ -238,6 +238,10 @@ def check_backend(backend: str, device: str) -> None:
                    "images switch on different elements. 0 = off. [default: the recipe's]")
 @click.option("--rate-target", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="VSC: the aggregate spike-rate term's target rate [default: the prior's alpha at each iteration].")
+@click.option("--kl-warmup", type=click.IntRange(min=0),
+              help="Iterations over which the KL's weight in the loss rises linearly from 0 to 1 (not in the paper; "
+                   "a cure of posterior collapse): the loss is then not the ELBO, every reported ELBO is. "
+                   "0 = off. [default: the recipe's]")
 @click.option("--centre/--no-centre", default=None,
               help="Feed the encoder x minus the training images' mean (not in the paper; the decoder still "
                    "outputs the image). [default: the recipe's]")
@@ -245,7 +249,7 @@ def check_backend(backend: str, device: str) -> None:
               help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
                    "prior. Without it, vsc train uses the default recipe (docs/model.md, docs/recipes.md). Cannot be "
                    "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal, --prior, --rate-weight, "
-                   "--rate-target or --centre.")
+                   "--rate-target, --kl-warmup or --centre.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
@@ -330,7 +334,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 
 
 SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "alpha_hold", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
-            "rate_weight", "rate_target", "centre",
+            "rate_weight", "rate_target", "centre", "kl_warmup",
             "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
 
 
@@ -494,6 +498,8 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, quiet):
     if conditional:
         table.add_row("Fig. 13: conditional samples kept in their source's class",
                       f"{r['conditional_retention']:.3f}")
+        table.add_row("  the same, values drawn from the training codes of each element",
+                      f"{r['conditional_retention_data']:.3f}")
         table.add_row("  (the classifier's accuracy on real test images)", f"{r['image_classifier_accuracy']:.3f}")
     Console().print(table)
 

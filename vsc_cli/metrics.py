@@ -135,10 +135,31 @@ def train_image_classifier(x: np.ndarray, y: np.ndarray, classes: int, seed: int
     return predict
 
 
+def element_values(model, x: np.ndarray, threshold: float = THRESHOLD, batch: int = 2000) -> list[np.ndarray]:
+    """Per latent element, the values mu_j of the images in x (the training set) that switch it on
+    (gamma_j > threshold): the data's own distribution of each element's value."""
+    import torch
+
+    param = next(model.parameters())
+    mus, actives = [], []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            xb = torch.from_numpy(np.asarray(x[start:start + batch], np.float32)).to(param.device, param.dtype)
+            mu, _, v = model.encode(xb)
+            mus.append(mu.float().cpu().numpy())
+            actives.append((model.gamma(v) > threshold).cpu().numpy() if v is not None else np.ones(mu.shape, bool))
+    mu, active = np.concatenate(mus), np.concatenate(actives)
+    return [mu[active[:, j], j] for j in range(mu.shape[1])]
+
+
 def conditional_retention(model, gamma: np.ndarray, labels: np.ndarray, predict, samples: int = 10,
-                          threshold: float = THRESHOLD, seed: int = 0) -> float:
+                          threshold: float = THRESHOLD, seed: int = 0, values: list | None = None) -> float:
     """Fraction of conditional samples (N(0,1) along each image's active elements, 0 elsewhere; paper
-    E.5, Fig. 13), decoded to the decoder's mean, that `predict` assigns to the source image's class."""
+    E.5, Fig. 13), decoded to the decoder's mean, that `predict` assigns to the source image's class.
+
+    values (element_values): draw each active element's value from the training images that use that
+    element instead of N(0, 1) (independently per element; N(0, 1) for an element no training image uses).
+    This asks whether the *subspace* keeps the class, not whether N(0, 1) lands where the decoder was trained."""
     import torch
 
     active = active_sets(gamma, threshold)
@@ -149,7 +170,15 @@ def conditional_retention(model, gamma: np.ndarray, labels: np.ndarray, predict,
     with torch.no_grad():
         for start in range(0, len(active), 500):
             a = active[start:start + 500]
-            z = rng.standard_normal((len(a), samples, a.shape[1])).astype(np.float32) * a[:, None, :]
+            if values is None:
+                z = rng.standard_normal((len(a), samples, a.shape[1])).astype(np.float32) * a[:, None, :]
+            else:
+                z = np.zeros((len(a), samples, a.shape[1]), np.float32)
+                for j in np.flatnonzero(a.any(0)):
+                    rows = np.flatnonzero(a[:, j])
+                    pool = values[j]
+                    z[rows, :, j] = (rng.choice(pool, size=(len(rows), samples)) if len(pool)
+                                     else rng.standard_normal((len(rows), samples)))
             images = model.decoder.mean(torch.from_numpy(z.reshape(-1, a.shape[1])).to(dtype)).float().numpy()
             hits += int((predict(images) == np.repeat(labels[start:start + 500], samples)).sum())
     return hits / (len(active) * samples)
@@ -170,4 +199,8 @@ def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, ima
     predict = train_image_classifier(x_train, y_train, classes, seed=seed)
     pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))
     kept = conditional_retention(model, gamma[pick], np.asarray(labels)[pick], predict, samples, threshold, seed)
-    return {"conditional_retention": kept, "image_classifier_accuracy": float((predict(x_test) == y_test).mean())}
+    values = element_values(model, x_train, threshold)
+    kept_data = conditional_retention(model, gamma[pick], np.asarray(labels)[pick], predict, samples, threshold,
+                                      seed, values=values)
+    return {"conditional_retention": kept, "conditional_retention_data": kept_data,
+            "image_classifier_accuracy": float((predict(x_test) == y_test).mean())}

@@ -188,7 +188,7 @@ def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_g
                   last_good: int | None, penalty=None) -> float:
     """One step of the training loop (`vsc bench --train` times exactly this): the ELBO terms of batch xb, the
     gradient, the finiteness check, Adam's update, the log window. Returns the batch's mean objective.
-    penalty: (terms, alpha) -> a training term added to the loss (regularisers.penalty_of), or None."""
+    penalty: (terms, alpha, iteration) -> a training term added to the loss (regularisers.penalty_of), or None."""
     noise_state = noise_gen.get_state()  # a few KB: lets a non-finite step be rebuilt exactly
 
     def rebuild():
@@ -198,7 +198,7 @@ def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_g
     terms = net(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
     loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
     if penalty is not None:
-        loss = loss + penalty(terms, model.cfg.alpha if alpha is None else alpha)
+        loss = loss + penalty(terms, model.cfg.alpha if alpha is None else alpha, iteration)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _check_finite(loss, terms, model, iteration, last_good, rebuild)
