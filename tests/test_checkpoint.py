@@ -122,6 +122,7 @@ def read_fixture_independently(path) -> tuple[dict, dict]:
     return out, json.loads(meta["vsc"])
 
 
+@pytest.mark.committed
 def test_files_written_by_vsc_0_2_still_load(tmp_path):
     """tests/data/checkpoint-vsc0.2.safetensors, written by vsc 0.2's own writer (tensors by name) before the
     safetensors library took over, on another machine: it loads to exactly what the file holds (compared with
@@ -149,6 +150,7 @@ def test_files_written_by_vsc_0_2_still_load(tmp_path):
     assert (tmp_path / CHECKPOINT).read_bytes() != FIXTURE_0_2.read_bytes()  # the library's layout differs
 
 
+@pytest.mark.committed
 def test_the_0_2_fixture_is_tiny_state():
     """The fixture is the state tiny_state() builds: the same config, tensors, shapes and counters, and values
     equal to float32 rounding (the CPU that wrote it may take another instruction-set path than this one)."""
