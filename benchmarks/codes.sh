@@ -18,6 +18,9 @@ settings() {  # a variant's --set options on top of --recipe default
     both3) echo "--set rate_weight=3 --set centre=true" ;;
     both10) echo "--set rate_weight=10 --set centre=true" ;;
     both30) echo "--set rate_weight=30 --set centre=true" ;;
+    both1-scale) echo "--set rate_weight=1 --set centre=true --set encoder_scale=data" ;;
+    both3-scale) echo "--set rate_weight=3 --set centre=true --set encoder_scale=data" ;;
+    centre-scale) echo "--set centre=true --set encoder_scale=data" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }

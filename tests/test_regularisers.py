@@ -108,8 +108,9 @@ def test_training_step_adds_the_penalty_to_the_loss():
     assert any(not torch.equal(a, b) for a, b in zip(grads[0], grads[1]))  # the penalty changes the gradient
 
 
-def test_centred_encoder_sees_x_minus_the_mean():
-    cfg = TrainConfig(dim=4, hidden=(8,), centre=True)
+@pytest.mark.parametrize("scale", [None, 30.0])
+def test_centred_encoder_sees_x_minus_the_mean(scale):
+    cfg = TrainConfig(dim=4, hidden=(8,), centre=True, encoder_scale=scale)
     torch.manual_seed(0)
     model = VAE(cfg, 6)
     torch.manual_seed(0)
@@ -117,7 +118,7 @@ def test_centred_encoder_sees_x_minus_the_mean():
     mean = torch.linspace(0.1, 0.6, 6)
     model.x_mean.copy_(mean)
     x = torch.rand(3, 6)
-    for a, b in zip(model.encode(x), plain.encode(x - mean)):
+    for a, b in zip(model.encode(x), plain.encode((x - mean) * (scale or 1.0))):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert "x_mean" in model.state_dict() and "x_mean" not in plain.state_dict()
 
@@ -133,7 +134,7 @@ def test_centred_run_round_trip_through_checkpoint_encode_decode_and_api(shared_
 
     cfg = TrainConfig(data="fmnist", dim=12, hidden=(32,), iterations=40, train_size=600, test_size=100,
                       batch_size=100, checkpoint_every=40, log_every=20, centre=True, rate_weight=1.0,
-                      spike="sigmoid")
+                      spike="sigmoid", encoder_scale="data")
     out = tmp_path / "run"
     metrics = train(cfg, out, data_dir=shared_data, progress=False)
     assert metrics["test_aggregate_rate_kl"] > 0
@@ -141,6 +142,9 @@ def test_centred_run_round_trip_through_checkpoint_encode_decode_and_api(shared_
     assert state["config"]["centre"] is True and state["config"]["rate_weight"] == 1.0
     x_train, _ = load_split("fmnist", "train", shared_data, "unit", 600)
     np.testing.assert_allclose(state["model"]["x_mean"].numpy(), x_train.mean(0), rtol=1e-5, atol=1e-7)
+    # "data" is resolved once to 1 / the mean per-pixel standard deviation, and the checkpoint keeps the number
+    assert state["config"]["encoder_scale"] == pytest.approx(1 / np.sqrt(x_train.astype(np.float64).var(0).mean()),
+                                                             rel=1e-6)
     model = build_model(state)
     run = vsc.load(out)
     x, _ = vsc.dataset("fmnist", "test", data_dir=shared_data, limit=20)
@@ -163,6 +167,8 @@ def test_options_on_the_command_line_and_their_errors(tmp_path):
     assert bad.exit_code == 2 and "--rate-weight" in bad.output and "Traceback" not in bad.output
     bad = CliRunner().invoke(main, ["train", "--paper", "--centre"])
     assert bad.exit_code == 2 and "--centre" in bad.output
+    bad = CliRunner().invoke(main, ["train", "--encoder-scale", "big"])
+    assert bad.exit_code == 2 and "--encoder-scale" in bad.output
     bad = CliRunner().invoke(main, ["train", "--paper", "--kl-warmup", "10"])
     assert bad.exit_code == 2 and "--kl-warmup" in bad.output
     bad = CliRunner().invoke(main, ["train", "--rate-weight", "-1"])
@@ -180,12 +186,14 @@ def test_options_on_the_command_line_and_their_errors(tmp_path):
 def test_old_configs_mean_both_off():
     """A checkpoint config written before these settings existed rebuilds with both off (the paper's)."""
     d = TrainConfig().to_dict()
-    for k in ("rate_weight", "rate_target", "centre", "kl_warmup"):
+    for k in ("rate_weight", "rate_target", "centre", "kl_warmup", "encoder_scale"):
         d.pop(k)
     cfg = TrainConfig.from_dict(d)
     assert cfg.rate_weight == 0.0 and cfg.rate_target is None and cfg.centre is False and cfg.kl_warmup == 0
+    assert cfg.encoder_scale is None
     assert R.penalty_of(cfg) is None and "x_mean" not in VAE(cfg, 4).state_dict()
-    for bad in ({"rate_weight": -1.0}, {"rate_target": 1.0}, {"centre": "yes"}, {"kl_warmup": -1}):
+    for bad in ({"rate_weight": -1.0}, {"rate_target": 1.0}, {"centre": "yes"}, {"kl_warmup": -1},
+                {"encoder_scale": 0.0}, {"encoder_scale": "mean"}):
         with pytest.raises(Exception, match="out of range"):
             TrainConfig.from_dict({**d, **bad})
 

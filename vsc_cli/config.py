@@ -43,6 +43,9 @@ class TrainConfig:
     rate_weight: float = 0.0  # aggregate spike-rate regulariser (not in the paper; vsc_cli/regularisers.py):
     # beta in beta * sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j the batch's mean gamma of element j; 0 = off
     rate_target: float | None = None  # ... its target rate (None: the prior's alpha at that iteration)
+    encoder_scale: float | str | None = None  # multiply the encoder's input by this number (not in the paper):
+    # "data" = 1 / the training images' mean per-pixel standard deviation, resolved to a number when training
+    # starts, so that unit-norm pixels (~0.02) reach the first layer at about unit scale; None = 1
     kl_warmup: int = 0  # iterations over which the KL terms' weight in the loss rises linearly from 0 to 1 (a cure
     # of posterior collapse; Bowman et al. 2016, Sønderby et al. 2016; not in the paper): the loss is then not
     # the ELBO, every reported ELBO is; 0 = off
@@ -121,6 +124,7 @@ _CHECKS = {  # what a checkpoint's config may hold
     "rate_target": lambda v: v is None or (_is_num(v) and 0 < v < 1),
     "centre": lambda v: isinstance(v, bool),
     "kl_warmup": lambda v: _is_int(v) and v >= 0,
+    "encoder_scale": lambda v: v is None or v == "data" or (_is_num(v) and 0 < v < math.inf),
     "seed": _is_int,
     "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
     "test_size": lambda v: v is None or (_is_int(v) and v >= 1),
@@ -137,7 +141,8 @@ _CHECKS = {  # what a checkpoint's config may hold
 # told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.
 PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start": None, "alpha_hold": 0,
                 "alpha_anneal": 0, "prior": "spike-slab",
-                "rate_weight": 0.0, "rate_target": None, "centre": False, "kl_warmup": 0}
+                "rate_weight": 0.0, "rate_target": None, "centre": False, "kl_warmup": 0,
+                "encoder_scale": None}
 # The default recipe (docs/recipes.md: measured against the paper's on Fashion-MNIST and MNIST): no dead zone
 # in gamma, spike pre-training for the first 40% of the run with alpha held at 0.1, then the slab ramped in
 # and alpha brought down to the run's alpha. Phase lengths are fractions of the run's iterations (measured

@@ -106,8 +106,12 @@ class VAE(nn.Module):
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1). With cfg.centre the network sees x minus
         the training mean: when the mean image dominates the spread, elements otherwise split into always-on
-        ones (aligned with the mean) and dead ones."""
-        out = self.encoder(x - self.x_mean if self.cfg.centre else x)
+        ones (aligned with the mean) and dead ones. cfg.encoder_scale then multiplies it."""
+        if self.cfg.centre:
+            x = x - self.x_mean
+        if isinstance(self.cfg.encoder_scale, (int, float)):  # resolved from "data" when training starts
+            x = x * self.cfg.encoder_scale
+        out = self.encoder(x)
         if self.sparse:
             return out.chunk(3, dim=-1)
         mu, logvar = out.chunk(2, dim=-1)

@@ -301,7 +301,7 @@ def training_mean(x_train) -> np.ndarray:
 
 
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
-    """(train Images, test Images, cfg with image_shape / logvar_init resolved)."""
+    """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved)."""
     from . import dist
     from .sources import READ_BLOCK, Memory, is_path, open_images
 
@@ -335,6 +335,8 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
         raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
     if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
         cfg = dataclasses.replace(cfg, logvar_init=float(np.log(var)))
+    if cfg.encoder_scale == "data":  # likewise
+        cfg = dataclasses.replace(cfg, encoder_scale=float(1.0 / np.sqrt(var)))
     return x_train, x_test, cfg
 
 

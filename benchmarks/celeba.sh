@@ -1,0 +1,55 @@
+#!/bin/bash
+# Issue 24's CelebA probes: the 10,000-image subset, 800 dimensions, alpha 0.01, one variant per run folder
+# runs/celeba-VARIANT; each finished run's reconstruction and specificity numbers go to
+# docs/results/celeba/VARIANT.json (benchmarks/reconstruction.py). Resumable: a half-trained run resumes.
+#   nohup setsid benchmarks/celeba.sh 0 3000 warm-centre > logs/celeba.log 2>&1 &
+set -u
+CORE=${1:?usage: celeba.sh CORE ITERATIONS VARIANT...}
+ITER=${2:?usage: celeba.sh CORE ITERATIONS VARIANT...}
+shift 2
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+DATA_DIR=${VSC_DATA_DIR:-../shared/data}
+PLAIN="--spike sigmoid --pretrain 0 --pretrain-ramp 0 --alpha-hold 0 --alpha-anneal 0"  # no phases, alpha fixed
+settings() {
+  case $1 in
+    default) echo "" ;;
+    centre) echo "--centre" ;;
+    warm-centre) echo "--centre --kl-warmup $((ITER / 2))" ;;
+    warm-centre-rate) echo "--centre --rate-weight 1 --kl-warmup $((ITER / 2))" ;;
+    plain-warm-centre) echo "$PLAIN --centre --kl-warmup $((ITER / 2))" ;;
+    plain-warm-centre-rate) echo "$PLAIN --centre --rate-weight 1 --kl-warmup $((ITER / 2))" ;;
+    plain-centre) echo "$PLAIN --centre" ;;
+    centre-scale) echo "--centre --encoder-scale data" ;;
+    plain-centre-scale) echo "$PLAIN --centre --encoder-scale data" ;;
+    plain-centre-scale-rate) echo "$PLAIN --centre --encoder-scale data --rate-weight 1" ;;
+    plain-warm-centre-scale) echo "$PLAIN --centre --encoder-scale data --kl-warmup $((ITER / 2))" ;;
+    *) echo "unknown variant $1" >&2; return 1 ;;
+  esac
+}
+mkdir -p docs/results/celeba
+for V in "$@"; do
+  S=$(settings "$V") || exit 2
+  NAME=$V-i$ITER
+  RUN=runs/celeba-$NAME
+  OUT=docs/results/celeba/$NAME.json
+  [ -f "$OUT" ] && { echo "== $NAME done"; continue; }
+  echo "== $NAME ($S) $(date -u +%FT%TZ)"
+  if [ -f "$RUN/checkpoint.safetensors" ]; then
+    nice -n 5 taskset -c "$CORE" vsc train --resume "$RUN" --data-dir "$DATA_DIR" --quiet || exit 1
+  else
+    nice -n 5 taskset -c "$CORE" vsc train --data celeba --dim 800 --alpha 0.01 --iterations "$ITER" \
+      --batch-size 128 --logvar-init data $S --out "$RUN" --force --data-dir "$DATA_DIR" --quiet || exit 1
+  fi
+  nice -n 5 taskset -c "$CORE" python benchmarks/reconstruction.py "$RUN" --data-dir "$DATA_DIR" > "$OUT.part" \
+    && python - "$OUT.part" "$RUN" "$S" <<'PY' && mv "$OUT.part" "$OUT"
+import json, sys
+path, run, settings = sys.argv[1:]
+r = json.load(open(path))
+m = json.load(open(f"{run}/metrics.json"))
+r.update(settings=settings, test_elbo=m["test_elbo"], test_sparsity=m["test_sparsity"], seconds=m["seconds"],
+         iterations=m["iterations"])
+json.dump(r, open(path, "w"), indent=2)
+PY
+done
+echo "== done $(date -u +%FT%TZ)"
