@@ -14,6 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from vsc_cli.config import TrainConfig
 from vsc_cli.model import VAE
+from vsc_cli.schedule import Step
 from vsc_cli.train import _Log, make_optimizer, training_step
 
 torch.set_num_threads(1)
@@ -28,12 +29,13 @@ model = VAE(cfg, 784)
 opt = make_optimizer(model, cfg.lr)
 noise = torch.Generator().manual_seed(1)
 log = _Log(None, None)
+step = Step(120.0, 1.0, cfg.alpha)  # mid-training: the slab on, c between 50 and 200
 for i in range(30):
-    training_step(model, model, opt, batches[i % 8], 120.0, 1.0, None, noise, log, i + 1, None)
+    training_step(model, model, opt, batches[i % 8], step, noise, log, i + 1, None)
 N = 40
 with profile(activities=[ProfilerActivity.CPU]) as prof:
     for i in range(N):
-        training_step(model, model, opt, batches[i % 8], 120.0, 1.0, None, noise, log, i + 1, None)
+        training_step(model, model, opt, batches[i % 8], step, noise, log, i + 1, None)
         if log.count >= 100:
             log.reset()
 rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)

@@ -1,5 +1,7 @@
 """Spike-and-slab kernels for vsc, installed under the import name `vsc_kernels`.
 
+_plumbing.py  what the ops share (backends, devices, dtype maps, CUDA streams, launching, Numba's naming
+              trick): a leaf module, so the package's imports have no cycle
 reference.py  the pure-torch definition that every compiled backend is tested against
 function.py   `spike_slab(..., backend)`: the dispatcher and the torch.autograd.Function
 cpu.py        Numba CPU kernels; gpu.py their numba.cuda twins (imported only when used)
@@ -10,16 +12,13 @@ config.py     tunables
 """
 from .reference import (  # noqa: F401
     ALPHA_FLOOR,
-    alpha_schedule,
     SpikeSlab,
     SpikeSlabPrior,
-    c_schedule,
     kl_bernoulli,
     kl_slab,
     kl_spike_slab,
     kl_spike,
     kl_terms,
-    lambda_schedule,
     log_gamma_from_v,
     log_gamma_sigmoid,
     spike_slab_sample_scaled,

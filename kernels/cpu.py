@@ -11,12 +11,12 @@ import math
 import numpy as np
 from numba import carray, njit, prange
 from numba import types as nbtypes
-from numba.extending import intrinsic
 
 from . import config
 from ._element import element_functions
 from .fastmath import exp_f32, log_f32, one_minus_exp_f32
-from .loglik import _instance
+from ._plumbing import instance as _instance
+from ._plumbing import pointer_cast as _pointer_cast
 
 
 @njit(inline="always")
@@ -110,18 +110,6 @@ _KERNELS = {
     np.dtype(np.float32): _make_kernels(exp_f32, log_f32, one_minus_exp_f32, np.float32, config.CPU_FASTMATH),
     np.dtype(np.float64): _make_kernels(math.exp, math.log, _one_minus_exp_f64, np.float64, False),
 }
-
-
-def _pointer_cast(nbtype):
-    @intrinsic
-    def as_pointer(typingctx, address):
-        """An integer address (torch's data_ptr()) as a typed pointer, for numba.carray."""
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-        return nbtypes.CPointer(nbtype)(nbtypes.intp), codegen
-
-    return as_pointer
 
 
 def _entry_fwd(a, B, J, c, la, l1a):

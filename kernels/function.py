@@ -15,88 +15,37 @@ import math
 import torch
 
 from . import config
+from ._plumbing import (  # noqa: F401 (re-exported: vsc_kernels' public names)
+    BACKENDS,
+    DTYPES,
+    NP_DTYPE,
+    BackendUnavailable,
+    addresses,
+    available_backends,
+    check_backend_device,
+    cuda_problem,
+    default_backend,
+    launch_cuda,
+)
 from .reference import ALPHA_FLOOR, spike_slab_ref
-
-BACKENDS = ("torch", "numba", "cuda")
-_DTYPES = (torch.float32, torch.float64)
-_NP_DTYPE = {torch.float32: "float32", torch.float64: "float64"}
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run here (e.g. cuda without a GPU)."""
-
-
-def _simulated() -> bool:
-    from numba import config
-
-    return bool(config.ENABLE_CUDASIM)
-
-
-def cuda_problem() -> str | None:
-    """None when the cuda backend can run here, else why not (one line)."""
-    if _simulated():
-        return None
-    if not torch.cuda.is_available():
-        return "torch sees no CUDA GPU"
-    try:
-        from numba import cuda
-
-        if not cuda.is_available():
-            return "numba.cuda finds no usable GPU or CUDA driver"
-    except Exception as exc:  # a broken driver install raises from deep inside numba
-        return f"numba.cuda cannot start ({exc})"
-    return None
-
-
-def available_backends() -> list[str]:
-    return ["torch", "numba"] + (["cuda"] if cuda_problem() is None else [])
-
-
-def default_backend(device="cpu") -> str:
-    """numba for CPU tensors; cuda for CUDA tensors when numba.cuda can run there, else torch."""
-    if torch.device(device).type != "cuda":
-        return "numba"
-    return "cuda" if cuda_problem() is None else "torch"
 
 
 def _log_alphas(alpha: float):
     return math.log(alpha), math.log(max(1.0 - alpha, ALPHA_FLOOR))
 
 
-_STREAMS = {}
-
-
-def _arrays(tensors):
-    """Zero-copy numpy views of CPU tensors."""
-    return [t.detach().numpy() for t in tensors]
-
-
 def _launch(backend: str, kind: str, tensors, scalars, outputs):
     """Hand torch tensors to the kernels as arrays without copying, and run them."""
     if backend == "numba":
-        from . import cpu
+        from . import cpu  # compiled on first use: importing vsc_kernels does not compile the CPU kernels
 
         B, J = tensors[0].shape
-        cpu.run_at_addresses(kind, _NP_DTYPE[tensors[0].dtype], tuple(t.data_ptr() for t in (*tensors, *outputs)),
-                             B, J, *scalars)
+        cpu.run_at_addresses(kind, NP_DTYPE[tensors[0].dtype], addresses((*tensors, *outputs)), B, J, *scalars)
         return
-    from numba import cuda
-
     from . import gpu
 
-    fn = gpu.spike_slab_fwd_gpu if kind == "fwd" else gpu.spike_slab_bwd_gpu
-    all_tensors = (*tensors, *outputs)
-    if not all_tensors[0].is_cuda:  # the simulator: numpy arrays stand in for device memory
-        arrays = _arrays(all_tensors)
-        fn(*arrays[:5], *scalars, *arrays[5:])
-        return
-    device = all_tensors[0].device
-    handle = torch.cuda.current_stream(device).cuda_stream
-    with cuda.gpus[device.index]:
-        key = (device.index, handle)  # the default stream's handle is 0 on every GPU: key by device too
-        stream = _STREAMS.get(key) or _STREAMS.setdefault(key, cuda.external_stream(handle))
-        arrays = [cuda.as_cuda_array(t.detach()) for t in all_tensors]
-        fn(*arrays[:5], *scalars, *arrays[5:], stream=stream)
+    launch_cuda(gpu.spike_slab_fwd_gpu if kind == "fwd" else gpu.spike_slab_bwd_gpu, (*tensors, *outputs),
+                *scalars, n_before=5)
 
 
 class SpikeSlabFunction(torch.autograd.Function):
@@ -120,8 +69,9 @@ class SpikeSlabFunction(torch.autograd.Function):
             from . import cpu
 
             partials = mu.new_empty((7, *mu.shape))
-            addresses = tuple(t.data_ptr() for t in (mu, logvar, v, eps, eta, z, kl_slab, kl_spike, partials))
-            cpu.run_at_addresses("fwd_saving", _NP_DTYPE[mu.dtype], addresses, *mu.shape, c, log_alpha, log1m_alpha)
+            cpu.run_at_addresses("fwd_saving", NP_DTYPE[mu.dtype],
+                                 addresses((mu, logvar, v, eps, eta, z, kl_slab, kl_spike, partials)),
+                                 *mu.shape, c, log_alpha, log1m_alpha)
             ctx.save_for_backward(partials)
         else:
             _launch(backend, "fwd", (mu, logvar, v, eps, eta), ctx.scalars, (z, kl_slab, kl_spike))
@@ -140,25 +90,13 @@ class SpikeSlabFunction(torch.autograd.Function):
         if ctx.saving:
             from . import cpu
 
-            addresses = tuple(t.data_ptr() for t in (saved[0], g_z, g_slab, g_spike, *grads))
-            cpu.run_at_addresses("bwd_saved", _NP_DTYPE[ref.dtype], addresses, *ref.shape)
+            cpu.run_at_addresses("bwd_saved", NP_DTYPE[ref.dtype], addresses((saved[0], g_z, g_slab, g_spike, *grads)),
+                                 *ref.shape)
         else:
             _launch(ctx.backend, "bwd", saved, ctx.scalars, (g_z, g_slab, g_spike, *grads))
         need = ctx.needs_input_grad
         return (grads[0] if need[0] else None, grads[1] if need[1] else None, grads[2] if need[2] else None,
                 None, None, None, None, None)
-
-
-def check_backend_device(backend: str, device: torch.device) -> None:
-    """A compiled backend can run on tensors of `device` here (shared by every fused op's validation)."""
-    if backend == "numba" and device.type != "cpu":
-        raise ValueError("the numba backend runs on CPU tensors; use backend 'cuda' for CUDA tensors")
-    if backend == "cuda":
-        problem = cuda_problem()
-        if problem:
-            raise BackendUnavailable(f"the cuda backend cannot run here: {problem}; use backend 'numba'")
-        if device.type != "cuda" and not _simulated():
-            raise ValueError("the cuda backend needs CUDA tensors (move the model with --device cuda)")
 
 
 def _check(mu, logvar, v, eps, eta, c, alpha, backend):
@@ -174,7 +112,7 @@ def _check(mu, logvar, v, eps, eta, c, alpha, backend):
                              f"{shape}, {dtype} on {device}: they must all match")
     if mu.dim() < 1:
         raise ValueError("the inputs need at least one dimension (the latent elements J)")
-    if mu.dtype not in _DTYPES:
+    if mu.dtype not in DTYPES:
         raise TypeError(f"spike_slab supports float32 and float64, got {mu.dtype}")
     if not (c > 0):
         raise ValueError(f"the sigmoid scale c must be positive, got {c}")

@@ -48,14 +48,8 @@ import torch
 from torch.nn import functional as F
 
 from . import config
-from .function import (
-    _DTYPES,
-    _NP_DTYPE,
-    _STREAMS,
-    BACKENDS,
-    check_backend_device,
-    default_backend,
-)
+from ._plumbing import BACKENDS, DTYPES, NP_DTYPE, addresses, check_backend_device, default_backend, launch_cuda
+from ._plumbing import instance as _instance
 
 LOG_2PI = math.log(2 * math.pi)
 _CHUNK = 256  # CPU kernels: sum chunks of this many elements in the dtype, the chunk sums in float64
@@ -159,15 +153,6 @@ def _entry_value(a, B, P, min_logvar):
            carray(ptr(a[2]), (B,)))  # noqa: F821
 
 
-def _instance(template, name: str, **deps):
-    """A copy of `template` named `name` (Numba's cache is keyed by the name) that sees `deps` as globals."""
-    import types
-
-    fn = types.FunctionType(template.__code__, {**template.__globals__, **deps}, name)
-    fn.__qualname__ = name
-    return fn
-
-
 @functools.lru_cache(maxsize=None)
 def _cpu():
     """Compile the CPU kernels' dispatchers on first use (importing this module never imports numba).
@@ -176,7 +161,7 @@ def _cpu():
     from numba import carray, njit, prange
     from numba import types as nbtypes
 
-    from .cpu import _pointer_cast
+    from ._plumbing import pointer_cast as _pointer_cast
     from .fastmath import exp_f32, log_f32
 
     @njit(inline="always", fastmath=True, error_model="numpy")
@@ -331,22 +316,10 @@ def _launch(backend: str, out, x, min_logvar: float, ll, grad=None):
     tensors = (out, x, ll) + (() if grad is None else (grad,))
     B, P = x.shape
     if backend == "numba":
-        run_loglik_at_addresses("value" if grad is None else "fwd", _NP_DTYPE[x.dtype],
-                                tuple(t.data_ptr() for t in tensors), B, P, min_logvar)
+        run_loglik_at_addresses("value" if grad is None else "fwd", NP_DTYPE[x.dtype], addresses(tensors), B, P,
+                                min_logvar)
         return
-    if not x.is_cuda:  # the simulator: numpy arrays stand in for device memory
-        arrays = [t.detach().numpy() for t in tensors]
-        gaussian_loglik_fwd_gpu(*arrays[:2], min_logvar, *arrays[2:])
-        return
-    from numba import cuda
-
-    device = x.device
-    handle = torch.cuda.current_stream(device).cuda_stream
-    with cuda.gpus[device.index]:
-        key = (device.index, handle)  # as function._launch: the default stream is handle 0 on every GPU
-        stream = _STREAMS.get(key) or _STREAMS.setdefault(key, cuda.external_stream(handle))
-        arrays = [cuda.as_cuda_array(t.detach()) for t in tensors]
-        gaussian_loglik_fwd_gpu(*arrays[:2], min_logvar, *arrays[2:], stream=stream)
+    launch_cuda(gaussian_loglik_fwd_gpu, tensors, min_logvar, n_before=2)
 
 
 class GaussianLogLikFunction(torch.autograd.Function):
@@ -380,7 +353,7 @@ def _check(out, x, min_logvar, backend):
     if x.dim() < 1 or tuple(out.shape) != (*x.shape[:-1], 2 * x.shape[-1]):
         raise ValueError(f"out must have shape (..., 2P) for x of shape (..., P); got out {tuple(out.shape)}, "
                          f"x {tuple(x.shape)}")
-    if out.dtype not in _DTYPES:
+    if out.dtype not in DTYPES:
         raise TypeError(f"gaussian_loglik supports float32 and float64, got {out.dtype}")
     if x.dtype != out.dtype:
         raise TypeError(f"x is {x.dtype} but out is {out.dtype}: they must match")

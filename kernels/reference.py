@@ -30,7 +30,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
 ALPHA_FLOOR = 1e-6  # floor on (1 - alpha); only reached for alpha > 1 - 1e-6, i.e. alpha = 1
-C_START, C_END = 50.0, 200.0  # the sigmoid scale's warm-up range (appendix C.2)
+C_END = 200.0  # the sigmoid scale at the end of training (appendix C.2): SpikeSlab.rsample's default
 
 
 def log_gamma_from_v(v: torch.Tensor) -> torch.Tensor:
@@ -42,28 +42,6 @@ def log_gamma_sigmoid(v: torch.Tensor) -> torch.Tensor:
     """Not in the paper: log gamma = -softplus(-v), i.e. gamma = S(v). Like eq. 12 it is <= 0, but with no
     flat region: d log gamma / dv = 1 - gamma > 0 everywhere, so an element at gamma ~ 1 can still turn off."""
     return -torch.nn.functional.softplus(-v)
-
-
-def lambda_schedule(iteration: int, pretrain: int, ramp: int) -> float:
-    """Spike pre-training (the authors' UAI 2019 code): lambda at 0-based `iteration` is 0 for the first
-    `pretrain` iterations, then rises linearly to 1 over `ramp` iterations, and stays at 1."""
-    if iteration < pretrain:
-        return 0.0
-    if ramp <= 0:
-        return 1.0
-    return float(min(1.0, (iteration - pretrain + 1) / ramp))
-
-
-def alpha_schedule(iteration: int, alpha: float, alpha_start: float | None, anneal: int, hold: int = 0) -> float:
-    """Prior spike probability at 0-based `iteration` (not in the paper): alpha_start for the first `hold`
-    iterations, then falling geometrically to `alpha` over `anneal` iterations, then `alpha`.
-    Without alpha_start, always alpha."""
-    if alpha_start is None or iteration >= hold + anneal:
-        return float(alpha)
-    if iteration < hold:
-        return float(alpha_start)
-    frac = (iteration - hold) / anneal
-    return float(math.exp((1 - frac) * math.log(alpha_start) + frac * math.log(alpha)))
 
 
 def spike_slab_sample_scaled(mu, logvar, log_gamma, eps, eta, c: float, lam: float):
@@ -141,14 +119,6 @@ def spike_slab_ref(mu, logvar, v, eps, eta, c: float, alpha: float):
     return z, slab, spike
 
 
-def c_schedule(iteration: int, iterations: int, c_start: float = C_START, c_end: float = C_END) -> float:
-    """Sigmoid scale c at 0-based `iteration`: linear from c_start (first) to c_end (last) (C.2)."""
-    if iterations <= 1:
-        return float(c_end)
-    frac = min(max(iteration / (iterations - 1), 0.0), 1.0)
-    return float(c_start + (c_end - c_start) * frac)
-
-
 class SpikeSlab(Distribution):
     """Recognition distribution q(z|x) of eq. 5: per element gamma N(mu, sigma^2) + (1-gamma) delta(0).
 
@@ -217,10 +187,11 @@ class SpikeSlabPrior(Distribution):
         self.alpha = float(alpha)
         super().__init__(batch_shape=torch.Size(shape), validate_args=False)
 
-    def sample(self, sample_shape=torch.Size(), generator=None):
+    def sample(self, sample_shape=torch.Size(), generator=None, dtype=torch.float32):
+        """Ancestral draws: N(0, 1) with probability alpha, else 0 (alpha = 1: N(0, 1), the VAE's prior)."""
         shape = self._extended_shape(sample_shape)
-        spike = torch.rand(shape, generator=generator) < self.alpha
-        return spike.float() * torch.randn(shape, generator=generator)
+        spike = torch.rand(shape, generator=generator, dtype=dtype) < self.alpha
+        return spike.to(dtype) * torch.randn(shape, generator=generator, dtype=dtype)
 
     def log_prob(self, value):
         slab = math.log(self.alpha) + torch.distributions.Normal(0.0, 1.0).log_prob(value)

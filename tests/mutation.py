@@ -91,10 +91,10 @@ MUTANTS = [
            "kernels/reference.py", "torch.exp(0.5 * lam * logvar) * eps", "torch.exp(0.5 * logvar) * eps",
            ("tests/test_recipes.py", "tests/test_elbo.py")),
     # C.2: c from 50 to 200, one step per iteration
-    Mutant("c-schedule-shifted", "training: c_schedule(it + 1)", "vsc_cli/train.py",
-           "c = c_schedule(it, cfg.iterations", "c = c_schedule(it + 1, cfg.iterations",
+    Mutant("c-schedule-shifted", "training: c_schedule(it + 1)", "vsc_cli/schedule.py",
+           "return Step(c=c_schedule(it, cfg.iterations", "return Step(c=c_schedule(it + 1, cfg.iterations",
            ("tests/test_train.py::test_c_schedule_reaches_training",)),
-    Mutant("c-schedule-endpoint", "schedule: reaches c_end one iteration after the last", "kernels/reference.py",
+    Mutant("c-schedule-endpoint", "schedule: reaches c_end one iteration after the last", "vsc_cli/schedule.py",
            "frac = min(max(iteration / (iterations - 1), 0.0), 1.0)", "frac = min(max(iteration / iterations, 0.0), 1.0)",
            ("tests/test_reference.py", "tests/test_train.py::test_c_schedule_reaches_training")),
     # D.2: unit L2 norm per image

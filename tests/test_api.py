@@ -98,3 +98,34 @@ def test_config_metrics_and_errors(run_dir, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(VscError, match="CUDA"):
             vsc.load(run_dir, device="cuda")
+
+
+def test_the_api_and_the_cli_build_the_same_model(shared_data, tmp_path):
+    """The same settings through `vsc train` and through vsc.train_config + vsc.fit: the same config (the
+    default recipe's fields included) and, trained here, the same weights bit for bit (one machine, one run)."""
+    from click.testing import CliRunner
+
+    from vsc_cli.checkpoint import load_checkpoint
+    from vsc_cli.cli import main
+
+    args = dict(data="fmnist", dim=6, alpha=0.01, iterations=30, train_size=300, test_size=50, batch_size=50,
+                rate_weight=1.0, hidden=(16,))
+    result = CliRunner().invoke(main, [
+        "train", "--data", "fmnist", "--dim", "6", "--alpha", "0.01", "--iterations", "30", "--train-size", "300",
+        "--test-size", "50", "--batch-size", "50", "--rate-weight", "1", "--hidden", "16",
+        "--data-dir", str(shared_data), "--out", str(tmp_path / "cli"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    cfg = vsc.train_config(**args)
+    assert cfg.spike == "sigmoid" and cfg.pretrain == 12  # the default recipe, as the CLI's
+    vsc.fit(cfg, tmp_path / "api", data_dir=shared_data, progress=False)
+    a, b = load_checkpoint(tmp_path / "cli"), load_checkpoint(tmp_path / "api")
+    assert a["config"] == b["config"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    paper = vsc.train_config("paper", **args)
+    assert paper == TrainConfig(**args)  # the paper's recipe: the dataclass's defaults
+    with pytest.raises(VscError, match="unknown setting"):
+        vsc.train_config(dims=3)
+    with pytest.raises(VscError, match="recipe"):
+        vsc.train_config("fancy")
+    assert vsc.train_config(data="celeba").hidden == (2000, 2000)  # paper D.1, as `vsc train --data celeba`

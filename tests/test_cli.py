@@ -96,9 +96,9 @@ def test_cuda_device_without_gpu_is_usage_error(monkeypatch):
 def test_backend_cuda_without_gpu_is_usage_error(monkeypatch):
     import torch
 
-    from vsc_kernels import function
+    from vsc_kernels import _plumbing
 
-    monkeypatch.setattr(function, "_simulated", lambda: False)
+    monkeypatch.setattr(_plumbing, "simulated", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert_one_line_error(run("train", "--backend", "cuda"), 2, "--backend cuda", "numba")
 

@@ -225,7 +225,8 @@ def test_cuda_kernels_under_ddp_match_torch(tmp_path, data, monkeypatch):
     (float64). Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, conftest's default) on CPU tensors with
     gloo; with NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU for real, with --device cuda: NCCL and one GPU
     per process (train's own set-up, as under torchrun), or both processes on the one GPU through gloo."""
-    from vsc_kernels.function import _simulated, cuda_problem
+    from vsc_kernels._plumbing import cuda_problem
+    from vsc_kernels._plumbing import simulated as _simulated
 
     problem = cuda_problem()  # None under the simulator, or with a GPU that numba.cuda can use
     if problem is not None:

@@ -4,6 +4,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -109,8 +110,12 @@ def test_code_arrays():
     assert list(figures.top_elements(code, gamma, 2)) == [1, 0]  # |code| order among the active ones
     z = figures.interpolation_codes(code, code[::-1].copy(), 1, 5)
     assert z[0, 1] == code[1] and z[-1, 1] == code[3] and np.all(z[:, [0, 2, 3, 4]] == code[[0, 2, 3, 4]])
-    prior = figures.prior_codes(0.2, 4000, 50, np.random.default_rng(1))
-    assert abs((prior != 0).mean() - 0.2) < 0.01 and abs(prior[prior != 0].std() - 1) < 0.05
+    from vsc_cli.model import VAE
+
+    prior = VAE(TrainConfig(dim=50, alpha=0.2, hidden=(4,)), 6).sample_prior(4000, torch.Generator().manual_seed(1))
+    assert abs(float((prior != 0).double().mean()) - 0.2) < 0.01 and abs(float(prior[prior != 0].std()) - 1) < 0.05
+    vae = VAE(TrainConfig(model="vae", dim=50, hidden=(4,)), 6).sample_prior(4000, torch.Generator().manual_seed(1))
+    assert bool((vae != 0).all()) and abs(float(vae.std()) - 1) < 0.05  # the VAE's N(0, 1)
 
 
 def test_figure_bad_inputs(trained_run, shared_data, tmp_path):

@@ -329,7 +329,7 @@ def test_cuda_noncontiguous_input(monkeypatch):
 
 @needs_real_gpu
 def test_cuda_on_a_real_gpu_uses_torch_memory_stream_and_device(monkeypatch):
-    """The real-device branch of function._launch: the kernels get zero-copy views of torch's memory
+    """The real-device branch of _plumbing.launch_cuda for the spike-and-slab op: the kernels get zero-copy views of torch's memory
     (cuda.as_cuda_array), run on torch's current stream (cuda.external_stream) and on the tensors' GPU
     (cuda.gpus[index]; the last GPU, which on a multi-GPU machine is not the default one)."""
     from numba import cuda
@@ -391,12 +391,12 @@ def test_numpy_host_drivers_match_reference(dtype):
 
 
 def test_default_backend_follows_the_device(monkeypatch):
-    from vsc_kernels import default_backend, function
+    from vsc_kernels import _plumbing, default_backend
 
     assert default_backend("cpu") == "numba"
-    monkeypatch.setattr(function, "cuda_problem", lambda: "no GPU")
+    monkeypatch.setattr(_plumbing, "cuda_problem", lambda: "no GPU")
     assert default_backend("cuda") == "torch"  # never numba for CUDA tensors
-    monkeypatch.setattr(function, "cuda_problem", lambda: None)
+    monkeypatch.setattr(_plumbing, "cuda_problem", lambda: None)
     assert default_backend("cuda") == "cuda"
 
 

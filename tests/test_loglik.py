@@ -497,7 +497,7 @@ def test_cuda_gradcheck_float64(monkeypatch):
 
 @needs_real_gpu
 def test_cuda_on_a_real_gpu_uses_torch_memory_stream_and_device(monkeypatch):
-    """The real-device branch of loglik._launch: zero-copy views of torch's memory, torch's current stream, the
+    """The real-device branch of _plumbing.launch_cuda for the log-likelihood: zero-copy views of torch's memory, torch's current stream, the
     tensors' GPU (the last one: on a multi-GPU machine not the default)."""
     from numba import cuda
 

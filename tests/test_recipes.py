@@ -11,7 +11,8 @@ from vsc_cli.cli import main
 from vsc_cli.config import TrainConfig
 from vsc_cli.model import VAE
 from vsc_cli.priors import PseudoInputPrior
-from vsc_kernels import (kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, lambda_schedule, log_gamma_sigmoid,
+from vsc_cli.schedule import lambda_schedule
+from vsc_kernels import (kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, log_gamma_sigmoid,
                          spike_slab, spike_slab_ref, spike_slab_sample_scaled)
 
 from naive import kl_general_loop, pseudo_input_kl_loop, sample_loop
@@ -215,7 +216,7 @@ def test_recipe_options_on_the_command_line(tmp_path):
 
 
 def test_alpha_schedule():
-    from vsc_kernels import alpha_schedule
+    from vsc_cli.schedule import alpha_schedule
 
     got = [alpha_schedule(i, 0.01, 0.16, 4) for i in range(6)]
     assert got == pytest.approx([0.16, 0.08, 0.04, 0.02, 0.01, 0.01])  # geometric: halves each step here
@@ -301,7 +302,8 @@ def test_recipe_settings_scale_with_the_run():
 
     d = recipe_settings("default", 20_000, 0.01)
     assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
-                 "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab"}
+                 "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab", "rate_weight": 0.0,
+                 "rate_target": None, "centre": False, "kl_warmup": 0, "encoder_scale": None}
     assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 800
     assert recipe_settings("default", 20_000, 0.1)["alpha_start"] is None  # nothing to anneal from
     assert recipe_settings("paper", 20_000, 0.01) == PAPER_RECIPE
@@ -314,11 +316,14 @@ def test_experiment_points_take_the_recipe_then_the_explicit_settings():
 
     points = E.grid_points("dims", "fmnist", dims=(8,), models=("vae", "vsc:0.01"),
                            options={"iterations": 100, "recipe": "default", "pretrain": 7})
-    vae, vsc = (E.point_settings(p) for p in points)
-    assert vae == {"iterations": 100, "pretrain": 7}  # the VAE has no spike: the recipe does not apply
-    assert vsc["spike"] == "sigmoid" and vsc["pretrain"] == 7 and vsc["alpha_anneal"] == 30
-    paper = E.point_settings(E.grid_points("alpha", "fmnist", options={"iterations": 100})[0])
-    assert paper["spike"] == "min" and paper["pretrain"] == 0 and paper["alpha_start"] is None
+    vae, vsc = (E.point_config(p) for p in points)
+    from vsc_cli.config import TrainConfig
+
+    # the VAE has no spike: the recipe does not apply (the paper's, i.e. TrainConfig's defaults)
+    assert vae == TrainConfig(data="fmnist", model="vae", dim=8, alpha=1.0, iterations=100, pretrain=7)
+    assert vsc.spike == "sigmoid" and vsc.pretrain == 7 and vsc.alpha_anneal == 30 and vsc.iterations == 100
+    paper = E.point_config(E.grid_points("alpha", "fmnist", options={"iterations": 100})[0])
+    assert paper.spike == "min" and paper.pretrain == 0 and paper.alpha_start is None
 
 
 def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
@@ -337,3 +342,55 @@ def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     cfg = load_checkpoint(tmp_path / "o")["config"]
     assert cfg["pretrain"] == 3 and cfg["spike"] == "sigmoid"
+
+
+def test_a_learned_prior_is_sampled_from_itself_by_the_api_and_the_figure(tmp_path):
+    """--prior pseudo-inputs: model.sample_prior draws from the pseudo-inputs' components (not eq. 4), and
+    Run.sample_prior and `vsc figure prior` draw there."""
+    import numpy as np
+
+    import vsc_cli as vsc
+    from vsc_cli import figures
+    from vsc_cli.checkpoint import CHECKPOINT, save_checkpoint
+
+    cfg = TrainConfig(dim=6, hidden=(8,), alpha=0.5, spike="sigmoid", prior="pseudo-inputs", pseudo_inputs=1,
+                      prior_sharpness=10.0, data="fmnist")
+    torch.manual_seed(0)
+    model = VAE(cfg, 16)
+    with torch.no_grad():  # one pseudo-input whose components are known: elements 0-2 on, 3-5 off
+        model.encoder[-1].weight.zero_()
+        model.encoder[-1].bias.copy_(torch.tensor([3.0, -1, 0, 0, 0, 0,  # mu
+                                                   -2.0, 0, 0, 0, 0, 0,  # log sigma^2
+                                                   9, 9, 9, -9, -9, -9]))  # v: gamma ~ 1 or ~ 0
+    mu_p, logvar_p, lg_p, _ = model.prior.components(model.encode, model.log_gamma)
+    z = model.sample_prior(20000, torch.Generator().manual_seed(3))
+    rate = (z != 0).double().mean(0)
+    torch.testing.assert_close(rate, torch.exp(lg_p[0]).double(), atol=0.01, rtol=0)
+    on = z[:, 0][z[:, 0] != 0]  # the slab of element 0: N(mu_p, sigma_p^2) = N(3, e^-2)
+    assert abs(float(on.mean()) - 3.0) < 0.02 and abs(float(on.std()) - math.exp(-1.0)) < 0.02
+    assert float(rate[3:].max()) < 0.01  # eq. 4 at alpha 0.5 would switch these on half the time
+    # a run folder of this model: the API and the figure sample the same learned prior
+    state = {"vsc_version": "test", "config": cfg.to_dict(), "pixels": 16, "iteration": 1,
+             "model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []},
+             "perm": torch.arange(3), "pos": 0, "seconds": 0.0,
+             "rng": {"data": torch.Generator().get_state(), "noise": torch.Generator().get_state()},
+             "log_window": {"sums": {}, "count": 0}}
+    state["config"]["image_shape"] = None
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / CHECKPOINT, state)
+    run = vsc.load(tmp_path / "run")
+    _, codes = run.sample_prior(2000, seed=4, return_codes=True)
+    assert float((codes[:, 3:] != 0).double().mean()) < 0.01 and float((codes[:, :3] != 0).double().mean()) > 0.99
+    seen = []
+    original = VAE.sample_prior
+
+    def spy(self, n, generator=None):
+        out = original(self, n, generator)
+        seen.append(out)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(VAE, "sample_prior", spy)
+        loaded = figures.load(tmp_path / "run", None, need_data=False)
+        figures._prior(loaded, 16, np.random.default_rng(0))
+    assert len(seen) == 1 and float((seen[0][:, 3:] != 0).double().mean()) < 0.05

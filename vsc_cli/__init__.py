@@ -10,7 +10,7 @@
 
 __version__ = "0.3.0"
 
-_API = ("load", "dataset", "Run", "Codes")
+_API = ("load", "dataset", "Run", "Codes", "train_config", "fit")
 __all__ = ["__version__", *_API]
 
 

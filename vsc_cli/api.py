@@ -29,7 +29,7 @@ from .checkpoint import build_model, checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .errors import VscError
 
-__all__ = ["Codes", "Run", "load", "dataset"]
+__all__ = ["Codes", "Run", "load", "dataset", "train_config", "fit"]
 
 
 @dataclass
@@ -147,12 +147,10 @@ class Run:
         return torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
 
     def sample_prior(self, n: int, seed: int | None = None, return_codes: bool = False):
-        """n images decoded from ancestral draws of the prior (eq. 4): N(0, 1) with probability alpha, else 0.
-        With return_codes, (images, z)."""
-        g = self._generator(seed)
-        alpha = self.config["alpha"] if self.config["model"] == "vsc" else 1.0
-        slab = torch.randn(n, self.dim, generator=g, dtype=torch.float64)
-        z = torch.where(torch.rand(n, self.dim, generator=g, dtype=torch.float64) < alpha, slab, 0.0)
+        """n images decoded from ancestral draws of the run's prior (model.sample_prior): eq. 4, N(0, 1) with
+        probability alpha, else 0; or the prior the run learned (--prior pseudo-inputs). With return_codes,
+        (images, z)."""
+        z = self.model.sample_prior(n, self._generator(seed))
         images = self.decode(z)
         return (images, z.to(self.device, self._dtype)) if return_codes else images
 
@@ -190,3 +188,22 @@ def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = 
     images = open_images(name, split, data_dir, normalisation, limit=limit, image_size=image_size)
     x = images[:]
     return x.reshape(len(x), *images.shape), np.asarray(images.labels, dtype=np.int64)
+
+
+def train_config(recipe: str = "default", **settings) -> TrainConfig:
+    """The config `vsc train` builds from the same settings (TrainConfig fields, e.g. data="fmnist", dim=200,
+    alpha=0.01): vsc's default recipe unless recipe="paper", then the settings given (config.resolve)."""
+    from .config import resolve
+
+    return resolve(recipe, **settings)
+
+
+def fit(cfg: TrainConfig, out, data_dir=None, device: str = "cpu", resume: bool = False,
+        progress: bool = True) -> dict:
+    """Train (or, resume=True, continue) the run `cfg` describes in folder `out`, as `vsc train` does; returns
+    the test-set metrics. Build cfg with train_config, so that it means what the same settings mean to the CLI.
+    (Named fit, not train: vsc_cli.train is the training module.)"""
+    from .train import train as run_training
+
+    return run_training(None if resume else cfg, Path(out), device=device, data_dir=data_dir, resume=resume,
+                        progress=progress)

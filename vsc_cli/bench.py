@@ -205,6 +205,7 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
     obvious version."""
     from .config import TrainConfig
     from .model import VAE
+    from .schedule import Step
     from .train import _Log, make_optimizer, training_step
 
     backends = list(backends or [b for b in available_backends() if b != "cuda" or device == "cuda"])
@@ -227,9 +228,10 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
             noise = torch.Generator(device=device).manual_seed(1)
             log = _Log(None, None, device=device)
 
-            def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62))):
+            def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62)),
+                     at=Step(120.0, 1.0, cfg.alpha)):
                 i = next(counter)
-                training_step(model, model, opt, batches[i % 8], 120.0, 1.0, None, noise, log, i + 1, None)
+                training_step(model, model, opt, batches[i % 8], at, noise, log, i + 1, None)
                 if log.count >= 100:
                     log.reset()
 

@@ -17,7 +17,6 @@ from .metrics import ROWS as SPECIFICITY_ROWS
 from .safeio import describe_os_error
 
 DATA_NAMES = [*DATASETS, *IMAGE_DATASETS, "fashion-mnist"]
-DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise
 
 
 def _hidden(ctx, param, value):
@@ -159,9 +158,9 @@ def check_backend(backend: str, device: str) -> None:
         problem = cuda_problem()
         if problem:
             raise click.UsageError(f"--backend cuda cannot run here: {problem}; use --backend numba")
-        from vsc_kernels.function import _simulated
+        from vsc_kernels._plumbing import simulated
 
-        if device != "cuda" and not _simulated():
+        if device != "cuda" and not simulated():
             raise click.UsageError("--backend cuda needs --device cuda")
 
 
@@ -295,20 +294,12 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 
     if opts["image_size"] is not None and not is_path(opts["data"]):
         raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
-    if opts["hidden"] is None and resume is None:
-        opts["hidden"] = DEFAULT_HIDDEN.get(opts["data"], (400,))
-    from .config import PAPER_RECIPE, recipe_settings
+    from .config import PAPER_RECIPE, resolve
 
     given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     if paper and given:
         raise click.UsageError(f"--paper is the paper's exact recipe; it cannot be combined with "
                                f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
-    if resume is None:
-        recipe = recipe_settings("paper" if paper or opts["model"] == "vae" else "default", opts["iterations"],
-                                 opts["alpha"])
-        for name, value in recipe.items():
-            if name not in given:
-                opts[name] = value
     if resume is not None:
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
@@ -322,8 +313,10 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
                 raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
                                        f"({getattr(stored, name)}); a resumed run keeps its config")
         cfg, out = stored, resume
-    else:
-        cfg = TrainConfig(**opts)
+    else:  # the recipe's settings, then the ones given (config.resolve: as vsc experiment and the Python API)
+        cfg = resolve("paper" if paper else "default", **{n: v for n, v in opts.items()
+                                                           if (n not in PAPER_RECIPE or n in given)
+                                                           and not (n == "hidden" and v is None)})
         if out is None:
             alpha = f"-a{cfg.alpha:g}" if cfg.model == "vsc" else ""
             name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass
@@ -58,7 +58,6 @@ class TrainConfig:
     checkpoint_every: int = 1000  # iterations between checkpoints
     backend: str = "auto"  # spike-and-slab op: torch | numba | cuda | auto (numba on CPU, cuda on GPU)
     dtype: str = "float32"  # float64 is slower; it makes runs of different backends agree to ~1e-10
-    extra: dict = field(default_factory=dict)  # free-form, kept for forward compatibility
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -132,7 +131,6 @@ _CHECKS = {  # what a checkpoint's config may hold
     "checkpoint_every": lambda v: _is_int(v) and v >= 1,
     "backend": lambda v: v in ("auto", "torch", "numba", "cuda"),
     "dtype": lambda v: v in ("float32", "float64"),
-    "extra": lambda v: isinstance(v, dict),
 }
 
 
@@ -150,7 +148,6 @@ PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start"
 DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab"}
 DEFAULT_PHASES = {"pretrain": 0.4, "pretrain_ramp": 0.2, "alpha_hold": 0.4, "alpha_anneal": 0.3}
 DEFAULT_ALPHA_START = 0.1  # only when the run's alpha is below it; otherwise alpha is constant
-RECIPES = ("default", "paper")
 
 
 def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
@@ -164,3 +161,29 @@ def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
     else:
         out.update(alpha_start=None, alpha_hold=0, alpha_anneal=0)
     return out
+
+
+def resolve(recipe: str = "default", **settings) -> TrainConfig:
+    """The config of a run, as `vsc train` builds it: `settings` (TrainConfig fields), and for every recipe
+    field that settings do not give, the recipe's value for the run's iterations and alpha ("default": vsc's
+    default recipe; "paper": the paper's exact one; a VAE always gets the paper's). `vsc train`,
+    `vsc experiment` and the Python API (`vsc_cli.train_config`) all build configs here, so the same settings
+    mean the same model everywhere. TrainConfig() alone is the paper's recipe (what an old checkpoint means)."""
+    import dataclasses
+
+    from .errors import VscError
+
+    if recipe not in ("default", "paper"):
+        raise VscError(f"recipe {recipe!r}: choose default or paper")
+    unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise VscError(f"unknown setting {unknown[0]!r}; the settings are TrainConfig's fields")
+    if "hidden" not in settings:  # paper D.1: two 2000-unit layers for CelebA, one of 400 otherwise
+        settings = {**settings, "hidden": DEFAULT_HIDDEN.get(settings.get("data", "fmnist"), (400,))}
+    base = TrainConfig(**settings)
+    given = recipe_settings("paper" if recipe == "paper" or base.model == "vae" else "default",
+                            base.iterations, base.alpha)
+    return dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
+
+
+DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise

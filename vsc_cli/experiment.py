@@ -25,7 +25,6 @@ from .errors import VscError
 from .metrics import ROWS as SPECIFICITY_ROWS
 from .safeio import atomic_write, atomic_write_text
 
-GRIDS = ("dims", "alpha")
 DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
 DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
 DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
@@ -95,15 +94,14 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
 
 
-def point_settings(point: Point) -> dict:
-    """The TrainConfig fields of a point: its recipe's (options["recipe"], paper by default; VSC points only),
-    then its explicit options (--set, --iterations, ...) on top."""
-    from .config import recipe_settings
+def point_config(point: Point):
+    """The TrainConfig of a point (config.resolve): its recipe (options["recipe"], the paper's by default; a VAE
+    always the paper's), then its explicit options (--set, --iterations, ...) on top."""
+    from .config import resolve
 
     options = dict(point.options)
     recipe = options.pop("recipe", "paper")
-    settings = recipe_settings(recipe, options.get("iterations", 20_000), point.alpha) if point.model == "vsc" else {}
-    return {**settings, **options}
+    return resolve(recipe, data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **options)
 
 
 def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False,
@@ -128,8 +126,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     folder = Path(root) / "points" / point.name
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
-    options = point_settings(point)
-    cfg = TrainConfig(data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **options)
+    options = {k: v for k, v in point.options.items() if k != "recipe"}
+    cfg = point_config(point)
     resume = (folder / CHECKPOINT).is_file()
     if resume:  # a half-trained point must have been started with the same settings
         stored = TrainConfig.from_dict(load_checkpoint(folder)["config"])

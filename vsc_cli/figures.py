@@ -5,8 +5,7 @@ those with gamma > threshold. Decoded images are the decoder's mean. Images are 
 (paper D.2), so each tile is shown scaled by its own maximum (negatives clipped to 0): the shapes
 are what matter, not the absolute scale.
 
-The array functions (`alter_codes`, `interpolation_codes`, `conditional_codes`, `prior_codes`,
-`top_elements`) are separate from the drawing so the tests can check them exactly.
+The array functions (`alter_codes`, `interpolation_codes`, `conditional_codes`, `top_elements`) are separate from the drawing so the tests can check them exactly.
 """
 from __future__ import annotations
 
@@ -55,12 +54,6 @@ def conditional_codes(gamma: np.ndarray, n: int, rng: np.random.Generator, thres
     z = rng.standard_normal((n, len(gamma))).astype(np.float32)
     z[:, gamma <= threshold] = 0.0
     return z
-
-
-def prior_codes(alpha: float, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """n ancestral draws from the spike-and-slab prior (eq. 4): N(0, 1) with probability alpha, else 0."""
-    slab = rng.standard_normal((n, dim)).astype(np.float32)
-    return np.where(rng.random((n, dim)) < alpha, slab, np.float32(0.0))
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -283,7 +276,8 @@ def _prior(loaded, count, rng, **_):
     rows = int(np.ceil(n / cols))
     cfg = loaded.model.cfg
     alpha = cfg.alpha if cfg.model == "vsc" else 1.0
-    z = prior_codes(alpha, n, cfg.dim, rng)
+    # the run's own prior (a learned one if it has one), seeded from the figure's generator
+    z = loaded.model.sample_prior(n, torch.Generator().manual_seed(int(rng.integers(2**62)))).float().numpy()
     imgs = decode(loaded.model, z, loaded.shape)
     fig = _figure(cols, rows)
     grid = fig.add_gridspec(rows, cols, left=0.01, right=0.99, bottom=0.01,

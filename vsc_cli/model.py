@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
+from vsc_kernels import (SpikeSlabPrior, gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid, spike_slab,
+                         spike_slab_sample_scaled)
 
 from .config import TrainConfig
 
@@ -102,6 +103,15 @@ class VAE(nn.Module):
 
             self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness,
                                           "selection" if cfg.prior == "pseudo-inputs" else "posterior")
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator=None) -> torch.Tensor:
+        """n ancestral draws z ~ p(z), (n, J) float64 on the CPU: the learned prior's when the run has one,
+        else eq. 4 (the VAE's N(0, 1) is eq. 4 at alpha = 1). The API and `vsc figure prior` draw here."""
+        if self.prior is not None:
+            return self.prior.sample(n, self.encode, self.log_gamma, generator)
+        return SpikeSlabPrior(self.cfg.alpha if self.sparse else 1.0, (self.cfg.dim,)).sample(
+            (n,), generator=generator, dtype=torch.float64)
 
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1). With cfg.centre the network sees x minus

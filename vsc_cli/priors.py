@@ -51,6 +51,18 @@ class PseudoInputPrior(nn.Module):
         a = self.sharpness * (torch.exp(log_gamma(v_p)) - 0.5)
         return mu_p, logvar_p, F.logsigmoid(a), F.logsigmoid(-a)
 
+    @torch.no_grad()
+    def sample(self, n: int, encode, log_gamma, generator=None, dtype=torch.float64):
+        """n ancestral draws of the learned prior: a component k chosen with weight 1/K (the mixture's weights
+        with weights = "posterior"; with "selection" the authors' weights depend on an image, and with none
+        given every pseudo-input is equally likely), then per element z = Bern(gamma_pk) * N(mu_pk, sigma_pk^2)."""
+        mu_p, logvar_p, lg_p, _ = self.components(encode, log_gamma)
+        mu_p, logvar_p, gamma_p = mu_p.cpu().to(dtype), logvar_p.cpu().to(dtype), torch.exp(lg_p).cpu().to(dtype)
+        k = torch.randint(len(mu_p), (n,), generator=generator)
+        on = torch.rand(n, self.dim, generator=generator, dtype=dtype) < gamma_p[k]
+        eps = torch.randn(n, self.dim, generator=generator, dtype=dtype)
+        return on.to(dtype) * (mu_p[k] + torch.exp(0.5 * logvar_p[k]) * eps)
+
     def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma, alpha: float | None = None):
         """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))
         (alpha: this one instead of the prior's own, when annealed)."""

@@ -1,5 +1,5 @@
 """Training terms beyond the ELBO (not in the paper): each is added to the loss, never to the reported ELBO.
-The aggregate spike-rate term below, and the KL warm-up (KLWarmup).
+The aggregate spike-rate term below, and the KL warm-up (kl_warmup).
 
 The aggregate spike-rate term. Averaged over the data, the spike KL of eq. 9 splits ("ELBO surgery",
 Hoffman & Johnson 2016; beta-TCVAE, Chen et al. 2018):
@@ -53,45 +53,34 @@ class AggregateRate:
     def __init__(self, weight: float, target: float | None = None, mean=None):
         self.weight, self.target, self.mean = float(weight), target, mean
 
-    def __call__(self, terms: dict, alpha: float, iteration: int) -> torch.Tensor:
-        target = alpha if self.target is None else self.target
+    def __call__(self, terms: dict, step) -> torch.Tensor:
+        target = step.alpha if self.target is None else self.target
         return self.weight * aggregate_rate_kl(terms["gamma"], target, self.mean)
 
 
-def kl_weight(iteration: int, warmup: int) -> float:
-    """The KL's weight at 1-based `iteration` of a warm-up over `warmup` iterations: iteration / warmup, then 1."""
-    return 1.0 if warmup <= 0 else min(1.0, iteration / warmup)
-
-
-class KLWarmup:
-    """KL warm-up (Bowman et al. 2016): the loss is -(recon - w_t KL) = -ELBO - (1 - w_t) KL, so this term is
-    -(1 - w_t) times the batch's mean KL (slab and spike of eq. 9, or the VAE's)."""
-
-    def __init__(self, warmup: int):
-        self.warmup = int(warmup)
-
-    def __call__(self, terms: dict, alpha: float, iteration: int):
-        w = kl_weight(iteration, self.warmup)
-        if w >= 1.0:
-            return 0.0
-        return -(1.0 - w) * (terms["kl_slab"] + terms["kl_spike"]).mean()
+def kl_warmup(terms: dict, step):
+    """KL warm-up (Bowman et al. 2016): the loss is -(recon - w KL) = -ELBO - (1 - w) KL with w = step.kl_weight
+    (schedule.py), so this term is -(1 - w) times the batch's mean KL (slab and spike of eq. 9, or the VAE's)."""
+    if step.kl_weight >= 1.0:
+        return 0.0
+    return -(1.0 - step.kl_weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
 
 
 class Sum:
     def __init__(self, parts):
         self.parts = parts
 
-    def __call__(self, terms, alpha, iteration):
-        return sum(p(terms, alpha, iteration) for p in self.parts)
+    def __call__(self, terms, step):
+        return sum(p(terms, step) for p in self.parts)
 
 
 def penalty_of(cfg, world=None, device="cpu"):
-    """The training terms `cfg` switches on, as one callable (terms, alpha_t, iteration) -> a number to add
-    to the loss; None when there are none (the paper's recipe)."""
+    """The training terms `cfg` switches on, as one callable (terms, step) -> a number to add to the loss;
+    None when there are none (the paper's recipe)."""
     parts = []
     if cfg.model == "vsc" and cfg.rate_weight:
         mean = global_mean(world, device) if world is not None and world.on else None
         parts.append(AggregateRate(cfg.rate_weight, cfg.rate_target, mean))
     if cfg.kl_warmup:
-        parts.append(KLWarmup(cfg.kl_warmup))
+        parts.append(kl_warmup)
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)

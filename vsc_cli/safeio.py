@@ -143,10 +143,6 @@ def atomic_write(path: Path | str, write) -> None:
         write(tmp)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
 def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 

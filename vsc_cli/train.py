@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from .progress import tqdm
 
-from vsc_kernels import alpha_schedule, c_schedule, default_backend, lambda_schedule
+from vsc_kernels import default_backend
 
 from . import __version__
 from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .errors import VscError
 from .model import VAE
 from .regularisers import penalty_of
+from .schedule import Schedule, Step
 from .safeio import OutputLock, atomic_write, atomic_write_text
 
 LOG = "log.csv"
@@ -184,21 +185,22 @@ def _check_finite(loss: torch.Tensor, terms: dict, model: VAE, iteration: int, l
                    "Try a lower --lr, or --detect-anomaly to find the operation")
 
 
-def training_step(net, model: VAE, opt, xb, c: float, lam: float, alpha, noise_gen, log, iteration: int,
+def training_step(net, model: VAE, opt, xb, step: Step, noise_gen, log, iteration: int,
                   last_good: int | None, penalty=None) -> float:
     """One step of the training loop (`vsc bench --train` times exactly this): the ELBO terms of batch xb, the
     gradient, the finiteness check, Adam's update, the log window. Returns the batch's mean objective.
-    penalty: (terms, alpha, iteration) -> a training term added to the loss (regularisers.penalty_of), or None."""
+    step: the iteration's c, lambda, alpha and KL weight (schedule.py).
+    penalty: (terms, step) -> a training term added to the loss (regularisers.penalty_of), or None."""
     noise_state = noise_gen.get_state()  # a few KB: lets a non-finite step be rebuilt exactly
 
     def rebuild():
         noise_gen.set_state(noise_state)
-        return model.elbo_terms(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
+        return model.elbo_terms(xb, step.c, generator=noise_gen, lam=step.lam, alpha=step.alpha)
 
-    terms = net(xb, c, generator=noise_gen, lam=lam, alpha=alpha)
+    terms = net(xb, step.c, generator=noise_gen, lam=step.lam, alpha=step.alpha)
     loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
     if penalty is not None:
-        loss = loss + penalty(terms, model.cfg.alpha if alpha is None else alpha, iteration)
+        loss = loss + penalty(terms, step)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _check_finite(loss, terms, model, iteration, last_good, rebuild)
@@ -248,7 +250,7 @@ def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, wo
             if "nan" not in str(exc).lower():
                 raise
             failure = VscError(f"anomaly detection: {str(exc).splitlines()[0]} (at iteration "
-                               f"{_current_iteration[0]}); the last good checkpoint is kept")
+                               f"{getattr(exc, 'vsc_iteration', '?')}); the last good checkpoint is kept")
         recorded = list(caught)
     for w in recorded:  # outside the recording context: other warnings reach the user as usual
         if "Traceback of forward call" in str(w.message):
@@ -258,9 +260,6 @@ def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, wo
     if failure is not None:
         raise failure
     return result
-
-
-_current_iteration = [0]  # for the anomaly message
 
 
 def _agree(model, world, device) -> list[str]:
@@ -366,7 +365,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     if cfg.centre and state is None:  # a resumed run restores its mean with the weights
         model.x_mean.copy_(torch.from_numpy(training_mean(x_train)).to(device, dtype))
     opt = make_optimizer(model, cfg.lr)
-    penalty = penalty_of(cfg, world, device)
+    penalty, schedule = penalty_of(cfg, world, device), Schedule(cfg)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
     noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps and eta
     perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
@@ -429,21 +428,22 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
                disable=not progress, dynamic_ncols=True)
     epoch_shard = perm[world.rank::world.size][:shard]
     for it in bar:
-        _current_iteration[0] = it + 1
         if pos + cfg.batch_size > shard:  # new epoch: reshuffle, drop the incomplete last batch
             perm, pos = torch.randperm(n, generator=data_gen), 0
             epoch_shard = perm[world.rank::world.size][:shard]
         idx = epoch_shard[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
-        c = c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end)
-        lam = lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp)
-        alpha = alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal, cfg.alpha_hold) if cfg.alpha_start else None
-        value = training_step(net, model, opt, x_train.take(idx, device, dtype), c, lam, alpha, noise_gen, log,
-                              it + 1, last_good, penalty)
+        step = schedule(it)
+        try:
+            value = training_step(net, model, opt, x_train.take(idx, device, dtype), step, noise_gen, log, it + 1,
+                                  last_good, penalty)
+        except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
+            exc.vsc_iteration = it + 1
+            raise
         running = value if running is None else 0.98 * running + 0.02 * value
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
-            log.write(it + 1, c, elapsed + time.perf_counter() - t0)
-            bar.set_postfix(elbo=f"{running:.1f}", c=f"{c:.0f}")
+            log.write(it + 1, step.c, elapsed + time.perf_counter() - t0)
+            bar.set_postfix(elbo=f"{running:.1f}", c=f"{step.c:.0f}")
         if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations or it + 1 == stop_at:
             checkpoint(it + 1)
             last_good = it + 1
