@@ -19,6 +19,9 @@ settings() {  # a variant's --set options on top of --recipe default
     both10) echo "--set rate_weight=10 --set centre=true" ;;
     both30) echo "--set rate_weight=30 --set centre=true" ;;
     both1-scale) echo "--set rate_weight=1 --set centre=true --set encoder_scale=data" ;;
+    both3-t05) echo "--set rate_weight=3 --set rate_target=0.05 --set centre=true" ;;
+    both3-t05-scale) echo "--set rate_weight=3 --set rate_target=0.05 --set centre=true --set encoder_scale=data" ;;
+    both10-t05) echo "--set rate_weight=10 --set rate_target=0.05 --set centre=true" ;;
     both3-scale) echo "--set rate_weight=3 --set centre=true --set encoder_scale=data" ;;
     centre-scale) echo "--set centre=true --set encoder_scale=data" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;

@@ -176,6 +176,17 @@ def test_torchrun_encode_equals_one_process(tmp_path, data, monkeypatch):
     result = run("train", "--data", name, "--dim", "8", "--hidden", "32", "--iterations", "5", "--train-size", "512",
                  "--test-size", "100", "--out", run_dir, "--quiet")
     assert result.exit_code == 0, result.output
+    # each torchrun process computes with one thread (OMP_NUM_THREADS=1): the one-process encode does too, since
+    # torch's kernels may sum in another order with more threads (seen on the portable, non-AVX CPU path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _encode_both_ways(tmp_path, run_dir, env)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _encode_both_ways(tmp_path, run_dir, env):
     for limit in (2500, 500):  # 500: one chunk, so rank 1's shard is empty
         one, two = tmp_path / f"one-{limit}.h5", tmp_path / "two.h5"
         result = run("encode", run_dir, "-o", one, "--limit", limit, "--batch-size", "300", "--quiet")
