@@ -280,3 +280,19 @@ def test_a_run_rebuilt_on_the_cpu_gets_a_backend_that_runs_there(tmp_path, store
     got = model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
     expected = ref_model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("low_bytes", [b"\x80", b"PK"])
+def test_a_header_length_that_starts_like_a_pickle_or_zip_still_loads(tmp_path, low_bytes):
+    """The header length is the file's first 8 bytes (little-endian): one ending in 0x80 (a pickle's first byte)
+    or in "PK" (a zip's) must not be taken for a pickle. Padding a config string makes such a length."""
+    state = tiny_state()
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    (n,) = struct.unpack("<Q", (tmp_path / CHECKPOINT).read_bytes()[:8])
+    want = int.from_bytes(low_bytes, "little")
+    # each character added to the config's data string adds one byte to the header (digest and offsets keep
+    # their lengths); tensor data offsets are relative to the header's end
+    state["config"]["data"] += "x" * ((want - n) % (1 << (8 * len(low_bytes))))
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    assert (tmp_path / CHECKPOINT).read_bytes()[:len(low_bytes)] == low_bytes
+    assert_same_state(state, load_checkpoint(tmp_path))

@@ -94,7 +94,9 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
     def bad(why):
         return VscError(f"{path}: not a valid vsc checkpoint ({why})")
 
-    if blob[:1] == b"\x80" or blob[:2] == b"PK":
+    # a safetensors file has its JSON header at byte 8; only a file without one is judged by its first bytes (a
+    # header length whose low byte is 0x80, or whose low bytes read "PK", is no pickle or zip)
+    if blob[8:9] != b"{" and (blob[:1] == b"\x80" or blob[:2] == b"PK"):
         raise bad("it looks like a pickle or a torch.save archive; those can run code and are never loaded")
     if len(blob) < 8:
         raise bad(f"only {len(blob)} bytes")
