@@ -24,15 +24,14 @@ from .reference import (  # noqa: F401
     spike_slab_sample_scaled,
     spike_slab_ref,
 )
-from .function import (  # noqa: F401,E402
+from ._plumbing import (  # noqa: F401,E402
     BACKENDS,
     BackendUnavailable,
-    SpikeSlabFunction,
     available_backends,
     cuda_problem,
     default_backend,
-    spike_slab,
 )
+from .function import SpikeSlabFunction, spike_slab  # noqa: F401,E402
 from .loglik import (  # noqa: F401,E402
     GaussianLogLikFunction,
     gaussian_loglik,

@@ -15,18 +15,7 @@ import math
 import torch
 
 from . import config
-from ._plumbing import (  # noqa: F401 (re-exported: vsc_kernels' public names)
-    BACKENDS,
-    DTYPES,
-    NP_DTYPE,
-    BackendUnavailable,
-    addresses,
-    available_backends,
-    check_backend_device,
-    cuda_problem,
-    default_backend,
-    launch_cuda,
-)
+from ._plumbing import BACKENDS, DTYPES, NP_DTYPE, addresses, check_backend_device, default_backend, launch_cuda
 from .reference import ALPHA_FLOOR, spike_slab_ref
 
 

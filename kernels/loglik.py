@@ -11,7 +11,7 @@ the per-row log-likelihood is
                      with respect to out (saved for the backward, which is one multiply);
   * backend "cuda":  the numba.cuda twins (one block per row), on torch's current stream
                      (or, under NUMBA_ENABLE_CUDASIM=1, on CPU tensors, for testing);
-  * backend "auto":  function.default_backend(device).
+  * backend "auto":  _plumbing.default_backend(device).
 The gradient flows to `out` only. x is data: if x requires grad, the reference runs instead (it
 differentiates with respect to both). The compiled backends are once-differentiable (no double backward).
 Without a gradient to compute (torch.no_grad(), or out not requiring grad) the kernels skip the derivatives.

@@ -51,25 +51,25 @@ class DataArg(click.ParamType):
         return str(path.resolve())  # absolute: the run's checkpoint can be used from anywhere
 
 
-def _logvar_init(ctx, param, value):
-    if value is None or value == "data":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give 'data' or a number, e.g. -8") from None
+def _data_or_number(positive: bool, example: str):
+    """A click callback for options that take 'data' (resolved from the training images) or a number."""
+    def callback(ctx, param, value):
+        if value is None or value == "data":
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or (positive and not 0 < number < math.inf):
+            raise click.BadParameter(f"{value!r}: give 'data' or a {'positive ' if positive else ''}number, "
+                                     f"e.g. {example}")
+        return number
+
+    return callback
 
 
-def _encoder_scale(ctx, param, value):
-    if value is None or value == "data":
-        return value
-    try:
-        scale = float(value)
-    except ValueError:
-        scale = math.nan
-    if not 0 < scale < math.inf:
-        raise click.BadParameter(f"{value!r}: give 'data' or a positive number, e.g. 30")
-    return scale
+_logvar_init = _data_or_number(positive=False, example="-8")
+_encoder_scale = _data_or_number(positive=True, example="30")
 
 
 def handle_errors(fn):

@@ -148,6 +148,7 @@ PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start"
 DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab"}
 DEFAULT_PHASES = {"pretrain": 0.4, "pretrain_ramp": 0.2, "alpha_hold": 0.4, "alpha_anneal": 0.3}
 DEFAULT_ALPHA_START = 0.1  # only when the run's alpha is below it; otherwise alpha is constant
+DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise
 
 
 def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
@@ -185,5 +186,3 @@ def resolve(recipe: str = "default", **settings) -> TrainConfig:
                             base.iterations, base.alpha)
     return dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
 
-
-DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise

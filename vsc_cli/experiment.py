@@ -115,7 +115,7 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     from .checkpoint import CHECKPOINT, build_model, load_checkpoint
     from .codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
     from .metrics import conditional_retention_of, specificity
-    from .config import TrainConfig
+    from .config import PAPER_RECIPE, TrainConfig
     from .data import load_split
     from .train import evaluate, train
 
@@ -126,8 +126,10 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     folder = Path(root) / "points" / point.name
     if (folder / RESULT).is_file():
         return json.loads((folder / RESULT).read_text())
-    options = {k: v for k, v in point.options.items() if k != "recipe"}
     cfg = point_config(point)
+    # what a half-trained point must have been started with: its explicit options and, for the VSC, its recipe's
+    keys = {k for k in point.options if k != "recipe"} | (set(PAPER_RECIPE) if point.model == "vsc" else set())
+    options = {k: getattr(cfg, k) for k in sorted(keys)}
     resume = (folder / CHECKPOINT).is_file()
     if resume:  # a half-trained point must have been started with the same settings
         stored = TrainConfig.from_dict(load_checkpoint(folder)["config"])

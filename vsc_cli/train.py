@@ -53,7 +53,7 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
     model.train()
     out = {k: val / len(x) for k, val in sums.items()}
     if gamma_sum is not None:  # the aggregate spike-rate term's KL over the whole set, at the run's alpha
-        from .regularisers import kl_bernoulli
+        from vsc_kernels import kl_bernoulli
 
         out["aggregate_rate_kl"] = float(kl_bernoulli(gamma_sum / len(x), model.cfg.alpha).sum())
     out["sparsity"] = out.pop("active")  # expected fraction of non-zero latent elements (appendix E.2)
@@ -285,22 +285,9 @@ def noise_seed(seed: int, rank: int) -> int:
     return seed + 2 + 1_000_003 * rank
 
 
-def training_mean(x_train) -> np.ndarray:
-    """The training images' mean (float64, then float32), for centred encoder input: every image of the
-    built-in sets; own data: up to 10,000 images spread evenly over the set, read in blocks."""
-    from .sources import READ_BLOCK, Memory
-
-    if isinstance(x_train, Memory):
-        return x_train.x.mean(0, dtype=np.float64).astype(np.float32)
-    sample = np.unique(np.linspace(0, len(x_train) - 1, min(len(x_train), 10_000)).astype(np.int64))
-    total = np.zeros(x_train.pixels)
-    for start in range(0, len(sample), READ_BLOCK):
-        total += x_train[sample[start:start + READ_BLOCK]].astype(np.float64).sum(0)
-    return (total / len(sample)).astype(np.float32)
-
-
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
-    """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved)."""
+    """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved, the training
+    images' mean for centred encoder input: float32, None unless cfg.centre)."""
     from . import dist
     from .sources import READ_BLOCK, Memory, is_path, open_images
 
@@ -318,9 +305,12 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
         cfg = dataclasses.replace(cfg, image_shape=list(x_train.shape))
     if len(x_test) == 0:
         raise VscError(f"{cfg.data}: no test images (own data need at least 10 images: every tenth is a test image)")
+    mean = None
     if isinstance(x_train, Memory):  # the built-in sets are in memory: use all of them
         x = x_train.x
         lo, hi, var = float(x.min(initial=0)), float(x.max(initial=0)), x.var(0, dtype=np.float64).mean()
+        if cfg.centre:
+            mean = x.mean(0, dtype=np.float64).astype(np.float32)
     else:  # own data: up to 10,000 images spread evenly over the set (folders are in class order)
         lo, hi, total, total_sq, count = np.inf, -np.inf, 0.0, 0.0, 0
         sample = np.unique(np.linspace(0, len(x_train) - 1, min(len(x_train), 10_000)).astype(np.int64))
@@ -330,13 +320,15 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
             lo, hi = min(lo, rows.min()), max(hi, rows.max())
             total, total_sq, count = total + rows.sum(0), total_sq + (rows * rows).sum(0), count + len(rows)
         var = float(np.mean(total_sq / count - (total / count) ** 2))
+        if cfg.centre:
+            mean = (total / count).astype(np.float32)
     if cfg.likelihood == "bernoulli" and (lo < 0 or hi > 1):
         raise VscError("the Bernoulli likelihood needs data in [0, 1]: use --normalise 01 or unit")
     if cfg.logvar_init == "data":  # resolved once; the checkpoint keeps the number
         cfg = dataclasses.replace(cfg, logvar_init=float(np.log(var)))
     if cfg.encoder_scale == "data":  # likewise
         cfg = dataclasses.replace(cfg, encoder_scale=float(1.0 / np.sqrt(var)))
-    return x_train, x_test, cfg
+    return x_train, x_test, cfg, mean
 
 
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
@@ -352,7 +344,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
 
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
-    x_train, x_test, cfg = load_data(cfg, data_dir, world, progress)
+    x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
     n, pixels = len(x_train), x_train.pixels
     shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
     if cfg.batch_size > shard:
@@ -363,7 +355,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
     model = VAE(cfg, pixels).to(device=device, dtype=dtype)
     if cfg.centre and state is None:  # a resumed run restores its mean with the weights
-        model.x_mean.copy_(torch.from_numpy(training_mean(x_train)).to(device, dtype))
+        model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
     opt = make_optimizer(model, cfg.lr)
     penalty, schedule = penalty_of(cfg, world, device), Schedule(cfg)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
