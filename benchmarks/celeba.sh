@@ -7,10 +7,11 @@ set -u
 CORE=${1:?usage: celeba.sh CORE ITERATIONS VARIANT...}
 ITER=${2:?usage: celeba.sh CORE ITERATIONS VARIANT...}
 shift 2
-cd "$(dirname "$0")/.."
+cd "${VSC_ROOT:-$(dirname "$0")/..}"  # VSC_ROOT: the checkout, when a copy of this script runs from elsewhere
 export OMP_NUM_THREADS=1
 DATA_DIR=${VSC_DATA_DIR:-../shared/data}
 PLAIN="--spike sigmoid --pretrain 0 --pretrain-ramp 0 --alpha-hold 0 --alpha-anneal 0"  # no phases, alpha fixed
+NEW="--centre --rate-weight 3 --rate-target 0.05"  # issue 24's candidate default (rate 3, target 0.05, centred)
 settings() {
   case $1 in
     default) echo "" ;;
@@ -24,6 +25,9 @@ settings() {
     plain-centre-scale) echo "$PLAIN --centre --encoder-scale data" ;;
     plain-centre-scale-rate) echo "$PLAIN --centre --encoder-scale data --rate-weight 1" ;;
     plain-warm-centre-scale) echo "$PLAIN --centre --encoder-scale data --kl-warmup $((ITER / 2))" ;;
+    new) echo "$NEW" ;;
+    new-floor7) echo "$NEW --min-logvar -7" ;;
+    new-floor8) echo "$NEW --min-logvar -8" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }

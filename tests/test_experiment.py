@@ -172,3 +172,29 @@ def test_tiny_sweep_on_the_gpu(shared_data, tmp_path):
     assert result.exit_code == 0 and "4 of 4 points done" in result.output, result.output
     for r in E.collect(E.grid_points("dims", "fmnist", dims=(4, 8), models=("vae", "vsc:0.2")), out):
         assert r["device"] == torch.cuda.get_device_name(0) and r["backend"] in ("cuda", "torch"), r
+
+
+def test_results_of_an_older_default_are_not_taken_for_todays(tmp_path, monkeypatch):
+    """A folder made with `--recipe default` before default-2 existed holds default-1's points (their options
+    say "default"): `--recipe default` now refuses the folder, `--recipe default-1` finds its results."""
+    points = E.grid_points("alpha", "fmnist", alphas=(0.01,))
+    folder = tmp_path / "points" / points[0].name
+    folder.mkdir(parents=True)
+    (folder / E.RESULT).write_text(json.dumps({"options": {"iterations": 20000, "recipe": "default"}}))
+    trained = []
+    monkeypatch.setattr(E, "run_point", lambda *a, **k: trained.append(a))
+    args = ["experiment", "alpha", "--data", "fmnist", "--alphas", "0.01", "--out", tmp_path, "--quiet"]
+    result = run(*args, "--recipe", "default")
+    assert result.exit_code == 1 and "recipe=default-1, not default-2 (--recipe default-1 finds it)" in result.output
+    assert "Traceback" not in result.output
+    result = run(*args, "--recipe", "default-1", "--list")
+    assert result.exit_code == 0 and "done" in result.output, result.output
+    import dataclasses
+
+    E.run_grid([dataclasses.replace(p, options={"iterations": 20000, "recipe": "default-1"}) for p in points],
+               tmp_path, progress=False)
+    assert trained == []  # found, not retrained
+    # a sweep run today records the recipe's number, which a later default will not take for its own
+    result = run(*args[:-3], "--out", tmp_path / "new", "--quiet", "--recipe", "default")
+    assert result.exit_code == 0, result.output
+    assert trained[0][0].options["recipe"] == "default-2" and E.point_config(trained[0][0]).rate_weight == 3.0

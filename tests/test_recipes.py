@@ -300,10 +300,15 @@ def test_pseudo_mixture_gradcheck():
 def test_recipe_settings_scale_with_the_run():
     from vsc_cli.config import PAPER_RECIPE, TrainConfig, recipe_settings
 
-    d = recipe_settings("default", 20_000, 0.01)
+    d = recipe_settings("default-1", 20_000, 0.01)
     assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
                  "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab", "rate_weight": 0.0,
                  "rate_target": None, "centre": False, "kl_warmup": 0, "encoder_scale": None}
+    # default-2 (today's default): default-1 plus the aggregate spike-rate term and the centred input
+    assert recipe_settings("default", 20_000, 0.01) == recipe_settings("default-2", 20_000, 0.01) == \
+        {**d, "rate_weight": 3.0, "rate_target": 0.05, "centre": True}
+    # at alpha 0.05 and above the term's target is the prior's alpha of each iteration
+    assert recipe_settings("default", 20_000, 0.2)["rate_target"] is None
     assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 800
     assert recipe_settings("default", 20_000, 0.1)["alpha_start"] is None  # nothing to anneal from
     assert recipe_settings("paper", 20_000, 0.01) == PAPER_RECIPE
@@ -334,7 +339,16 @@ def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
     assert run(*base, "--out", tmp_path / "d").exit_code == 0
     cfg = load_checkpoint(tmp_path / "d")["config"]
     assert (cfg["spike"], cfg["pretrain"], cfg["pretrain_ramp"], cfg["alpha_start"], cfg["alpha_hold"],
-            cfg["alpha_anneal"]) == ("sigmoid", 4, 2, 0.1, 4, 3)
+            cfg["alpha_anneal"], cfg["rate_weight"], cfg["rate_target"], cfg["centre"]) == \
+        ("sigmoid", 4, 2, 0.1, 4, 3, 3.0, 0.05, True)  # default-2
+    assert run(*base, "--recipe", "default-1", "--out", tmp_path / "d1").exit_code == 0
+    cfg1 = load_checkpoint(tmp_path / "d1")["config"]
+    assert cfg1 == {**cfg, "rate_weight": 0.0, "rate_target": None, "centre": False}
+    for bad, message in ((["--paper", "--recipe", "default-1"], "--paper is --recipe paper"),
+                         (["--recipe", "paper", "--pretrain", 3], "cannot be combined with --pretrain"),
+                         (["--recipe", "paper", "--resume", tmp_path / "d"], "drop --paper / --recipe")):
+        result = run(*base, *bad)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert run(*base, "--paper", "--out", tmp_path / "p").exit_code == 0
     cfg = load_checkpoint(tmp_path / "p")["config"]
     assert (cfg["spike"], cfg["pretrain"], cfg["alpha_start"], cfg["prior"]) == ("min", 0, None, "spike-slab")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import TrainConfig
+from .config import RECIPE_NAMES, TrainConfig, recipe_name
 from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
 from .errors import VscError
 from .metrics import ROWS as SPECIFICITY_ROWS
@@ -266,13 +266,17 @@ def check_backend(backend: str, device: str) -> None:
                    "prior. Without it, vsc train uses the default recipe (docs/model.md, docs/recipes.md). Cannot be "
                    "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal, --prior, --rate-weight, "
                    "--rate-target, --kl-warmup, --centre or --encoder-scale.")
+@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True,
+              help="The recipe whose settings fill in what is not given: default (today default-2: spike "
+                   "pre-training, alpha annealing, the aggregate spike-rate term, centred input), default-1 (the "
+                   "default before issue 24, without the last two), paper (= --paper). docs/recipes.md.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--detect-anomaly", is_flag=True,
               help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
-def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, **opts):
+def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, recipe, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
 
     Example: vsc train --data fmnist --dim 200
@@ -297,10 +301,15 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     from .config import PAPER_RECIPE, resolve
 
     given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
-    if paper and given:
-        raise click.UsageError(f"--paper is the paper's exact recipe; it cannot be combined with "
+    if paper and ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE and recipe != "paper":
+        raise click.UsageError(f"--paper is --recipe paper; it cannot be combined with --recipe {recipe}")
+    recipe = "paper" if paper else recipe
+    if recipe == "paper" and given:
+        raise click.UsageError(f"the paper's exact recipe (--paper) cannot be combined with "
                                f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
     if resume is not None:
+        if paper or ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("a resumed run keeps its config: drop --paper / --recipe")
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
         stored = TrainConfig.from_dict(load_checkpoint(resume)["config"])
@@ -314,7 +323,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
                                        f"({getattr(stored, name)}); a resumed run keeps its config")
         cfg, out = stored, resume
     else:  # the recipe's settings, then the ones given (config.resolve: as vsc experiment and the Python API)
-        cfg = resolve("paper" if paper else "default", **{n: v for n, v in opts.items()
+        cfg = resolve(recipe, **{n: v for n, v in opts.items()
                                                            if (n not in PAPER_RECIPE or n in given)
                                                            and not (n == "hidden" and v is None)})
         if out is None:
@@ -595,9 +604,10 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
               help="Spike-and-slab op for every point (auto: the fastest here).")
 @click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Passed to every VSC point (not in the paper; see `vsc train --help`).")
-@click.option("--recipe", type=click.Choice(["paper", "default"]), default="paper", show_default=True,
-              help="Training recipe of every VSC point: the paper's exact one, or vsc train's default "
-                   "(docs/recipes.md), its phases scaled to --iterations; --set overrides single settings.")
+@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default="paper", show_default=True,
+              help="Training recipe of every VSC point: the paper's exact one, or one of vsc train's "
+                   "(default = default-2; default-1 the one before issue 24; docs/recipes.md), its phases scaled to "
+                   "--iterations; --set overrides single settings. A result records its recipe's number.")
 @click.option("--set", "settings", multiple=True, callback=lambda c, p, v: _settings(v), metavar="KEY=VALUE",
               help="A training setting for every point, repeatable, e.g. --set pretrain=10000 --set spike=sigmoid. "
                    f"Keys: {', '.join(SETTABLE)} (see `vsc train --help`). Default: the paper's recipe.")
@@ -639,8 +649,8 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:
         options["gamma_init"] = gamma_init
-    if recipe != "paper":
-        options["recipe"] = recipe
+    if recipe != "paper":  # numbered, so that a later default does not take this one's results for its own
+        options["recipe"] = recipe_name(recipe)
     options.update(settings)
     if train_size is not None:
         options["train_size"] = train_size

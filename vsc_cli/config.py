@@ -141,18 +141,37 @@ PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start"
                 "alpha_anneal": 0, "prior": "spike-slab",
                 "rate_weight": 0.0, "rate_target": None, "centre": False, "kl_warmup": 0,
                 "encoder_scale": None}
-# The default recipe (docs/recipes.md: measured against the paper's on Fashion-MNIST and MNIST): no dead zone
-# in gamma, spike pre-training for the first 40% of the run with alpha held at 0.1, then the slab ramped in
-# and alpha brought down to the run's alpha. Phase lengths are fractions of the run's iterations (measured
-# at 20,000: 8,000 + 4,000 ramp; alpha held 8,000, then falling over 6,000).
+# vsc's default recipes, numbered: "default" is the newest, and a result made with an older one keeps its number
+# (a sweep folder made with `--recipe default` before default-2 existed holds default-1's points; experiment.py).
+# default-1 (docs/recipes.md, issue 14): no dead zone in gamma, spike pre-training for the first 40% of the run
+# with alpha held at 0.1, then the slab ramped in and alpha brought down to the run's alpha. Phase lengths are
+# fractions of the run's iterations (measured at 20,000: 8,000 + 4,000 ramp; alpha held 8,000, then falling
+# over 6,000).
 DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab"}
 DEFAULT_PHASES = {"pretrain": 0.4, "pretrain_ramp": 0.2, "alpha_hold": 0.4, "alpha_anneal": 0.3}
 DEFAULT_ALPHA_START = 0.1  # only when the run's alpha is below it; otherwise alpha is constant
+# default-2 (issue 24, docs/recipes.md "Codes"): default-1 plus the aggregate spike-rate term (weight 3) and the
+# encoder fed x minus the training mean. The term's target rate is 0.05 below alpha 0.05 (measured: more
+# dimensions used than with the annealed alpha as target), else the prior's alpha at each iteration.
+DEFAULT_2 = {"rate_weight": 3.0, "centre": True}
+DEFAULT_2_RATE_TARGET = 0.05
+DEFAULT = "default-2"  # what `--recipe default` (and vsc train without --paper) means today
+RECIPE_NAMES = ("paper", "default", "default-1", "default-2")
 DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise
+
+
+def recipe_name(recipe: str) -> str:
+    """The numbered name of a recipe: "default" -> today's default-N; "paper", "default-1", ... unchanged."""
+    from .errors import VscError
+
+    if recipe not in RECIPE_NAMES:
+        raise VscError(f"recipe {recipe!r}: choose {', '.join(RECIPE_NAMES)}")
+    return DEFAULT if recipe == "default" else recipe
 
 
 def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
     """The recipe's values of every PAPER_RECIPE field, for a run of `iterations` at prior `alpha`."""
+    recipe = recipe_name(recipe)
     if recipe == "paper":
         return dict(PAPER_RECIPE)
     out = {**PAPER_RECIPE, **DEFAULT_RECIPE}
@@ -161,28 +180,28 @@ def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
         out["alpha_start"] = DEFAULT_ALPHA_START
     else:
         out.update(alpha_start=None, alpha_hold=0, alpha_anneal=0)
+    if recipe == "default-2":
+        out.update(DEFAULT_2, rate_target=DEFAULT_2_RATE_TARGET if alpha < DEFAULT_2_RATE_TARGET else None)
     return out
 
 
 def resolve(recipe: str = "default", **settings) -> TrainConfig:
     """The config of a run, as `vsc train` builds it: `settings` (TrainConfig fields), and for every recipe
     field that settings do not give, the recipe's value for the run's iterations and alpha ("default": vsc's
-    default recipe; "paper": the paper's exact one; a VAE always gets the paper's). `vsc train`,
-    `vsc experiment` and the Python API (`vsc_cli.train_config`) all build configs here, so the same settings
+    default recipe, today default-2; "default-1": the one before; "paper": the paper's exact one; a VAE always
+    gets the paper's). `vsc train`, `vsc experiment` and the Python API (`vsc_cli.train_config`) all build configs here, so the same settings
     mean the same model everywhere. TrainConfig() alone is the paper's recipe (what an old checkpoint means)."""
     import dataclasses
 
     from .errors import VscError
 
-    if recipe not in ("default", "paper"):
-        raise VscError(f"recipe {recipe!r}: choose default or paper")
+    recipe = recipe_name(recipe)
     unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise VscError(f"unknown setting {unknown[0]!r}; the settings are TrainConfig's fields")
     if "hidden" not in settings:  # paper D.1: two 2000-unit layers for CelebA, one of 400 otherwise
         settings = {**settings, "hidden": DEFAULT_HIDDEN.get(settings.get("data", "fmnist"), (400,))}
     base = TrainConfig(**settings)
-    given = recipe_settings("paper" if recipe == "paper" or base.model == "vae" else "default",
-                            base.iterations, base.alpha)
+    given = recipe_settings("paper" if base.model == "vae" else recipe, base.iterations, base.alpha)
     return dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
 

@@ -241,11 +241,12 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
     for p in todo:  # a finished point must have been run with the same settings
         path = root / "points" / p.name / RESULT
         if path.is_file():
-            done = json.loads(path.read_text()).get("options", {})
+            done = stored_options(json.loads(path.read_text()))
             differ = {k: (done.get(k), v) for k, v in p.options.items() if k != "backend" and done.get(k) != v}
             if differ:
                 k, (was, now) = next(iter(differ.items()))
-                raise VscError(f"{path.parent} was run with {k}={was}, not {now}; use another --out")
+                hint = f" (--recipe {was} finds it)" if k == "recipe" and was else ""
+                raise VscError(f"{path.parent} was run with {k}={was}, not {now}{hint}; use another --out")
     todo = [p for p in todo if not (root / "points" / p.name / RESULT).is_file()]
     elsewhere = started_elsewhere(todo, root, device)
     if elsewhere:
@@ -273,6 +274,14 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
             for f in tqdm(as_completed(futures), total=len(futures), desc="grid points", disable=not progress):
                 f.result()
     return collect(points, root)
+
+
+def stored_options(result: dict) -> dict:
+    """A finished point's options, its recipe numbered: before default-2 existed, "default" meant default-1."""
+    options = dict(result.get("options", {}))
+    if options.get("recipe") == "default":
+        options["recipe"] = "default-1"
+    return options
 
 
 def collect(points: list[Point], root: Path) -> list[dict]:
