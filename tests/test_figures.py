@@ -219,8 +219,8 @@ def test_celeba_defaults_to_the_two_layer_network(monkeypatch, tmp_path):
 
     monkeypatch.setattr("vsc_cli.train.train", fake_train)
     assert run("train", "--data", "celeba", "--out", tmp_path / "a").exit_code == 0
-    assert seen["cfg"].hidden == (2000, 2000)
+    assert seen["cfg"].hidden == (2000, 2000) and seen["cfg"].lr == 1e-4  # at 1e-3 even the VAE collapses
     assert run("train", "--data", "fmnist", "--out", tmp_path / "b").exit_code == 0
-    assert seen["cfg"].hidden == (400,)
-    assert run("train", "--data", "celeba", "--hidden", "300", "--out", tmp_path / "c").exit_code == 0
-    assert seen["cfg"].hidden == (300,)
+    assert seen["cfg"].hidden == (400,) and seen["cfg"].lr == 1e-3
+    assert run("train", "--data", "celeba", "--hidden", "300", "--lr", "0.002", "--out", tmp_path / "c").exit_code == 0
+    assert seen["cfg"].hidden == (300,) and seen["cfg"].lr == 0.002
