@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 24's CelebA probes: the 10,000-image subset, 800 dimensions, alpha 0.01, one variant per run folder
 # runs/celeba-VARIANT; each finished run's reconstruction and specificity numbers go to
-# docs/results/celeba/VARIANT.json (benchmarks/reconstruction.py). Resumable: a half-trained run resumes.
+# docs/results/celeba/VARIANT.json (benchmarks/reconstruction.py), its log.csv to docs/results/celeba/curves/. Resumable: a half-trained run resumes.
 #   nohup setsid benchmarks/celeba.sh 0 3000 warm-centre > logs/celeba.log 2>&1 &
 set -u
 CORE=${1:?usage: celeba.sh CORE ITERATIONS VARIANT...}
@@ -31,7 +31,7 @@ settings() {
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }
-mkdir -p docs/results/celeba
+mkdir -p docs/results/celeba/curves
 for V in "$@"; do
   S=$(settings "$V") || exit 2
   NAME=$V-i$ITER
@@ -55,5 +55,6 @@ r.update(settings=settings, test_elbo=m["test_elbo"], test_sparsity=m["test_spar
          iterations=m["iterations"])
 json.dump(r, open(path, "w"), indent=2)
 PY
+  cp "$RUN/log.csv" "docs/results/celeba/curves/$NAME.csv"  # the training curve, committed beside the numbers
 done
 echo "== done $(date -u +%FT%TZ)"

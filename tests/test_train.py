@@ -173,3 +173,17 @@ def test_gamma_init_keeps_every_spike_probability_learnable():
         if init is not None:
             torch.testing.assert_close(model.gamma(v), torch.full_like(v, 0.5), atol=0.01, rtol=0)
     assert 0.3 < fractions[None] < 0.7 and fractions[0.5] == 0.0
+
+
+def test_training_flushes_subnormals_and_restores_the_default():
+    """flush_denormals: inside, arithmetic on a subnormal float gives 0 (x86's FTZ/DAZ, which keeps a run with
+    switched-off elements at full speed); after it, the process's default (subnormals kept) is back."""
+    from vsc_cli.train import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # below float32's smallest normal, 1.18e-38
+    assert float(tiny * 1.0) != 0.0
+    with flush_denormals() as _:
+        flushed = float(tiny * 1.0)
+    if torch.set_flush_denormal(False):  # a CPU with the flags (every x86-64 with SSE3)
+        assert flushed == 0.0
+    assert float(tiny * 1.0) != 0.0

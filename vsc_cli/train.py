@@ -229,12 +229,27 @@ def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise VscError(f"cannot create run folder {out_dir}: {exc.strerror}") from None
-        with OutputLock(out_dir, "vsc train") if world.main else contextlib.nullcontext():
+        with OutputLock(out_dir, "vsc train") if world.main else contextlib.nullcontext(), flush_denormals():
             if not detect_anomaly:
                 return _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world)
             return _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, world)
     finally:
         dist.teardown(world)
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Training with subnormal floats (below 1.2e-38 in float32) flushed to zero, then as before.
+
+    x86 arithmetic on subnormals is up to ~100x slower, and a VSC makes them: the spike probability of a
+    switched-off element and its gradients fall to 1e-30 and below. A CelebA run whose elements had switched
+    off took 8x longer per step (200 s instead of 25 s per 100 iterations). Only numbers in that range change."""
+    flushed = torch.set_flush_denormal(True)  # False where the CPU cannot (then nothing changed)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)  # the process's default: an API user's own code is not touched
 
 
 def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
