@@ -408,3 +408,24 @@ def test_a_learned_prior_is_sampled_from_itself_by_the_api_and_the_figure(tmp_pa
         loaded = figures.load(tmp_path / "run", None, need_data=False)
         figures._prior(loaded, 16, np.random.default_rng(0))
     assert len(seen) == 1 and float((seen[0][:, 3:] != 0).double().mean()) < 0.05
+
+
+def test_a_run_started_with_data_settings_resumes_with_them(shared_data, tmp_path):
+    """--encoder-scale data / --logvar-init data are resolved to numbers when training starts and the checkpoint
+    keeps the numbers; resuming with the same words is the same run (and a vsc experiment point too)."""
+    from vsc_cli.checkpoint import load_checkpoint
+    from vsc_cli.config import same_setting
+
+    base = ["--data", "fmnist", "--data-dir", shared_data, "--dim", 4, "--train-size", 300, "--test-size", 50,
+            "--batch-size", 50, "--quiet", "--encoder-scale", "data", "--logvar-init", "data"]
+    result = run("train", *base, "--iterations", 4, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    cfg = load_checkpoint(tmp_path / "r")["config"]
+    assert isinstance(cfg["encoder_scale"], float) and cfg["encoder_scale"] > 1
+    result = run("train", "--resume", tmp_path / "r", "--encoder-scale", "data", "--logvar-init", "data",
+                 "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 0, result.output
+    result = run("train", "--resume", tmp_path / "r", "--encoder-scale", 3, "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 2 and "differs from the run being resumed" in result.output
+    assert same_setting(12.5, "data") and same_setting(None, None) and not same_setting(None, "data")
+    assert not same_setting(12.5, 3.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import RECIPE_NAMES, TrainConfig, recipe_name
+from .config import RECIPE_NAMES, TrainConfig, recipe_name, same_setting
 from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
 from .errors import VscError
 from .metrics import ROWS as SPECIFICITY_ROWS
@@ -319,7 +319,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
             if name == "backend":  # the backend changes speed, not the model: it may differ if asked for
                 if given:
                     stored.backend = value
-            elif given and getattr(stored, name) != value:
+            elif given and not same_setting(getattr(stored, name), value):
                 raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
                                        f"({getattr(stored, name)}); a resumed run keeps its config")
         cfg, out = stored, resume

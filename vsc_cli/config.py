@@ -164,6 +164,14 @@ DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for
 DEFAULT_LR = {"celeba": 1e-4}
 
 
+def same_setting(stored, wanted) -> bool:
+    """Whether a run's stored setting is the one asked for: "data" (logvar_init, encoder_scale) is resolved to a
+    number when training starts, and the checkpoint keeps the number, so any number stands for it."""
+    if wanted == "data" and _is_num(stored):
+        return True
+    return stored == wanted
+
+
 def recipe_name(recipe: str) -> str:
     """The numbered name of a recipe: "default" -> today's default-N; "paper", "default-1", ... unchanged."""
     from .errors import VscError

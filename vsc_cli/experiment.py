@@ -115,7 +115,7 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     from .checkpoint import CHECKPOINT, build_model, load_checkpoint
     from .codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
     from .metrics import conditional_retention_of, specificity
-    from .config import PAPER_RECIPE, TrainConfig
+    from .config import PAPER_RECIPE, TrainConfig, same_setting
     from .data import load_split
     from .train import evaluate, train
 
@@ -134,7 +134,7 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     if resume:  # a half-trained point must have been started with the same settings
         stored = TrainConfig.from_dict(load_checkpoint(folder)["config"])
         for key, value in options.items():
-            if key != "backend" and getattr(stored, key) != value:
+            if key != "backend" and not same_setting(getattr(stored, key), value):
                 raise VscError(f"{folder} was started with {key}={getattr(stored, key)}, not {value}; "
                                "use another --out for different settings")
     metrics = train(None if resume else cfg, folder, device=device, data_dir=data_dir, resume=resume,
