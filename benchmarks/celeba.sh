@@ -25,6 +25,8 @@ settings() {
     plain-centre-scale) echo "$PLAIN --centre --encoder-scale data" ;;
     plain-centre-scale-rate) echo "$PLAIN --centre --encoder-scale data --rate-weight 1" ;;
     plain-warm-centre-scale) echo "$PLAIN --centre --encoder-scale data --kl-warmup $((ITER / 2))" ;;
+    scale) echo "--encoder-scale data" ;;  # the default recipe (default-2) with scaled input
+    plain-centre-scale-rate3) echo "$PLAIN --centre --encoder-scale data --rate-weight 3 --rate-target 0.05" ;;
     new) echo "$NEW" ;;
     new-floor7) echo "$NEW --min-logvar -7" ;;
     new-floor8) echo "$NEW --min-logvar -8" ;;
