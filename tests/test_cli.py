@@ -1,6 +1,7 @@
 """The `vsc` command line through click's CliRunner: exit codes and one-line messages."""
 import urllib.error
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -142,3 +143,35 @@ def test_bench_bad_values(args):
 
 def test_bench_cuda_impl_needs_cuda_device():
     assert_one_line_error(run("bench", "--impls", "cuda"), 2, "--device cuda")
+
+
+def test_each_setting_is_declared_once_and_everything_follows():
+    """A TrainConfig field's declaration (config.setting) makes its `vsc train` option (flag, type, default, help,
+    section of --help), its `--set` parsing, its checkpoint check and its row in docs/training.md."""
+    from pathlib import Path
+
+    from vsc_cli import config as C
+    from vsc_cli.cli import _settings, option_table, train
+
+    options = {p.name: p for p in train.params}
+    for name, f in C.SETTINGS.items():
+        if not f.metadata["option"]:
+            assert name not in options  # filled in by training (image_shape)
+            continue
+        p = options[name]
+        assert p.group == f.metadata["group"] and p.text == f.metadata["help"], name
+        assert C.check(name, f.default), name  # the paper's default passes its own check
+        if f.metadata["recipe"]:
+            assert p.default is None and name in C.PAPER_RECIPE  # the recipe fills it in
+    assert set(C.SETTABLE) == {n for n, f in C.SETTINGS.items() if f.metadata["settable"]}
+    assert _settings(["pretrain=7", "centre=yes", "encoder_scale=data", "rate_target=none", "lr=0.01"]) == \
+        {"pretrain": 7, "centre": True, "encoder_scale": "data", "rate_target": None, "lr": 0.01}
+    for bad in ("pretrain=-1", "centre=maybe", "rate_target=1", "spike=max", "lr=none", "dim=3"):
+        with pytest.raises(click.BadParameter):
+            _settings([bad])
+    # the docs' tables are generated from the same declarations (python docs/make_option_table.py --write)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    assert option_table() in doc
+    help_text = run("train", "--help").output
+    assert help_text.index("Data:") < help_text.index("Model:") < help_text.index("Beyond the paper:") \
+        < help_text.index("Run:")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import RECIPE_NAMES, TrainConfig, recipe_name, same_setting
+from .config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, recipe_name, same_setting
 from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
 from .errors import VscError
 from .metrics import ROWS as SPECIFICITY_ROWS
@@ -164,118 +164,136 @@ def check_backend(backend: str, device: str) -> None:
             raise click.UsageError("--backend cuda needs --device cuda")
 
 
-@main.command()
-@click.option("--data", type=DataArg(), default="fmnist", show_default=True,
-              help="Dataset to train on: mnist, fmnist, celeba, or your own images: a folder (class sub-folders "
-                   "give labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (docs/datasets.md).")
-@click.option("--image-size", type=click.IntRange(1, 4096),
-              help="Own data: resize every image to S x S pixels (needed when their sizes differ).")
-@click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True, help="Latent dimensions J.")
-@click.option("--model", type=click.Choice(["vsc", "vae"]), default="vsc", show_default=True,
-              help="vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
-              help="Prior spike probability, in (0, 1] (VSC only).")
-@click.option("--hidden", callback=_hidden,
-              help="Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 "
-                   "[default: 2000,2000 for celeba, 400 otherwise (paper D.1)].")
-@click.option("--likelihood", type=click.Choice(["gaussian", "bernoulli"]), default="gaussian", show_default=True,
-              help="Decoder likelihood: Gaussian with learned per-pixel mean and log-variance, or Bernoulli.")
-@click.option("--normalise", "normalisation", type=click.Choice(NORMALISATIONS), default="unit", show_default=True,
-              help="Image scaling: unit L2 norm per image (the paper), 01 (divide by 255) or none.")
-@click.option("--iterations", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Optimiser steps.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per step.")
-@click.option("--lr", type=click.FloatRange(0, 1, min_open=True),
-              help="Adam learning rate [default: 1e-4 for celeba (at 1e-3 even the VAE collapses to the mean "
-                   "face), 1e-3 otherwise].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds weights, batch order and noise.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory for checkpoint, log and metrics [default: runs/DATA-MODEL-dDIM-aALPHA-sSEED].")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue the interrupted run in this directory (its own config is used).")
-@click.option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Torch device for the networks.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "numba", "cuda"]), default="auto", show_default=True,
-              help="Spike-and-slab op: fused numba (CPU) or cuda kernels, or the pure-torch reference; "
-                   "auto picks numba on the CPU and cuda with --device cuda.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
-              help="Floating-point type of the model and data (float64: slower, for exact comparisons).")
-@click.option("--train-size", type=click.IntRange(min=1), help="Use only the first N training images.")
-@click.option("--test-size", type=click.IntRange(min=1), help="Evaluate on only the first N test images.")
-@click.option("--log-every", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Iterations between rows of log.csv (averages of the ELBO terms).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Iterations between checkpoints.")
-@click.option("--min-logvar", type=float, default=-10.0, show_default=True,
-              help="Soft floor on the Gaussian decoder's per-pixel log-variance.")
-@click.option("--c-start", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
-              help="VSC: the sample's sigmoid scale c at the first iteration (eq. 24; the paper raises it from 50).")
-@click.option("--c-end", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
-              help="VSC: c at the last iteration, reached linearly, one step per iteration (appendix C.2: 200).")
-@click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="VSC: start every spike probability gamma near this value, e.g. 0.5 [default: PyTorch's "
-                   "init, under which about half the elements start at gamma = 1 with zero gradient]. "
-                   "Not in the paper; see docs/model.md.")
-@click.option("--logvar-init", callback=_logvar_init,
-              help="Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) "
-                   "or a number [default: PyTorch's init, about 0]. Not in the paper; see docs/model.md.")
-@click.option("--spike", type=click.Choice(["min", "sigmoid"]),
-              help="VSC: log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = "
-                   "-softplus(-v), which has no flat region. [default: the recipe's]")
-@click.option("--pretrain", type=click.IntRange(min=0),
-              help="VSC: spike pre-training (the authors' UAI 2019 code, not the paper): iterations whose "
-                   "sample uses lambda = 0, i.e. the decoder sees only which elements are on. [default: the recipe's]")
-@click.option("--pretrain-ramp", type=click.IntRange(min=0),
-              help="VSC: after --pretrain, iterations over which lambda rises linearly to 1. [default: the recipe's]")
-@click.option("--alpha-start", type=click.FloatRange(0, 1, min_open=True),
-              help="VSC: anneal the prior's alpha (not in the paper): start at this value and fall geometrically "
-                   "to --alpha over --alpha-anneal iterations; the rest of the run, and every reported ELBO, use "
-                   "--alpha. [default: the recipe's]")
-@click.option("--alpha-anneal", type=click.IntRange(min=0),
-              help="VSC: iterations over which alpha falls from --alpha-start to --alpha. [default: the recipe's]")
-@click.option("--alpha-hold", type=click.IntRange(min=0),
-              help="VSC: iterations at --alpha-start before alpha starts to fall. [default: the recipe's]")
-@click.option("--prior", type=click.Choice(["spike-slab", "pseudo-inputs", "pseudo-mixture"]),
-              help="VSC: spike-slab = the paper's prior (eq. 4); pseudo-inputs = the learned prior of the "
-                   "authors' UAI 2019 code, a different model from the paper's (docs/model.md, docs/recipes.md); pseudo-mixture = "
-                   "its components as an equal-weight mixture (in neither paper). [default: the recipe's]")
-@click.option("--pseudo-inputs", type=click.IntRange(1, 1 << 16), default=10, show_default=True,
-              help="--prior pseudo-inputs or pseudo-mixture: number of learned pseudo-images.")
-@click.option("--prior-sharpness", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
-              help="--prior pseudo-inputs or pseudo-mixture: nu in gamma_p = S(nu (gamma - 1/2)), which sharpens the "
-                   "pseudo-inputs' spike probabilities towards 0 and 1.")
-@click.option("--rate-weight", type=click.FloatRange(min=0),
-              help="VSC: weight beta of the aggregate spike-rate term beta * sum_j KL(Bern(gbar_j) || Bern(target)), "
-                   "gbar_j the batch's mean gamma of element j, added to the loss (not in the paper): it makes "
-                   "images switch on different elements. 0 = off. [default: the recipe's]")
-@click.option("--rate-target", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="VSC: the aggregate spike-rate term's target rate [default: the prior's alpha at each iteration].")
-@click.option("--encoder-scale", callback=_encoder_scale,
-              help="Multiply the encoder's input by this number, or 'data': 1 / the training images' mean per-pixel "
-                   "standard deviation (not in the paper; unit-norm pixels are ~0.02, so the first layer otherwise "
-                   "sees tiny inputs). [default: the recipe's; none = 1]")
-@click.option("--kl-warmup", type=click.IntRange(min=0),
-              help="Iterations over which the KL's weight in the loss rises linearly from 0 to 1 (not in the paper; "
-                   "a cure of posterior collapse): the loss is then not the ELBO, every reported ELBO is. "
-                   "0 = off. [default: the recipe's]")
-@click.option("--centre/--no-centre", default=None,
-              help="Feed the encoder x minus the training images' mean (not in the paper; the decoder still "
-                   "outputs the image). [default: the recipe's]")
-@click.option("--paper", is_flag=True,
-              help="The paper's exact recipe: --spike min, no pre-training, a constant alpha, the spike-slab "
-                   "prior. Without it, vsc train uses the default recipe (docs/model.md, docs/recipes.md). Cannot be "
-                   "combined with --spike, --pretrain, --pretrain-ramp, --alpha-start/-hold/-anneal, --prior, --rate-weight, "
-                   "--rate-target, --kl-warmup, --centre or --encoder-scale.")
-@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True,
-              help="The recipe whose settings fill in what is not given: default (today default-2: spike "
-                   "pre-training, alpha annealing, the aggregate spike-rate term, centred input), default-1 (the "
-                   "default before issue 24, without the last two), paper (= --paper). docs/recipes.md.")
+class GroupedOption(click.Option):
+    """A click option that `vsc train --help` lists under its group's heading."""
+
+    def __init__(self, *args, group: str = "run", shown: str | None = None, **kwargs):
+        self.text = kwargs.get("help") or ""  # the help without its default, for docs/training.md's tables
+        if shown is not None:  # a default that is not one value ("the recipe's", "2000,2000 for celeba, ...")
+            kwargs["help"] = f"{self.text} [default: {shown}]"
+        super().__init__(*args, **kwargs)
+        self.group = group
+        self.shown = shown if shown is not None else (str(self.default) if self.show_default else "")
+
+
+class GroupedCommand(click.Command):
+    """--help in sections, one per group of options (config.GROUPS, then the rest)."""
+
+    def format_options(self, ctx, formatter):
+        from .config import GROUPS
+
+        sections: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                sections.setdefault(getattr(param, "group", "run"), []).append(record)
+        for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
+            if group in sections:
+                with formatter.section(f"{group[0].upper()}{group[1:]}"):
+                    formatter.write_dl(sections[group])
+
+
+def _click_type(name: str, kind):
+    """The click type of a setting's kind (config.py)."""
+    from . import config as C
+
+    if name == "data":
+        return DataArg()
+    if isinstance(kind, C.Choice):
+        return click.Choice(kind.values)
+    if isinstance(kind, C.Int):
+        return click.IntRange(kind.lo, kind.hi) if (kind.lo, kind.hi) != (None, None) else int
+    if isinstance(kind, C.Float):
+        if (kind.lo, kind.hi) == (None, None):
+            return float
+        return click.FloatRange(kind.lo, kind.hi, min_open=kind.lo_open, max_open=kind.hi_open)
+    return None  # text read by a callback
+
+
+_EXAMPLES = {"logvar_init": "-8", "encoder_scale": "30"}
+
+
+def setting_options(fn):
+    """One click option per TrainConfig setting (config.py declares each once: default, help, kind, group)."""
+    from . import config as C
+
+    for name, f in reversed(list(C.SETTINGS.items())):
+        meta = f.metadata
+        if not meta["option"]:
+            continue
+        flag = meta["flag"] or "--" + name.replace("_", "-")
+        kind, help_text = meta["kind"], meta["help"]
+        kw = {"cls": GroupedOption, "group": meta["group"]}
+        if meta["recipe"]:  # None: the recipe fills it in (train: config.resolve)
+            kw["default"], kw["shown"] = None, "the recipe's"
+        elif meta["shown_default"]:  # None: resolved from the data set (hidden, lr) or nothing (the rest)
+            kw["default"], kw["shown"] = None, meta["shown_default"]
+        elif f.default is not None:
+            kw["default"], kw["show_default"] = f.default, True
+        if isinstance(kind, C.Flag):
+            decls = [f"{flag}/--no-{flag[2:]}", name]
+        else:
+            decls = [flag, name]
+            if isinstance(kind, C.Widths):
+                kw["callback"] = _hidden
+            elif isinstance(kind, C.DataOrNumber):
+                kw["callback"] = _data_or_number(kind.positive, _EXAMPLES.get(name, "1"))
+            else:
+                kw["type"] = _click_type(name, kind)
+        fn = click.option(*decls, help=help_text, **kw)(fn)
+    return fn
+
+
+def _run_option(*decls, group="run", **kw):
+    return click.option(*decls, cls=GroupedOption, group=group, **kw)
+
+
+def option_table(command=None) -> str:
+    """docs/training.md's option tables, one per section of `vsc train --help`, from the same declarations
+    (config.py's settings and the run options above): `python docs/make_option_table.py --write`."""
+    from .config import GROUPS
+
+    command = command or train
+    sections: dict[str, list] = {}
+    for param in command.get_params(click.Context(command)):
+        if isinstance(param, click.Option) and "--help" not in param.opts:
+            sections.setdefault(getattr(param, "group", "run"), []).append(param)
+    lines = []
+    for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
+        if group not in sections:
+            continue
+        lines += [f"**{group[0].upper()}{group[1:]}**", "", "| option | default | meaning |", "|---|---|---|"]
+        for p in sections[group]:
+            flags = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+            shown = getattr(p, "shown", None)
+            if shown is None:  # a plain click option (--data-dir)
+                shown = str(p.default) if p.show_default else ""
+            text = getattr(p, "text", p.help or "").replace("|", "\\|")
+            lines.append(f"| {flags} | {shown} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@main.command(cls=GroupedCommand)
+@setting_options
+@_run_option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True, group="training",
+             help="The recipe that fills in the settings not given: default (= default-2: spike pre-training, alpha "
+                  "annealing, the aggregate spike-rate term, centred input), default-1 (before issue 24), paper "
+                  "(docs/recipes.md).")
+@_run_option("--paper", is_flag=True, group="training",
+             help="The paper's exact recipe (= --recipe paper); not combinable with the recipe's settings.")
+@_run_option("--out", type=click.Path(file_okay=False, path_type=Path),
+             help="Run directory for checkpoint, log and metrics [default: runs/DATA-MODEL-dDIM-aALPHA-sSEED].")
+@_run_option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
+             help="Continue the interrupted run in this directory (its own config is used).")
+@_run_option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
+@_run_option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+             help="Torch device for the networks.")
 @data_dir_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--detect-anomaly", is_flag=True,
-              help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+@_run_option("--quiet", is_flag=True, help="No progress bar.")
+@_run_option("--detect-anomaly", is_flag=True,
+             help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
+@_run_option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
 def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, recipe, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
@@ -326,7 +344,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     else:  # the recipe's settings, then the ones given (config.resolve: as vsc experiment and the Python API)
         cfg = resolve(recipe, **{n: v for n, v in opts.items()
                                                            if (n not in PAPER_RECIPE or n in given)
-                                                           and not (n in ("hidden", "lr") and v is None)})
+                                                           and not (v is None and SETTINGS[n].default is not None)})
         if out is None:
             alpha = f"-a{cfg.alpha:g}" if cfg.model == "vsc" else ""
             name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data
@@ -353,19 +371,11 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
 
 
-SETTABLE = ("spike", "pretrain", "pretrain_ramp", "alpha_start", "alpha_anneal", "alpha_hold", "prior", "pseudo_inputs", "prior_sharpness", "gamma_init",
-            "rate_weight", "rate_target", "centre", "kl_warmup", "encoder_scale",
-            "logvar_init", "c_start", "c_end", "lr", "batch_size", "likelihood", "seed")
-
-
 def _settings(items) -> dict:
     """('pretrain=100', 'spike=sigmoid') -> {'pretrain': 100, 'spike': 'sigmoid'}, each checked as a checkpoint's
-    config would be."""
-    import dataclasses
+    config would be (config.parse_setting)."""
+    from .config import parse_setting
 
-    from .config import _CHECKS
-
-    types = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -373,25 +383,10 @@ def _settings(items) -> dict:
         if not sep or key not in SETTABLE:
             raise click.BadParameter(f"{item!r}: use KEY=VALUE with KEY one of {', '.join(SETTABLE)}",
                                      param_hint="--set")
-        text = text.strip()
         try:
-            if text.lower() == "none":
-                value = None
-            elif key in ("logvar_init", "encoder_scale") and text == "data":
-                value = text
-            elif isinstance(types[key], bool):
-                value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
-            elif isinstance(types[key], str):
-                value = text
-            elif isinstance(types[key], int) and key != "gamma_init":
-                value = int(text)
-            else:
-                value = float(text)
-        except (ValueError, KeyError):
-            value = ValueError
-        if value is ValueError or not _CHECKS[key](value):
-            raise click.BadParameter(f"{item!r}: {text!r} is not a valid value for {key}", param_hint="--set")
-        out[key] = value
+            out[key] = parse_setting(key, text)
+        except ValueError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--set") from None
     return out
 
 

@@ -1,63 +1,233 @@
-"""Training configuration. A checkpoint carries this dataclass as a plain dict."""
+"""Training configuration. A checkpoint carries this dataclass as a plain dict.
+
+Each setting is declared once, as a TrainConfig field: its default, its help (the sentence `vsc train --help`
+and docs/training.md's table show), its kind (the values it may take: the check a checkpoint's config must pass,
+the `--set KEY=VALUE` parser, the click option's type), its group in `vsc train --help`, and whether `--set`
+takes it and whether recipes fill it in. cli.py builds the options from these fields; nothing else lists them.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+# Kinds: the values a setting may take. check() is what a checkpoint's config may hold, parse() reads
+# `--set KEY=VALUE`'s text; cli.py maps each kind to a click type.
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+    def check(self, v) -> bool:
+        return v in self.values
+
+    def parse(self, text: str):
+        return text
+
+
+@dataclass(frozen=True)
+class Int:
+    lo: int | None = None
+    hi: int | None = None
+
+    def check(self, v) -> bool:
+        return _is_int(v) and (self.lo is None or v >= self.lo) and (self.hi is None or v <= self.hi)
+
+    def parse(self, text: str):
+        return int(text)
+
+
+@dataclass(frozen=True)
+class Float:
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def check(self, v) -> bool:
+        if not _is_num(v):
+            return False
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return False
+        return self.hi is None or (v < self.hi or (not self.hi_open and v == self.hi))
+
+    def parse(self, text: str):
+        return float(text)
+
+
+@dataclass(frozen=True)
+class DataOrNumber:
+    """'data' (resolved from the training images when training starts; the checkpoint keeps the number) or a
+    number (positive: in (0, inf))."""
+    positive: bool = False
+
+    def check(self, v) -> bool:
+        return v == "data" or (_is_num(v) and (not self.positive or 0 < v < math.inf))
+
+    def parse(self, text: str):
+        return text if text == "data" else float(text)
+
+
+@dataclass(frozen=True)
+class Flag:
+    def check(self, v) -> bool:
+        return isinstance(v, bool)
+
+    def parse(self, text: str):
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+
+
+@dataclass(frozen=True)
+class Text:
+    def check(self, v) -> bool:
+        return isinstance(v, str) and v != ""
+
+    def parse(self, text: str):
+        return text
+
+
+@dataclass(frozen=True)
+class Widths:
+    def check(self, v) -> bool:
+        return isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(h) and h >= 1 for h in v)
+
+    def parse(self, text: str):
+        return tuple(int(h) for h in text.split(","))
+
+
+@dataclass(frozen=True)
+class Shape:
+    def check(self, v) -> bool:
+        return isinstance(v, list) and len(v) == 3 and all(_is_int(s) and s >= 1 for s in v)
+
+    def parse(self, text: str):
+        raise ValueError("not a setting one gives")
+
+
+GROUPS = ("data", "model", "training", "beyond the paper", "run")  # the sections of `vsc train --help`
+
+
+def setting(default, help: str, kind, group: str, *, settable: bool = False, recipe: bool = False,
+            flag: str | None = None, option: bool = True, shown_default: str | None = None):
+    """A TrainConfig field and everything about it. None is allowed exactly when it is the default.
+    settable: `vsc experiment --set KEY=VALUE` takes it. recipe: a recipe fills it in when not given (the
+    default here is then the paper's value). flag: the option's name when not --FIELD-NAME. option: False for
+    fields filled in by training, never given. shown_default: the default as `--help` and the docs say it."""
+    assert group in GROUPS
+    meta = {"help": help, "kind": kind, "group": group, "settable": settable, "recipe": recipe, "flag": flag,
+            "option": option, "shown_default": shown_default}
+    if isinstance(default, (list, dict, set)):  # mutable: one per instance (a tuple is shared safely)
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
-    data: str = "fmnist"  # dataset: mnist | fmnist | celeba, or the absolute path of the user's own data
-    image_size: int | None = None  # own data: resize every image to this many pixels square (None: as stored)
-    image_shape: list | None = None  # own data: (channels, height, width), filled in when training starts
-    model: str = "vsc"  # vsc (spike-and-slab prior) | vae (Gaussian prior, the baseline)
-    dim: int = 200  # latent dimensions J
-    alpha: float = 0.5  # prior spike probability (eq. 4); ignored by the VAE
-    hidden: tuple = (400,)  # hidden layer widths of encoder and decoder (paper D.1: one of 400)
-    likelihood: str = "gaussian"  # gaussian (learned per-pixel mean and log-variance, A.1) | bernoulli
-    normalisation: str = "unit"  # unit L2 norm per image (D.2) | 01 | none
-    iterations: int = 20_000  # optimiser steps (the paper's limit, section 4.1)
-    batch_size: int = 256  # images per step; the paper gives none (docs/training.md)
-    lr: float = 1e-3  # Adam learning rate (paper D.1: between 0.001 and 0.01)
-    c_start: float = 50.0  # sigmoid scale c at the first iteration (C.2)
-    c_end: float = 200.0  # ... and at the last one, rising linearly per iteration
-    min_logvar: float = -10.0  # soft floor on the decoder's log-variance (see model.py)
-    logvar_init: float | str | None = None  # decoder log-variance at the start: None = PyTorch's init (about 0);
-    # "data" = log of the training images' mean per-pixel variance (resolved to a number when training starts)
-    gamma_init: float | None = None  # VSC: start every spike probability near this value (None: PyTorch's init,
-    # which gives v > 0, i.e. gamma = 1 with zero gradient, for about half the latent elements; see model.py)
-    spike: str = "min"  # log gamma from the encoder's v: "min" = min(v, 0) (eq. 12); "sigmoid" = -softplus(-v),
-    # i.e. gamma = S(v), with no flat region (not in the paper)
-    pretrain: int = 0  # spike pre-training (the authors' UAI 2019 code, not the paper): iterations whose sample
-    # uses lambda = 0 (z = selection * N(0,1) noise: the decoder sees only which elements are on); 0 = the paper
-    pretrain_ramp: int = 0  # ... then lambda rises linearly to 1 over this many iterations
-    alpha_start: float | None = None  # anneal the prior's alpha (not in the paper): from this value at the first
-    # iteration, falling geometrically to alpha over alpha_anneal iterations (None: alpha throughout)
-    alpha_anneal: int = 0  # ... iterations of that fall
-    alpha_hold: int = 0  # ... which begins after this many iterations at alpha_start
-    prior: str = "spike-slab"  # spike-slab: eq. 4 with alpha | pseudo-inputs: the UAI 2019 learned prior
-    # (a different model from the ICLR paper's; see priors.py) | pseudo-mixture: its components as an equal-weight
-    # mixture, KL by the log-sum-exp bound (in neither paper; priors.py)
-    pseudo_inputs: int = 10  # pseudo-inputs: number of learned pseudo-images K (the authors' code: 10)
-    prior_sharpness: float = 10.0  # pseudo-inputs: nu in gamma_p = S(nu (gamma - 1/2)) (the authors' code: 10)
-    rate_weight: float = 0.0  # aggregate spike-rate regulariser (not in the paper; vsc_cli/regularisers.py):
-    # beta in beta * sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j the batch's mean gamma of element j; 0 = off
-    rate_target: float | None = None  # ... its target rate (None: the prior's alpha at that iteration)
-    encoder_scale: float | str | None = None  # multiply the encoder's input by this number (not in the paper):
-    # "data" = 1 / the training images' mean per-pixel standard deviation, resolved to a number when training
-    # starts, so that unit-norm pixels (~0.02) reach the first layer at about unit scale; None = 1
-    kl_warmup: int = 0  # iterations over which the KL terms' weight in the loss rises linearly from 0 to 1 (a cure
-    # of posterior collapse; Bowman et al. 2016, Sønderby et al. 2016; not in the paper): the loss is then not
-    # the ELBO, every reported ELBO is; 0 = off
-    centre: bool = False  # feed the encoder x minus the training images' mean (not in the paper; the decoder
-    # still outputs the image); the mean is a buffer of the model, saved in its checkpoint
-    seed: int = 0  # seeds the initial weights, the batch order and the noise
-    train_size: int | None = None  # use only the first N training images (None: all 60,000)
-    test_size: int | None = None  # evaluate on the first N test images (None: all 10,000)
-    log_every: int = 100  # iterations between rows of log.csv
-    checkpoint_every: int = 1000  # iterations between checkpoints
-    backend: str = "auto"  # spike-and-slab op: torch | numba | cuda | auto (numba on CPU, cuda on GPU)
-    dtype: str = "float32"  # float64 is slower; it makes runs of different backends agree to ~1e-10
+    data: str = setting(
+        "fmnist", "Dataset to train on: mnist, fmnist, celeba, or your own images: a folder (class sub-folders give "
+        "labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (docs/datasets.md); a path is stored "
+        "absolute.", Text(), "data")
+    image_size: int | None = setting(
+        None, "Own data: resize every image to S x S pixels (needed when their sizes differ).", Int(1, 1 << 14), "data")
+    image_shape: list | None = setting(
+        None, "Own data: (channels, height, width), filled in when training starts.", Shape(), "data", option=False)
+    model: str = setting(
+        "vsc", "vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline (same networks).",
+        Choice(("vsc", "vae")), "model")
+    dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
+    alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
+                           Float(0, 1, lo_open=True), "model")
+    hidden: tuple = setting(
+        (400,), "Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(), "model",
+        shown_default="2000,2000 for celeba, 400 otherwise")
+    likelihood: str = setting(
+        "gaussian", "Decoder likelihood: Gaussian with learned per-pixel mean and log-variance (A.1), or Bernoulli.",
+        Choice(("gaussian", "bernoulli")), "model", settable=True)
+    normalisation: str = setting(
+        "unit", "Image scaling: unit L2 norm per image (the paper, D.2), 01 (divide by 255) or none.",
+        Choice(("unit", "01", "none")), "data", flag="--normalise")
+    iterations: int = setting(20_000, "Optimiser steps (the paper's 20,000, section 4.1).", Int(1), "training")
+    batch_size: int = setting(256, "Images per step (the paper gives none).", Int(1), "training", settable=True)
+    lr: float = setting(
+        1e-3, "Adam learning rate (paper D.1: 0.001 to 0.01; at 0.001 CelebA's 2x2000 network collapses to the "
+        "mean face, even as a VAE).", Float(0, lo_open=True), "training", settable=True,
+        shown_default="1e-4 for celeba, 1e-3 otherwise")
+    c_start: float = setting(50.0, "VSC: the sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
+                             Float(0, lo_open=True), "training", settable=True)
+    c_end: float = setting(200.0, "VSC: c at the last iteration, reached linearly (C.2).",
+                           Float(0, lo_open=True), "training", settable=True)
+    min_logvar: float = setting(-10.0, "Soft floor on the Gaussian decoder's per-pixel log-variance.", Float(), "model")
+    logvar_init: float | str | None = setting(
+        None, "Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) or a "
+        "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True,
+        shown_default="PyTorch's init, about 0")
+    gamma_init: float | None = setting(
+        None, "VSC: start every spike probability near this value (with eq. 12 about half the elements otherwise "
+        "start at gamma = 1 with zero gradient). Not in the paper.", Float(0, 1, lo_open=True, hi_open=True),
+        "beyond the paper", settable=True, shown_default="PyTorch's init")
+    spike: str = setting(
+        "min", "VSC: log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = -softplus(-v), "
+        "which has no flat region.", Choice(("min", "sigmoid")), "beyond the paper", settable=True, recipe=True)
+    pretrain: int = setting(
+        0, "VSC: spike pre-training (the authors' UAI 2019 code): iterations whose sample uses lambda = 0, so the "
+        "decoder sees only which elements are on.", Int(0), "beyond the paper", settable=True, recipe=True)
+    pretrain_ramp: int = setting(
+        0, "VSC: after --pretrain, iterations over which lambda rises linearly to 1.", Int(0), "beyond the paper",
+        settable=True, recipe=True)
+    alpha_start: float | None = setting(
+        None, "VSC: anneal the prior's alpha: start here, fall geometrically to --alpha over --alpha-anneal "
+        "iterations; every reported ELBO uses --alpha.", Float(0, 1, lo_open=True), "beyond the paper",
+        settable=True, recipe=True)
+    alpha_anneal: int = setting(0, "VSC: iterations of that fall.", Int(0), "beyond the paper", settable=True,
+                                recipe=True)
+    alpha_hold: int = setting(0, "VSC: iterations at --alpha-start before the fall.", Int(0), "beyond the paper",
+                              settable=True, recipe=True)
+    prior: str = setting(
+        "spike-slab", "VSC: spike-slab = eq. 4; pseudo-inputs = the authors' UAI 2019 learned prior, a different "
+        "model from the paper's; pseudo-mixture = its components as an equal-weight mixture (ours).",
+        Choice(("spike-slab", "pseudo-inputs", "pseudo-mixture")), "beyond the paper", settable=True, recipe=True)
+    pseudo_inputs: int = setting(10, "Learned priors: number of pseudo-images K.", Int(1, 1 << 16),
+                                 "beyond the paper", settable=True)
+    prior_sharpness: float = setting(
+        10.0, "Learned priors: nu in gamma_p = S(nu (gamma - 1/2)), sharpening the pseudo-inputs' spikes.",
+        Float(0, lo_open=True), "beyond the paper", settable=True)
+    rate_weight: float = setting(
+        0.0, "VSC: weight beta of the aggregate spike-rate term beta sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j "
+        "the batch's mean gamma of element j (regularisers.py): images switch on different elements. 0 = off.",
+        Float(0, math.inf, hi_open=True), "beyond the paper", settable=True, recipe=True)
+    rate_target: float | None = setting(
+        None, "VSC: that term's target rate (None: the prior's alpha at each iteration).",
+        Float(0, 1, lo_open=True, hi_open=True), "beyond the paper", settable=True, recipe=True)
+    encoder_scale: float | str | None = setting(
+        None, "Multiply the encoder's input by this number, or 'data': 1 / the training images' mean per-pixel "
+        "standard deviation (unit-norm pixels are ~0.02). None = 1.", DataOrNumber(positive=True),
+        "beyond the paper", settable=True, recipe=True)
+    kl_warmup: int = setting(
+        0, "Iterations over which the KL's weight in the loss rises from 0 to 1 (Bowman et al. 2016); every "
+        "reported ELBO is the true one. 0 = off.", Int(0), "beyond the paper", settable=True, recipe=True)
+    centre: bool = setting(
+        False, "Feed the encoder x minus the training images' mean (the decoder still outputs the image; the "
+        "mean is saved with the model).", Flag(), "beyond the paper", settable=True, recipe=True)
+    seed: int = setting(0, "Seeds the initial weights, the batch order and the noise.", Int(), "training",
+                        settable=True)
+    train_size: int | None = setting(
+        None, "Use only the first N training images.", Int(1), "data", shown_default="all")
+    test_size: int | None = setting(
+        None, "Evaluate on only the first N test images.", Int(1), "data", shown_default="all")
+    log_every: int = setting(100, "Iterations between rows of log.csv (averages of the ELBO terms).", Int(1), "run")
+    checkpoint_every: int = setting(1000, "Iterations between checkpoints.", Int(1), "run")
+    backend: str = setting(
+        "auto", "Spike-and-slab op: fused numba (CPU) or cuda kernels, or the pure-torch reference; auto = numba on "
+        "the CPU, cuda with --device cuda.", Choice(("auto", "torch", "numba", "cuda")), "run")
+    dtype: str = setting("float32", "Floating-point type of the model and data (float64: slower, for exact "
+                         "comparisons).", Choice(("float32", "float64")), "run")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -74,7 +244,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         hidden = d.get("hidden", [400])
-        if not isinstance(hidden, (list, tuple)) or not hidden or not all(_is_int(h) and h >= 1 for h in hidden):
+        if not Widths().check(hidden):
             raise VscError(f"config entry hidden={hidden!r} is not a list of layer widths")
         d["hidden"] = tuple(hidden)
         cfg = cls(**d)
@@ -84,63 +254,37 @@ class TrainConfig:
         return cfg
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+SETTINGS = {f.name: f for f in fields(TrainConfig)}  # every setting, in declaration order
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+def check(name: str, value) -> bool:
+    """Whether `value` is one a run's config may hold for setting `name` (None exactly where it is the default)."""
+    f = SETTINGS[name]
+    return (value is None and f.default is None) or f.metadata["kind"].check(value)
 
 
-_CHECKS = {  # what a checkpoint's config may hold
-    "data": lambda v: isinstance(v, str) and v != "",
-    "image_size": lambda v: v is None or (_is_int(v) and 1 <= v <= 1 << 14),
-    "image_shape": lambda v: v is None or (isinstance(v, list) and len(v) == 3
-                                           and all(_is_int(s) and s >= 1 for s in v)),
-    "model": lambda v: v in ("vsc", "vae"),
-    "dim": lambda v: _is_int(v) and 1 <= v <= 1 << 20,
-    "alpha": lambda v: _is_num(v) and 0 < v <= 1,
-    "likelihood": lambda v: v in ("gaussian", "bernoulli"),
-    "normalisation": lambda v: v in ("unit", "01", "none"),
-    "iterations": lambda v: _is_int(v) and v >= 1,
-    "batch_size": lambda v: _is_int(v) and v >= 1,
-    "lr": lambda v: _is_num(v) and v > 0,
-    "c_start": lambda v: _is_num(v) and v > 0,
-    "c_end": lambda v: _is_num(v) and v > 0,
-    "min_logvar": _is_num,
-    "logvar_init": lambda v: v is None or v == "data" or _is_num(v),
-    "gamma_init": lambda v: v is None or (_is_num(v) and 0 < v < 1),
-    "spike": lambda v: v in ("min", "sigmoid"),
-    "pretrain": lambda v: _is_int(v) and v >= 0,
-    "pretrain_ramp": lambda v: _is_int(v) and v >= 0,
-    "alpha_start": lambda v: v is None or (_is_num(v) and 0 < v <= 1),
-    "alpha_anneal": lambda v: _is_int(v) and v >= 0,
-    "alpha_hold": lambda v: _is_int(v) and v >= 0,
-    "prior": lambda v: v in ("spike-slab", "pseudo-inputs", "pseudo-mixture"),
-    "pseudo_inputs": lambda v: _is_int(v) and 1 <= v <= 1 << 16,
-    "prior_sharpness": lambda v: _is_num(v) and v > 0,
-    "rate_weight": lambda v: _is_num(v) and 0 <= v < math.inf,
-    "rate_target": lambda v: v is None or (_is_num(v) and 0 < v < 1),
-    "centre": lambda v: isinstance(v, bool),
-    "kl_warmup": lambda v: _is_int(v) and v >= 0,
-    "encoder_scale": lambda v: v is None or v == "data" or (_is_num(v) and 0 < v < math.inf),
-    "seed": _is_int,
-    "train_size": lambda v: v is None or (_is_int(v) and v >= 1),
-    "test_size": lambda v: v is None or (_is_int(v) and v >= 1),
-    "log_every": lambda v: _is_int(v) and v >= 1,
-    "checkpoint_every": lambda v: _is_int(v) and v >= 1,
-    "backend": lambda v: v in ("auto", "torch", "numba", "cuda"),
-    "dtype": lambda v: v in ("float32", "float64"),
-}
+_CHECKS = {name: (lambda v, name=name: check(name, v)) for name in SETTINGS}  # what a checkpoint's config may hold
+SETTABLE = tuple(n for n, f in SETTINGS.items() if f.metadata["settable"])  # `vsc experiment --set KEY=VALUE`
+
+
+def parse_setting(key: str, text: str):
+    """`--set KEY=VALUE`'s text -> the value, checked as a checkpoint's config would be (ValueError if not)."""
+    text = text.strip()
+    if text.lower() == "none" and SETTINGS[key].default is None:
+        return None
+    try:
+        value = SETTINGS[key].metadata["kind"].parse(text)
+    except (ValueError, KeyError):
+        raise ValueError(f"{text!r} is not a valid value for {key}") from None
+    if not check(key, value):
+        raise ValueError(f"{text!r} is not a valid value for {key}")
+    return value
 
 
 # Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when they are not given on the
 # command line. The dataclass defaults above are the paper's exact recipe: what `vsc train --paper` and (unless
 # told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.
-PAPER_RECIPE = {"spike": "min", "pretrain": 0, "pretrain_ramp": 0, "alpha_start": None, "alpha_hold": 0,
-                "alpha_anneal": 0, "prior": "spike-slab",
-                "rate_weight": 0.0, "rate_target": None, "centre": False, "kl_warmup": 0,
-                "encoder_scale": None}
+PAPER_RECIPE = {n: f.default for n, f in SETTINGS.items() if f.metadata["recipe"]}
 # vsc's default recipes, numbered: "default" is the newest, and a result made with an older one keeps its number
 # (a sweep folder made with `--recipe default` before default-2 existed holds default-1's points; experiment.py).
 # default-1 (docs/recipes.md, issue 14): no dead zone in gamma, spike pre-training for the first 40% of the run
