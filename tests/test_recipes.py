@@ -429,3 +429,34 @@ def test_a_run_started_with_data_settings_resumes_with_them(shared_data, tmp_pat
     assert result.exit_code == 2 and "differs from the run being resumed" in result.output
     assert same_setting(12.5, "data") and same_setting(None, None) and not same_setting(None, "data")
     assert not same_setting(12.5, 3.0)
+
+
+def test_a_run_folder_holds_a_config_file_that_trains_it_again(shared_data, tmp_path):
+    """vsc train writes RUN/config.toml (every setting); `vsc train --config RUN/config.toml` builds the same
+    config, options given beside it win, and a bad file is one line, exit 2."""
+    from vsc_cli.checkpoint import load_checkpoint
+    from vsc_cli.config import TrainConfig, from_toml, to_toml
+
+    base = ["--data-dir", shared_data, "--quiet"]
+    result = run("train", "--data", "fmnist", "--dim", 4, "--alpha", 0.2, "--iterations", 3, "--train-size", 200,
+                 "--test-size", 50, "--batch-size", 50, "--out", tmp_path / "a", *base)
+    assert result.exit_code == 0, result.output
+    first = load_checkpoint(tmp_path / "a")["config"]
+    # the file holds the backend asked for (auto), so that it trains on another device too; the checkpoint the one used
+    assert TrainConfig(**from_toml((tmp_path / "a" / "config.toml").read_text())).to_dict() == \
+        {**first, "backend": "auto"}
+    result = run("train", "--config", tmp_path / "a" / "config.toml", "--out", tmp_path / "b", *base)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "b")["config"] == first
+    assert (tmp_path / "a" / "log.csv").read_text().splitlines()[1].split(",")[:-1] == \
+        (tmp_path / "b" / "log.csv").read_text().splitlines()[1].split(",")[:-1]  # the same run again
+    result = run("train", "--config", tmp_path / "a" / "config.toml", "--seed", 5, "--out", tmp_path / "c", *base)
+    assert result.exit_code == 0 and load_checkpoint(tmp_path / "c")["config"]["seed"] == 5
+    # every kind of value survives the round trip, None included
+    cfg = TrainConfig(hidden=(3, 2), rate_target=0.05, centre=True, encoder_scale=12.5, data="/x/my data \"q\"")
+    assert TrainConfig(**from_toml(to_toml(cfg))) == cfg
+    for text, message in (("dims = 3\n", "unknown setting 'dims'"), ("alpha = 2.0\n", "alpha = 2.0"),
+                          ("alpha = \n", "not TOML")):
+        (tmp_path / "bad.toml").write_text(text)
+        result = run("train", "--config", tmp_path / "bad.toml", "--out", tmp_path / "d", *base)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output

@@ -282,6 +282,10 @@ def option_table(command=None) -> str:
                   "(docs/recipes.md).")
 @_run_option("--paper", is_flag=True, group="training",
              help="The paper's exact recipe (= --recipe paper); not combinable with the recipe's settings.")
+@_run_option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+             group="training",
+             help="Settings from a TOML file, e.g. a run folder's config.toml (which trains that run again); "
+                  "options given beside it win.")
 @_run_option("--out", type=click.Path(file_okay=False, path_type=Path),
              help="Run directory for checkpoint, log and metrics [default: runs/DATA-MODEL-dDIM-aALPHA-sSEED].")
 @_run_option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -295,7 +299,7 @@ def option_table(command=None) -> str:
              help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
 @_run_option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
-def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, recipe, **opts):
+def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, recipe, config_file, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
 
     Example: vsc train --data fmnist --dim 200
@@ -327,8 +331,8 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         raise click.UsageError(f"the paper's exact recipe (--paper) cannot be combined with "
                                f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
     if resume is not None:
-        if paper or ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE:
-            raise click.UsageError("a resumed run keeps its config: drop --paper / --recipe")
+        if paper or config_file or ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("a resumed run keeps its config: drop --paper / --recipe / --config")
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
         stored = TrainConfig.from_dict(load_checkpoint(resume)["config"])
@@ -342,9 +346,20 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
                                        f"({getattr(stored, name)}); a resumed run keeps its config")
         cfg, out = stored, resume
     else:  # the recipe's settings, then the ones given (config.resolve: as vsc experiment and the Python API)
-        cfg = resolve(recipe, **{n: v for n, v in opts.items()
-                                                           if (n not in PAPER_RECIPE or n in given)
-                                                           and not (v is None and SETTINGS[n].default is not None)})
+        settings = {n: v for n, v in opts.items() if (n not in PAPER_RECIPE or n in given)
+                    and not (v is None and SETTINGS[n].default is not None)}
+        if config_file is not None:  # the file's settings, then the options given beside it
+            from .config import from_toml
+
+            try:
+                from_file = from_toml(config_file.read_text(), str(config_file))
+            except (VscError, OSError, UnicodeDecodeError) as exc:
+                raise click.UsageError(f"--config: {exc}") from None
+            from_file.pop("image_shape", None)  # measured from the data when training starts
+            typed = {n: v for n, v in settings.items()
+                     if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+            settings = {**settings, **from_file, **typed}
+        cfg = resolve(recipe, **settings)
         if out is None:
             alpha = f"-a{cfg.alpha:g}" if cfg.model == "vsc" else ""
             name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data

@@ -281,6 +281,52 @@ def parse_setting(key: str, text: str):
     return value
 
 
+def to_toml(cfg: TrainConfig) -> str:
+    """The run's config as TOML, every setting (None as "none": TOML has no null), readable by from_toml:
+    `vsc train --config RUN/config.toml` trains the same model again."""
+    lines = ["# vsc train --config THIS_FILE trains this run again (same settings, same seed)"]
+    for name in SETTINGS:
+        value = getattr(cfg, name)
+        if value is None:
+            text = '"none"'
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ", ".join(str(v) for v in value) + "]"
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{name} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def from_toml(text: str, where: str = "config file") -> dict:
+    """A TOML file's settings, each checked as a checkpoint's config would be; VscError names the first bad one."""
+    import tomllib
+
+    from .errors import VscError
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VscError(f"{where}: not TOML ({exc})") from None
+    out = {}
+    for key, value in raw.items():
+        if key not in SETTINGS:
+            raise VscError(f"{where}: unknown setting {key!r}; the settings are those of `vsc train --help`")
+        if value == "none" and SETTINGS[key].default is None:
+            value = None
+        elif key in ("hidden",) and isinstance(value, list):
+            value = tuple(value)
+        elif _is_int(value) and isinstance(SETTINGS[key].metadata["kind"], (Float, DataOrNumber)):
+            value = float(value)  # TOML writes 3.0 as 3.0, but a person may write 3
+        if not check(key, value):
+            raise VscError(f"{where}: {key} = {value!r} is out of range or of the wrong type")
+        out[key] = value
+    return out
+
+
 # Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when they are not given on the
 # command line. The dataclass defaults above are the paper's exact recipe: what `vsc train --paper` and (unless
 # told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.

@@ -19,7 +19,7 @@ from vsc_kernels import default_backend
 
 from . import __version__
 from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
-from .config import TrainConfig
+from .config import TrainConfig, to_toml
 from .errors import VscError
 from .model import VAE
 from .regularisers import penalty_of
@@ -28,6 +28,7 @@ from .safeio import OutputLock, atomic_write, atomic_write_text
 
 LOG = "log.csv"
 METRICS = "metrics.json"
+CONFIG = "config.toml"  # the run's settings, for `vsc train --config`
 LOG_FIELDS = ["iteration", "c", "elbo", "recon", "kl_slab", "kl_spike", "active", "seconds"]
 EVAL_BATCH = 1000
 
@@ -357,9 +358,12 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     elif world.main:
         (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
 
+    asked_backend = cfg.backend
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
     x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
+    if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
+        atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
     n, pixels = len(x_train), x_train.pixels
     shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
     if cfg.batch_size > shard:
