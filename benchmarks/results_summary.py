@@ -18,7 +18,10 @@ DATA = ("fmnist", "mnist")
 NAMES = {"fmnist": "Fashion-MNIST", "mnist": "MNIST"}
 # (series, grid) -> (folder pattern, models of the dims grid)
 SWEEPS = {("paper", "dims"): ("{d}-dims", E.DEFAULT_MODELS), ("paper", "alpha"): ("{d}-alpha", None),
+          ("default-1", "dims"): ("default1-{d}-dims", ("vsc:0.01",)), ("default-1", "alpha"): ("default1-{d}-alpha", None),
           ("default", "dims"): ("default-{d}-dims", ("vsc:0.01",)), ("default", "alpha"): ("default-{d}-alpha", None)}
+SERIES = ("paper", "default-1", "default")  # the paper's recipe, vsc's first default, today's (default-2)
+LABELS = {"paper": "paper's recipe", "default-1": "default-1", "default": "default-2 (today's default)"}
 
 
 def sweep(series, grid, data):
@@ -32,13 +35,13 @@ def judged(series, grid, data):
     """The verdicts of one sweep. The default series' dims grid has no VAE of its own (a recipe changes only
     the VSC), so its claims against the VAE are judged with the paper series' VAE points."""
     root, points, results = sweep(series, grid, data)
-    if series == "default" and grid == "dims":
+    if series != "paper" and grid == "dims":
         _, vae_points, paper = sweep("paper", "dims", data)
         points = [p for p in vae_points if p.model == "vae"] + points
         results = [r for r in paper if r["model"] == "vae"] + results
     verdicts = C.judge(grid, data, results, dims=sorted({p.dim for p in points}),
                        alphas=sorted({p.alpha for p in points}), models=E.grid_models(points))
-    if series == "default" and grid == "dims":  # claims about the VAE alone: the paper column's, not repeated
+    if series != "paper" and grid == "dims":  # claims about the VAE alone: the paper column's, not repeated
         verdicts = [C.Verdict(v.claim, v.test, C.NA, "the VAE alone: see the paper's column")
                     if v.claim.startswith(VAE_ONLY) else v for v in verdicts]
     return verdicts
@@ -61,7 +64,7 @@ def summary() -> list[str]:
            "| series | data | grid | points done | sum of point wall times | trained on | report |",
            "|---|---|---|---|---|---|---|"]
     total, count = 0.0, 0
-    for series in ("paper", "default"):
+    for series in SERIES:
         for data in DATA:
             for grid in ("dims", "alpha"):
                 root, points, results = sweep(series, grid, data)
@@ -69,7 +72,8 @@ def summary() -> list[str]:
                 total, count = total + secs, count + len(results)
                 where = ", ".join(sorted({r.get("device", "cpu") for r in results})) or "-"
                 link = f"[{root.name}]({root.name}/report.md)" if (root / "report.md").is_file() else root.name
-                out.append(f"| {series} | {data} | {grid} | {len(results)} of {len(points)} | "
+                out.append(f"| {'default-2' if series == 'default' else series} | {data} | {grid} | "
+                           f"{len(results)} of {len(points)} | "
                            f"{E.format_seconds(secs) if results else '-'} | {where} | {link} |")
     out += ["", f"All finished points together: {count} points, {E.format_seconds(total)}: the sum of their wall "
                 "times.", ""]
@@ -79,9 +83,9 @@ def summary() -> list[str]:
                 "Verdicts by the fixed tests of vsc_cli/claims.py (the test of each claim is in the sweep's report); "
                 "the numbers they rest on follow each verdict. The default recipe changes only the VSC: its claims "
                 "against the VAE use the paper series' VAE points.", "",
-                "| claim | paper's recipe | our default recipe |", "|---|---|---|"]
+                "| claim | " + " | ".join(LABELS[s] for s in SERIES) + " |", "|---|" + "---|" * len(SERIES)]
         rows: dict = {}
-        for series in ("paper", "default"):
+        for series in SERIES:
             for grid in ("dims", "alpha"):
                 for v in judged(series, grid, data):
                     cell = rows.setdefault(v.claim, {})
@@ -91,7 +95,7 @@ def summary() -> list[str]:
         for claim, cell in rows.items():
             parts = ["n/a (" + cell[s][1] + ")" if cell[s][0] == C.NA else f"**{cell[s][0]}**"
                      + (f": {cell[s][1]}" if cell[s][0] != C.UNMEASURED else "") if s in cell else "-"
-                     for s in ("paper", "default")]
+                     for s in SERIES]
             out.append(f"| {claim} | " + " | ".join(p.replace("|", "\\|") for p in parts) + " |")
         out.append("")
 
@@ -103,10 +107,10 @@ def summary() -> list[str]:
             "| data | model | source | " + " | ".join(map(str, dims)) + " |", "|---|---|---|" + "---|" * len(dims)]
     for data in DATA:
         _, _, paper = sweep("paper", "dims", data)
-        _, _, ours = sweep("default", "dims", data)
+        ours = [(LABELS[s], sweep(s, "dims", data)[2]) for s in SERIES[1:]]
         for key, label in (("vae", "VAE"), ("vsc:0.5", "VSC, alpha 0.5"), ("vsc:0.2", "VSC, alpha 0.2"),
                            ("vsc:0.01", "VSC, alpha 0.01")):
-            rows = [("vsc (paper's recipe)", paper)] + ([("vsc (default recipe)", ours)] if key == "vsc:0.01" else [])
+            rows = [("vsc (paper's recipe)", paper)] + ([(f"vsc ({label})", r) for label, r in ours] if key == "vsc:0.01" else [])
             for source, results in rows:
                 by_dim = {r["dim"]: acc5000(r) for r in results if E._key(r) == key}
                 cells = [f"{by_dim[d]:.1f}" if by_dim.get(d) is not None else "" for d in dims]
@@ -123,7 +127,7 @@ def summary() -> list[str]:
             "| data | recipe | active per image | used | always on | dead | Jaccard diff. / same | Fig. 13 | "
             "acc. 5,000 | test ELBO |", "|---|---|---|---|---|---|---|---|---|---|"]
     for data in DATA:
-        for series in ("paper", "default"):
+        for series in SERIES:
             _, _, results = sweep(series, "alpha", data)
             r = next((r for r in results if r["alpha"] == 0.01), None)
             if r is None:
