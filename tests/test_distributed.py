@@ -71,7 +71,7 @@ def test_torchrun_train_two_processes(tmp_path, data, monkeypatch):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("test ELBO per image") == 1  # rank 0 reports, once
     files = sorted(p.name for p in out2.iterdir() if not p.name.startswith("."))
-    assert files == ["checkpoint.safetensors", "log.csv", "metrics.json"]  # one checkpoint, one log
+    assert files == ["checkpoint.safetensors", "config.toml", "log.csv", "metrics.json"]  # one of each
     assert not [p for p in out2.iterdir() if "partial" in p.name]
     metrics = json.loads((out2 / "metrics.json").read_text())
     assert metrics["processes"] == 2

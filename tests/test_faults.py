@@ -136,7 +136,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(shared_data, unin
             assert torch.equal(value, b["optimizer"]["state"][idx][key]), (idx, key)
     strip = [line.rsplit(",", 1)[0] for line in (uninterrupted / "log.csv").read_text().splitlines()]
     assert strip == [line.rsplit(",", 1)[0] for line in (out / "log.csv").read_text().splitlines()]
-    leftovers = [p.name for p in out.iterdir() if p.name not in ("checkpoint.safetensors", "log.csv",
+    leftovers = [p.name for p in out.iterdir() if p.name not in ("checkpoint.safetensors", "config.toml", "log.csv",
                                                                    "metrics.json", ".lock")]
     assert leftovers == [], leftovers  # partial files of killed writers are cleaned up
 

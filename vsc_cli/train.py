@@ -347,9 +347,84 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     return x_train, x_test, cfg, mean
 
 
-def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
-    from . import dist
+class RunState:
+    """Everything a run carries from one iteration to the next: the model, Adam, the batch order and its
+    generator, the noise generator, the iteration, the training time of earlier sessions and the log window.
+    `save` writes it to the checkpoint (a collective under torchrun), `restore` reads it back, so that a resumed
+    run goes on bit for bit (tests/test_train.py)."""
 
+    def __init__(self, cfg, model, n: int, pixels: int, world, device):
+        self.cfg, self.model, self.n, self.pixels, self.world, self.device = cfg, model, n, pixels, world, device
+        self.shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
+        self.opt = make_optimizer(model, cfg.lr)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (CPU; the same on every rank)
+        self.noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps, eta
+        self.perm, self.pos, self.iteration = torch.randperm(n, generator=self.data_gen), 0, 0
+        self.seconds, self.last_good = 0.0, None  # training time of earlier sessions; the last checkpoint
+        self.epoch = self.perm[world.rank::world.size][:self.shard]
+
+    def next_batch(self) -> torch.Tensor:
+        """This rank's image indices of the next batch; a new epoch reshuffles and drops the incomplete last batch."""
+        if self.pos + self.cfg.batch_size > self.shard:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.data_gen), 0
+            self.epoch = self.perm[self.world.rank::self.world.size][:self.shard]
+        idx = self.epoch[self.pos:self.pos + self.cfg.batch_size]
+        self.pos += self.cfg.batch_size
+        return idx
+
+    def restore(self, state: dict, path: Path) -> None:
+        """Continue from a checkpoint's state (load_checkpoint), refusing one that does not fit this run."""
+        world, n = self.world, self.n
+        if state["pixels"] != self.pixels:
+            raise VscError(f"{path}: the run has {state['pixels']} pixels per image, the data {self.pixels}")
+        check_tensors(self.model.state_dict(), state["model"], self.cfg, self.pixels)
+        if len(state["perm"]) != n or state["pos"] > n or state["iteration"] > self.cfg.iterations:
+            raise VscError(f"{path}: its batch order or iteration does not fit {n} training images "
+                           f"and {self.cfg.iterations} iterations")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.data_gen.set_state(state["rng"]["data"])
+            noise_states = [state["rng"]["noise"], *state["rng"].get("noise_ranks", [])]
+            if world.rank < len(noise_states):  # generator states are CPU byte tensors, even for cuda
+                self.noise_gen.set_state(noise_states[world.rank])
+            else:  # a rank the interrupted run did not have
+                self.noise_gen.manual_seed(noise_seed(self.cfg.seed, world.rank) + state["iteration"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise VscError(f"{path}: optimiser or generator state does not fit this run "
+                           f"({str(exc).splitlines()[0]})") from None
+        self.perm, self.pos, self.iteration = state["perm"], state["pos"], state["iteration"]
+        self.epoch = self.perm[world.rank::world.size][:self.shard]
+        stored_world = int(state.get("world_size", 1))
+        if stored_world != world.size:  # shards of another size: start a new epoch (the rest is exact)
+            self.pos = n
+            if world.main:
+                print(f"note: the run was trained by {stored_world} process(es), it goes on with {world.size}; "
+                      "it starts a new pass over the data", file=sys.stderr)
+        self.seconds, self.last_good = float(state.get("seconds", 0.0)), self.iteration
+
+    def save(self, path: Path, log, seconds: float) -> list[str]:
+        """Write the checkpoint at self.iteration (a collective: every rank calls it, rank 0 writes); returns the
+        ranks' parameter digests."""
+        from . import dist
+
+        world = self.world
+        window = log.window()
+        noise = dist.all_gather(world, self.noise_gen.get_state(), self.device)
+        digests = _agree(self.model, world, self.device)
+        if world.main:
+            save_checkpoint(path, {
+                "vsc_version": __version__, "config": self.cfg.to_dict(),
+                "pixels": self.pixels, "iteration": self.iteration, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "perm": self.perm, "pos": self.pos, "seconds": seconds,
+                "rng": {"data": self.data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:]},
+                "log_window": {"sums": window, "count": log.count},  # a partial log.csv row
+                "world_size": world.size,
+            })
+        return digests
+
+
+def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     progress = progress and world.main
     ckpt_path = out_dir / CHECKPOINT
     state = load_checkpoint(ckpt_path) if resume else None
@@ -364,50 +439,20 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
     if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
         atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
-    n, pixels = len(x_train), x_train.pixels
-    shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
-    if cfg.batch_size > shard:
-        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {shard} training images "
+    n, pixels, dtype = len(x_train), x_train.pixels, getattr(torch, cfg.dtype)
+    if cfg.batch_size > n // world.size:
+        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {n // world.size} training images "
                        + (f"of each of the {world.size} processes" if world.on else ""))
-    dtype = getattr(torch, cfg.dtype)
 
     torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
     model = VAE(cfg, pixels).to(device=device, dtype=dtype)
     if cfg.centre and state is None:  # a resumed run restores its mean with the weights
         model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
-    opt = make_optimizer(model, cfg.lr)
-    penalty, schedule = penalty_of(cfg, world, device), Schedule(cfg)
-    data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (on CPU; the same on every rank)
-    noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps and eta
-    perm, pos, start = torch.randperm(n, generator=data_gen), 0, 0
-    elapsed, last_good = 0.0, None
+    run = RunState(cfg, model, n, pixels, world, device)
     if state is not None:
-        if state["pixels"] != pixels:
-            raise VscError(f"{ckpt_path}: the run has {state['pixels']} pixels per image, the data {pixels}")
-        check_tensors(model.state_dict(), state["model"], cfg, pixels)
-        stored_world = int(state.get("world_size", 1))
-        if len(state["perm"]) != n or state["pos"] > n or state["iteration"] > cfg.iterations:
-            raise VscError(f"{ckpt_path}: its batch order or iteration does not fit {n} training images "
-                           f"and {cfg.iterations} iterations")
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            data_gen.set_state(state["rng"]["data"])
-            noise_states = [state["rng"]["noise"], *state["rng"].get("noise_ranks", [])]
-            if world.rank < len(noise_states):  # generator states are CPU byte tensors, even for cuda
-                noise_gen.set_state(noise_states[world.rank])
-            else:  # a rank the interrupted run did not have
-                noise_gen.manual_seed(noise_seed(cfg.seed, world.rank) + state["iteration"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise VscError(f"{ckpt_path}: optimiser or generator state does not fit this run "
-                           f"({str(exc).splitlines()[0]})") from None
-        perm, pos, start = state["perm"], state["pos"], state["iteration"]
-        if stored_world != world.size:  # shards of another size: start a new epoch (the rest is exact)
-            pos = n
-            if world.main:
-                print(f"note: the run was trained by {stored_world} process(es), it goes on with {world.size}; "
-                      "it starts a new pass over the data", file=sys.stderr)
-        elapsed, last_good = float(state.get("seconds", 0.0)), start
+        run.restore(state, ckpt_path)
+    start = run.iteration
+    penalty, schedule = penalty_of(cfg, world, device), Schedule(cfg)
     log = _Log(out_dir / LOG, start if state is not None else None, world, device)
     if state is not None:
         log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
@@ -417,53 +462,31 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
 
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
 
-    def checkpoint(iteration):  # a collective: every rank calls it, rank 0 writes
-        window = log.window()
-        noise = dist.all_gather(world, noise_gen.get_state(), device)
-        digests = _agree(model, world, device)
-        if world.main:
-            save_checkpoint(ckpt_path, {
-                "vsc_version": __version__, "config": cfg.to_dict(),
-                "pixels": pixels, "iteration": iteration, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "perm": perm, "pos": pos,
-                "seconds": elapsed + time.perf_counter() - t0,
-                "rng": {"data": data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:]},
-                "log_window": {"sums": window, "count": log.count},  # a partial log.csv row
-                "world_size": world.size,
-            })
-        return digests
-
-    t0 = time.perf_counter()
-    running = None
+    t0, running = time.perf_counter(), None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
-    epoch_shard = perm[world.rank::world.size][:shard]
-    for it in bar:
-        if pos + cfg.batch_size > shard:  # new epoch: reshuffle, drop the incomplete last batch
-            perm, pos = torch.randperm(n, generator=data_gen), 0
-            epoch_shard = perm[world.rank::world.size][:shard]
-        idx = epoch_shard[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        step = schedule(it)
+    for it in bar:  # the loop: a batch, the iteration's schedule, one step; the log row; the checkpoint
+        xb, step = x_train.take(run.next_batch(), device, dtype), schedule(it)
         try:
-            value = training_step(net, model, opt, x_train.take(idx, device, dtype), step, noise_gen, log, it + 1,
-                                  last_good, penalty)
+            value = training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good, penalty)
         except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
             exc.vsc_iteration = it + 1
             raise
+        run.iteration = it + 1
         running = value if running is None else 0.98 * running + 0.02 * value
-        if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
-            log.write(it + 1, step.c, elapsed + time.perf_counter() - t0)
+        if run.iteration % cfg.log_every == 0 or run.iteration == cfg.iterations:
+            log.write(run.iteration, step.c, run.seconds + time.perf_counter() - t0)
             bar.set_postfix(elbo=f"{running:.1f}", c=f"{step.c:.0f}")
-        if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations or it + 1 == stop_at:
-            checkpoint(it + 1)
-            last_good = it + 1
-        if it + 1 == stop_at:
+        if run.iteration % cfg.checkpoint_every == 0 and run.iteration < cfg.iterations or run.iteration == stop_at:
+            run.save(ckpt_path, log, run.seconds + time.perf_counter() - t0)
+            run.last_good = run.iteration
+        if run.iteration == stop_at:
             bar.close()
             return None
     bar.close()
     train_seconds = time.perf_counter() - t0
-    digests = checkpoint(cfg.iterations)
+    run.iteration = cfg.iterations
+    digests = run.save(ckpt_path, log, run.seconds + train_seconds)
     done = cfg.iterations - start
     if not world.main:
         return None
@@ -471,7 +494,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     metrics = {f"test_{k}": v for k, v in evaluate(model, x_test, cfg.seed, progress=progress).items()}
     metrics.update(
         iterations=cfg.iterations, alpha=cfg.alpha if cfg.model == "vsc" else None,
-        seconds=elapsed + train_seconds,
+        seconds=run.seconds + train_seconds,
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
         images_per_second=(done * cfg.batch_size * world.size / train_seconds) if done else None,
         device=device, backend=cfg.backend, threads=torch.get_num_threads(), processes=world.size,
