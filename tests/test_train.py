@@ -117,7 +117,9 @@ def test_numba_backend_gives_the_torch_loss_curve(shared_data, tmp_path):
 
     Training with a learned-variance Gaussian likelihood amplifies a rounding difference by about
     10x every 20 iterations, so float32 curves agree closely only for the first ~60 iterations;
-    in float64 the whole 300-iteration curve agrees to 1e-4 (the first rows to all 6 logged digits).
+    in float64 the whole 300-iteration curve agrees to 1e-3 (the first rows to all 6 logged digits). The
+    amplified difference depends on the thread count and the instruction set: at one thread on torch's portable
+    path the last row was 1.5e-4 apart, at two 1e-4.
     """
     curves = {}
     for backend in ("torch", "numba"):
@@ -126,7 +128,7 @@ def test_numba_backend_gives_the_torch_loss_curve(shared_data, tmp_path):
             train(cfg, tmp_path / f"{backend}-{dtype}", data_dir=shared_data, progress=False)
             curves[backend, dtype] = torch.tensor([float(r["elbo"]) for r in log_rows(tmp_path / f"{backend}-{dtype}")],
                                                   dtype=torch.float64)
-    torch.testing.assert_close(curves["numba", "float64"], curves["torch", "float64"], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(curves["numba", "float64"], curves["torch", "float64"], rtol=1e-3, atol=1e-3)
     # the first rows agree to the logged digits; summation order may differ with thread counts, so not bit-equal
     torch.testing.assert_close(curves["numba", "float64"][:6], curves["torch", "float64"][:6], rtol=1e-6, atol=1e-6)
     # float32: the first 40 iterations (at iteration 60, on torch's portable non-AVX path, the two curves were
