@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, recipe_name, same_setting
-from .data import DATASETS, IMAGE_DATASETS, NORMALISATIONS
+from .config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, same_setting
+from .data import DATASETS, IMAGE_DATASETS
 from .errors import VscError
 from .metrics import ROWS as SPECIFICITY_ROWS
 from .safeio import describe_os_error
@@ -51,25 +50,22 @@ class DataArg(click.ParamType):
         return str(path.resolve())  # absolute: the run's checkpoint can be used from anywhere
 
 
-def _data_or_number(positive: bool, example: str):
-    """A click callback for options that take 'data' (resolved from the training images) or a number."""
+def _data_or_number(kind, example: str):
+    """A click callback for options that take 'data' (resolved from the training images) or a number: the
+    setting's kind (config.DataOrNumber) parses and checks it."""
     def callback(ctx, param, value):
-        if value is None or value == "data":
+        if value is None:
             return value
         try:
-            number = float(value)
+            parsed = kind.parse(value)
         except ValueError:
-            number = None
-        if number is None or (positive and not 0 < number < math.inf):
-            raise click.BadParameter(f"{value!r}: give 'data' or a {'positive ' if positive else ''}number, "
+            parsed = None
+        if parsed is None or not kind.check(parsed):
+            raise click.BadParameter(f"{value!r}: give 'data' or a {'positive ' if kind.positive else ''}number, "
                                      f"e.g. {example}")
-        return number
+        return parsed
 
     return callback
-
-
-_logvar_init = _data_or_number(positive=False, example="-8")
-_encoder_scale = _data_or_number(positive=True, example="30")
 
 
 def handle_errors(fn):
@@ -237,7 +233,7 @@ def setting_options(fn):
             if isinstance(kind, C.Widths):
                 kw["callback"] = _hidden
             elif isinstance(kind, C.DataOrNumber):
-                kw["callback"] = _data_or_number(kind.positive, _EXAMPLES.get(name, "1"))
+                kw["callback"] = _data_or_number(kind, _EXAMPLES.get(name, "1"))
             else:
                 kw["type"] = _click_type(name, kind)
         fn = click.option(*decls, help=help_text, **kw)(fn)
@@ -660,8 +656,8 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     options = {"iterations": iterations, "backend": backend}
     if gamma_init is not None:
         options["gamma_init"] = gamma_init
-    if recipe != "paper":  # numbered, so that a later default does not take this one's results for its own
-        options["recipe"] = recipe_name(recipe)
+    if recipe != "paper":
+        options["recipe"] = recipe
     options.update(settings)
     if train_size is not None:
         options["train_size"] = train_size

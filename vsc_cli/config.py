@@ -248,8 +248,8 @@ class TrainConfig:
             raise VscError(f"config entry hidden={hidden!r} is not a list of layer widths")
         d["hidden"] = tuple(hidden)
         cfg = cls(**d)
-        for name, ok in _CHECKS.items():
-            if not ok(getattr(cfg, name)):
+        for name in SETTINGS:
+            if not check(name, getattr(cfg, name)):
                 raise VscError(f"config entry {name}={getattr(cfg, name)!r} is out of range or of the wrong type")
         return cfg
 
@@ -263,7 +263,6 @@ def check(name: str, value) -> bool:
     return (value is None and f.default is None) or f.metadata["kind"].check(value)
 
 
-_CHECKS = {name: (lambda v, name=name: check(name, v)) for name in SETTINGS}  # what a checkpoint's config may hold
 SETTABLE = tuple(n for n, f in SETTINGS.items() if f.metadata["settable"])  # `vsc experiment --set KEY=VALUE`
 
 

@@ -83,8 +83,13 @@ def _alpha_ok(text: str) -> bool:
 
 def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, alphas=DEFAULT_ALPHAS,
                 alpha_dim: int = 200, options: dict | None = None, labelled=None) -> list[Point]:
-    """The grid's points in a fixed order (the order --point K counts in)."""
+    """The grid's points in a fixed order (the order --point K counts in). A recipe in options is numbered
+    ("default" -> today's default-N), so that a later default does not take these points' results for its own."""
+    from .config import recipe_name
+
     options = dict(options or {})
+    if "recipe" in options:
+        options["recipe"] = recipe_name(options["recipe"])
     labelled = tuple(labelled or LABELLED.get(grid, (5000,)))
     if grid == "dims":
         return [Point(grid, data, "vae" if m == "vae" else "vsc", 1.0 if m == "vae" else float(m[4:]), d,

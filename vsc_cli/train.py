@@ -349,9 +349,9 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
 
 class RunState:
     """Everything a run carries from one iteration to the next: the model, Adam, the batch order and its
-    generator, the noise generator, the iteration, the training time of earlier sessions and the log window.
-    `save` writes it to the checkpoint (a collective under torchrun), `restore` reads it back, so that a resumed
-    run goes on bit for bit (tests/test_train.py)."""
+    generator, the noise generator, the iteration and the training time of earlier sessions. `save` writes it
+    (with the log's open window) to the checkpoint, a collective under torchrun; `restore` reads it back, so that
+    a resumed run goes on bit for bit (tests/test_train.py)."""
 
     def __init__(self, cfg, model, n: int, pixels: int, world, device):
         self.cfg, self.model, self.n, self.pixels, self.world, self.device = cfg, model, n, pixels, world, device
@@ -361,13 +361,17 @@ class RunState:
         self.noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps, eta
         self.perm, self.pos, self.iteration = torch.randperm(n, generator=self.data_gen), 0, 0
         self.seconds, self.last_good = 0.0, None  # training time of earlier sessions; the last checkpoint
-        self.epoch = self.perm[world.rank::world.size][:self.shard]
+        self.epoch = self._shard(self.perm)
+
+    def _shard(self, perm: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a batch order."""
+        return perm[self.world.rank::self.world.size][:self.shard]
 
     def next_batch(self) -> torch.Tensor:
         """This rank's image indices of the next batch; a new epoch reshuffles and drops the incomplete last batch."""
         if self.pos + self.cfg.batch_size > self.shard:
             self.perm, self.pos = torch.randperm(self.n, generator=self.data_gen), 0
-            self.epoch = self.perm[self.world.rank::self.world.size][:self.shard]
+            self.epoch = self._shard(self.perm)
         idx = self.epoch[self.pos:self.pos + self.cfg.batch_size]
         self.pos += self.cfg.batch_size
         return idx
@@ -394,7 +398,7 @@ class RunState:
             raise VscError(f"{path}: optimiser or generator state does not fit this run "
                            f"({str(exc).splitlines()[0]})") from None
         self.perm, self.pos, self.iteration = state["perm"], state["pos"], state["iteration"]
-        self.epoch = self.perm[world.rank::world.size][:self.shard]
+        self.epoch = self._shard(self.perm)
         stored_world = int(state.get("world_size", 1))
         if stored_world != world.size:  # shards of another size: start a new epoch (the rest is exact)
             self.pos = n
