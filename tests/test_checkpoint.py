@@ -18,6 +18,7 @@ from vsc_cli.checkpoint import (CHECKPOINT, build_model, load_checkpoint, read_s
 from vsc_cli.cli import main
 from vsc_cli.config import TrainConfig
 from vsc_cli.errors import VscError
+from vsc_cli.schedule import Step
 from vsc_cli.model import VAE
 
 
@@ -27,7 +28,7 @@ def tiny_state(model="vsc", dim=4, pixels=16, hidden=(8,)):
     torch.manual_seed(0)
     m = VAE(cfg, pixels)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    (-m.elbo_terms(torch.rand(5, pixels), 50.0)["elbo"].mean()).backward()
+    (-m.elbo_terms(torch.rand(5, pixels), Step(50.0, 1.0, cfg.alpha))["elbo"].mean()).backward()
     opt.step()
     data_gen = torch.Generator().manual_seed(1)
     return {"vsc_version": "test", "config": cfg.to_dict(), "pixels": pixels, "iteration": 3,
@@ -277,8 +278,8 @@ def test_a_run_rebuilt_on_the_cpu_gets_a_backend_that_runs_there(tmp_path, store
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     reference = tiny_state()["config"]
     ref_model = build_model({**load_checkpoint(tmp_path), "config": {**reference, "backend": "torch"}})
-    got = model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
-    expected = ref_model.elbo_terms(x, 50.0, generator=gen(), hard=True)["elbo"]
+    got = model.elbo_terms(x, Step.evaluation(model.cfg.alpha), generator=gen())["elbo"]
+    expected = ref_model.elbo_terms(x, Step.evaluation(model.cfg.alpha), generator=gen())["elbo"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
 
 

@@ -11,6 +11,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from naive import kl_loop, sample_loop
 from vsc_cli.config import TrainConfig
 from vsc_cli.model import VAE
+from vsc_cli.schedule import Step
 
 PIXELS, DIM, BATCH = 12, 5, 6
 
@@ -66,7 +67,7 @@ def test_vsc_elbo_is_eq_11(backend, spike, lam):
     alpha, c = 0.2, 120.0
     net = model(alpha=alpha, spike=spike, backend=backend)
     x = images()
-    terms = net.elbo_terms(x, c, generator=torch.Generator().manual_seed(7), lam=lam)
+    terms = net.elbo_terms(x, Step(c, lam, alpha), generator=torch.Generator().manual_seed(7))
     mu, logvar, v = (t.detach() for t in net.encode(x))
     # log gamma: eq. 12, or log sigmoid(v) for --spike sigmoid; both are <= 0, where the loops' min(., 0) is the identity
     lg = torch.clamp(v, max=0.0) if spike == "min" else torch.log(torch.sigmoid(v))
@@ -86,7 +87,7 @@ def test_vsc_elbo_is_eq_11(backend, spike, lam):
 def test_vae_elbo_is_gaussian_kl():
     net = model(model="vae")
     x = images()
-    terms = net.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(3))
+    terms = net.elbo_terms(x, Step(50.0, 1.0, 1.0), generator=torch.Generator().manual_seed(3))
     mu, logvar, v = net.encode(x)
     assert v is None
     eps = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -103,7 +104,7 @@ def test_hard_sample_is_exact_spike_draw():
     """hard=True (evaluation): the element is the slab draw where eta > 1 - gamma and exactly 0 elsewhere."""
     net = model(alpha=0.2)
     x = images()
-    terms = net.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(5), hard=True)
+    terms = net.elbo_terms(x, Step.evaluation(0.2), generator=torch.Generator().manual_seed(5))
     mu, logvar, v = (t.detach() for t in net.encode(x))
     eps, eta = noise(5)
     on = eta > 1 - torch.exp(torch.clamp(v, max=0.0))

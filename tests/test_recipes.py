@@ -11,8 +11,8 @@ from vsc_cli.cli import main
 from vsc_cli.config import TrainConfig
 from vsc_cli.model import VAE
 from vsc_cli.priors import PseudoInputPrior
-from vsc_cli.schedule import lambda_schedule
-from vsc_kernels import (kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, log_gamma_sigmoid,
+from vsc_cli.schedule import Step, lambda_schedule
+from vsc_kernels import (SpikeSlab, kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, log_gamma_sigmoid,
                          spike_slab, spike_slab_ref, spike_slab_sample_scaled)
 
 from naive import kl_general_loop, pseudo_input_kl_loop, sample_loop
@@ -97,6 +97,8 @@ def _prior_inputs(B=3, K=2, J=4, pixels=5):
     def encode(x):
         return enc(x).chunk(3, dim=-1)
 
+    prior.bind(encode, log_gamma_sigmoid)
+
     return prior, encode, rand(B, pixels, seed=7)
 
 
@@ -104,7 +106,7 @@ def test_pseudo_input_prior_matches_loop():
     prior, encode, x = _prior_inputs()
     mu, logvar, v = encode(x)
     lg = log_gamma_sigmoid(v)
-    slab, spike, rate = prior.kl(x, mu, logvar, lg, encode, log_gamma_sigmoid)
+    slab, spike, rate = prior.kl(x, SpikeSlab(mu, logvar, lg))
     with torch.no_grad():
         w = prior.weights(x)
         mu_p, logvar_p, v_p = encode(prior.u)
@@ -134,15 +136,13 @@ def test_pseudo_input_prior_gradcheck():
                                logvar_p[None], torch.nn.functional.logsigmoid(a)[None],
                                torch.nn.functional.logsigmoid(-a)[None])
         # and the module's own result must be the same function
-        got = prior.kl(x, mu, logvar, log_gamma_sigmoid(v), encode, log_gamma_sigmoid)
+        got = prior.kl(x, SpikeSlab(mu, logvar, log_gamma_sigmoid(v)))
         return got[0] + got[1] + got[2], torch.einsum("bk,bkj->b", w, sl + sp)
 
     inputs = (mu, logvar, v, *[p.detach().clone().requires_grad_() for p in params])
     out = f(*inputs)
-    torch.testing.assert_close(out[0] - prior.kl(x, mu, logvar, log_gamma_sigmoid(v), encode,
-                                                  log_gamma_sigmoid)[2], out[1])
-    assert torch.autograd.gradcheck(lambda *a: prior.kl(x, a[0], a[1], log_gamma_sigmoid(a[2]), encode,
-                                                        log_gamma_sigmoid), inputs[:3])
+    torch.testing.assert_close(out[0] - prior.kl(x, SpikeSlab(mu, logvar, log_gamma_sigmoid(v)))[2], out[1])
+    assert torch.autograd.gradcheck(lambda *a: prior.kl(x, SpikeSlab(a[0], a[1], log_gamma_sigmoid(a[2]))), inputs[:3])
 
 
 @pytest.mark.parametrize("spike", ["min", "sigmoid"])
@@ -158,7 +158,7 @@ def test_model_backends_agree_with_new_options(spike, prior):
                           backend=backend, dtype="float64")
         model = VAE(cfg, 12).double()
         for lam in (0.0, 0.5, 1.0):
-            terms = model.elbo_terms(x, 50.0, torch.Generator().manual_seed(1), lam=lam)
+            terms = model.elbo_terms(x, Step(50.0, lam, model.cfg.alpha), torch.Generator().manual_seed(1))
             loss = -terms.get("objective", terms["elbo"]).mean()
             grads = torch.autograd.grad(loss, list(model.parameters()))
             results.append(({k: t.detach() for k, t in terms.items()}, grads))
@@ -227,14 +227,15 @@ def test_alpha_schedule():
 
 @pytest.mark.parametrize("prior", ["spike-slab", "pseudo-inputs", "pseudo-mixture"])
 def test_annealed_alpha_is_the_kl_of_that_alpha(prior):
-    """elbo_terms(alpha=a) is exactly the model whose config says alpha = a (same weights, same noise)."""
+    """A step whose alpha is a is exactly the model whose config says alpha = a (same weights, same noise)."""
     x = torch.rand(8, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     out = []
     for alpha, override in ((0.01, 0.2), (0.2, None)):
         torch.manual_seed(0)
         model = VAE(TrainConfig(dim=6, hidden=(8,), alpha=alpha, prior=prior, pseudo_inputs=3, dtype="float64"),
                     12).double()
-        out.append(model.elbo_terms(x, 50.0, torch.Generator().manual_seed(1), alpha=override))
+        out.append(model.elbo_terms(x, Step(50.0, 1.0, alpha if override is None else override),
+                                    torch.Generator().manual_seed(1)))
     assert out[0].keys() == out[1].keys()
     for k in out[1]:
         torch.testing.assert_close(out[0][k], out[1][k], rtol=1e-12, atol=1e-12)
@@ -251,10 +252,11 @@ def test_pseudo_mixture_bound_matches_loop_and_bounds_the_true_kl():
     def encode(x):
         return enc(x).chunk(3, dim=-1)
 
+    prior.bind(encode, log_gamma_sigmoid)
     x = rand(B, pixels, seed=7)
     mu, logvar, v = encode(x)
     lg = log_gamma_sigmoid(v)
-    slab, spike, rate = prior.kl(x, mu, logvar, lg, encode, log_gamma_sigmoid)
+    slab, spike, rate = prior.kl(x, SpikeSlab(mu, logvar, lg))
     with torch.no_grad():
         mu_p, logvar_p, v_p = encode(prior.u)
         gamma_p = torch.sigmoid(10.0 * (torch.sigmoid(v_p) - 0.5))
@@ -291,10 +293,12 @@ def test_pseudo_mixture_gradcheck():
     def encode(x):
         return enc(x).chunk(3, dim=-1)
 
+    prior.bind(encode, log_gamma_sigmoid)
+
     x = rand(2, 4, seed=3)
     inputs = [t.detach().clone().requires_grad_() for t in encode(x)]
     assert torch.autograd.gradcheck(
-        lambda m, lv, v: prior.kl(x, m, lv, log_gamma_sigmoid(v), encode, log_gamma_sigmoid), inputs)
+        lambda m, lv, v: prior.kl(x, SpikeSlab(m, lv, log_gamma_sigmoid(v))), inputs)
 
 
 def test_recipe_settings_scale_with_the_run():
@@ -376,7 +380,7 @@ def test_a_learned_prior_is_sampled_from_itself_by_the_api_and_the_figure(tmp_pa
         model.encoder[-1].bias.copy_(torch.tensor([3.0, -1, 0, 0, 0, 0,  # mu
                                                    -2.0, 0, 0, 0, 0, 0,  # log sigma^2
                                                    9, 9, 9, -9, -9, -9]))  # v: gamma ~ 1 or ~ 0
-    mu_p, logvar_p, lg_p, _ = model.prior.components(model.encode, model.log_gamma)
+    mu_p, logvar_p, lg_p, _ = model.prior.components()
     z = model.sample_prior(20000, torch.Generator().manual_seed(3))
     rate = (z != 0).double().mean(0)
     torch.testing.assert_close(rate, torch.exp(lg_p[0]).double(), atol=0.01, rtol=0)

@@ -102,7 +102,7 @@ def test_training_step_adds_the_penalty_to_the_loss():
         grads.append([p.grad.clone() for p in model.parameters()])
     torch.manual_seed(0)
     model = VAE(cfg, 12).double()
-    terms = model.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(2))
+    terms = model.elbo_terms(x, Step(50.0, 1.0, model.cfg.alpha), generator=torch.Generator().manual_seed(2))
     loss = -terms["elbo"].mean() + 3.0 * R.aggregate_rate_kl(terms["gamma"], 0.05)
     want = torch.autograd.grad(loss, list(model.parameters()))
     for g, w in zip(grads[0], want):
@@ -220,7 +220,7 @@ def test_kl_warmup_weights_the_kl_by_iteration():
             got = [p.grad.clone() for p in model.parameters()]
             torch.manual_seed(0)
             model = VAE(cfg, 12).double()
-            terms = model.elbo_terms(x, 50.0, generator=torch.Generator().manual_seed(2))
+            terms = model.elbo_terms(x, Step(50.0, 1.0, model.cfg.alpha), generator=torch.Generator().manual_seed(2))
             w = min(1.0, t / 4)
             loss = -(terms["recon"] - w * (terms["kl_slab"] + terms["kl_spike"])).mean()
             if rate:

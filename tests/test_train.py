@@ -53,7 +53,7 @@ def test_short_run_lowers_negative_elbo(shared_data, tmp_path):
 def test_c_schedule_reaches_training(shared_data, tmp_path, monkeypatch):
     """C.2: c rises linearly from --c-start at the first iteration to --c-end at the last, one step per
     iteration; every training sample (eq. 24) uses that iteration's c, and log.csv records it."""
-    import vsc_cli.model as model_module
+    import vsc_cli.distributions as model_module  # the paper pair calls the fused op there
     from click.testing import CliRunner
 
     from vsc_cli.cli import main

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import (SpikeSlabPrior, gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid, spike_slab,
-                         spike_slab_sample_scaled)
+from vsc_kernels import SpikeSlab, SpikeSlabPrior, gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid
 
 from .config import TrainConfig
+from .distributions import Normal, StandardNormal, draw_and_kl
+from .schedule import Step
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -97,21 +98,23 @@ class VAE(nn.Module):
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, cfg.backend)
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
             self.register_buffer("x_mean", torch.zeros(pixels))
-        self.prior = None  # None: the paper's spike-and-slab prior (eq. 4), inside the fused op
-        if self.sparse and cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
+        # p(z), a distribution with its registered pair (distributions.py): the VAE's N(0, 1), eq. 4, or learned
+        if not self.sparse:
+            self.prior = StandardNormal((cfg.dim,))
+        elif cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
             from .priors import PseudoInputPrior
 
             self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness,
                                           "selection" if cfg.prior == "pseudo-inputs" else "posterior")
+            self.prior.bind(self.encode, self.log_gamma)
+        else:
+            self.prior = SpikeSlabPrior(cfg.alpha, (cfg.dim,))
 
     @torch.no_grad()
     def sample_prior(self, n: int, generator=None) -> torch.Tensor:
-        """n ancestral draws z ~ p(z), (n, J) float64 on the CPU: the learned prior's when the run has one,
-        else eq. 4 (the VAE's N(0, 1) is eq. 4 at alpha = 1). The API and `vsc figure prior` draw here."""
-        if self.prior is not None:
-            return self.prior.sample(n, self.encode, self.log_gamma, generator)
-        return SpikeSlabPrior(self.cfg.alpha if self.sparse else 1.0, (self.cfg.dim,)).sample(
-            (n,), generator=generator, dtype=torch.float64)
+        """n ancestral draws z ~ p(z) of the run's prior (eq. 4; N(0, 1) for the VAE; the learned one of a
+        pseudo-input run), (n, J) float64 on the CPU. The API and `vsc figure prior` draw here."""
+        return self.prior.sample((n,), generator=generator, dtype=torch.float64)
 
     def encode(self, x):
         """Returns (mu, logvar, v); v is None for the VAE (gamma = 1). With cfg.centre the network sees x minus
@@ -127,6 +130,18 @@ class VAE(nn.Module):
         mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar, None
 
+    def posterior(self, x):
+        """q(z|x) as a distribution (distributions.py): Normal for the VAE, SpikeSlab (eq. 5) for the VSC."""
+        mu, logvar, v = self.encode(x)
+        if not self.sparse:
+            q = Normal(mu, logvar)
+            q.x = x  # the image q is of (a learned prior's KL may depend on it)
+            return q
+        # SpikeSlab reads log gamma as min(v, 0) (eq. 12); the sigmoid spike's log gamma is <= 0 already
+        q = SpikeSlab(mu, logvar, v if self.cfg.spike == "min" else self.log_gamma(v), validate_args=False)
+        q.backend, q.x = self.cfg.backend, x
+        return q
+
     def log_gamma(self, v):
         """log gamma from the encoder's v: eq. 12 (min(v, 0)), or -softplus(-v) with cfg.spike = 'sigmoid'."""
         return log_gamma_sigmoid(v) if self.cfg.spike == "sigmoid" else log_gamma_from_v(v)
@@ -134,53 +149,31 @@ class VAE(nn.Module):
     def gamma(self, v):
         return torch.exp(self.log_gamma(v))
 
-    def forward(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0, alpha: float | None = None):
+    def forward(self, x, step: Step, generator=None):
         """The ELBO terms (elbo_terms); DistributedDataParallel synchronises gradients through forward."""
-        return self.elbo_terms(x, c, generator, hard, lam, alpha)
+        return self.elbo_terms(x, step, generator)
 
-    def elbo_terms(self, x, c: float, generator=None, hard: bool = False, lam: float = 1.0,
-                   alpha: float | None = None):
+    def elbo_terms(self, x, step: Step, generator=None):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 
         Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`,
         the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE), and for the VSC
         `gamma`, the (B, J) spike probabilities (the one entry that is not per image).
-        `hard=True` draws the spike exactly (the step T of eq. 25, c = infinity) instead of the
-        relaxed sigmoid: the estimate is then of the true ELBO of q in eq. 5; evaluation uses it.
-        `lam` < 1 scales the sample's slab parameters (spike pre-training, lambda_schedule); the KL never.
-        `alpha` overrides cfg.alpha in the KL (alpha annealing, alpha_schedule); evaluation never passes it.
-        With the pseudo-input prior, the KLs are against it, `kl_rate` is its average-rate term and
-        `objective` = elbo - kl_rate is what training maximises; `elbo_paper_prior` is always the ELBO
-        of the same q and decoder under the paper's prior (eq. 4), so that recipes compare.
+        step (schedule.py): how to draw (c, lambda) and the KL's alpha; Step.evaluation(alpha) gives the estimate of
+        the true ELBO of q in eq. 5 (the exact spike draw of eq. 25); evaluation uses it.
+        The draw and the KL come from the (posterior, prior) pair's registered function (distributions.py).
+        A pair may add named terms: the pseudo-input prior adds `kl_rate` (its average-rate term) and `kl_paper`
+        (the KL under the paper's prior), reported as `objective` = elbo - kl_rate, what training maximises,
+        and `elbo_paper_prior`, the ELBO of the same q and decoder under eq. 4, so that recipes compare.
         """
-        mu, logvar, v = self.encode(x)
-        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-        kl_paper = kl_rate = None
-        if self.sparse:
-            eta = torch.rand(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-            # the op takes log gamma in place of v: min(., 0) (eq. 12) leaves a log gamma <= 0 unchanged
-            lg = self.log_gamma(v)
-            z, kl_slab, kl_spike = spike_slab(mu, logvar, v if self.cfg.spike == "min" else lg, eps, eta,
-                                              math.inf if hard else c,
-                                              self.cfg.alpha if alpha is None else alpha, backend=self.cfg.backend)
-            if lam < 1.0 and not hard:  # pre-training: the op's KLs stand, its z is replaced
-                z = spike_slab_sample_scaled(mu, logvar, lg, eps, eta, c, lam)
-            gamma = torch.exp(lg)
-            active = gamma.mean(-1)
-            if self.prior is not None:  # a learned prior: the op's KLs are the paper prior's, kept for comparison
-                kl_paper = kl_slab + kl_spike
-                kl_slab, kl_spike, kl_rate = self.prior.kl(x, mu, logvar, lg, self.encode, self.log_gamma, alpha)
-        else:
-            gamma = None
-            z = mu + torch.exp(0.5 * logvar) * eps
-            kl_slab = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
-            kl_spike = torch.zeros_like(kl_slab)
-            active = torch.ones_like(kl_slab)
+        q = self.posterior(x)
+        z, kl = draw_and_kl(q, self.prior, step, generator)
         recon = self.decoder.log_likelihood(x, z)
-        terms = {"elbo": recon - kl_slab - kl_spike, "recon": recon, "kl_slab": kl_slab,
-                 "kl_spike": kl_spike, "active": active}
-        if gamma is not None:  # (B, J), for training terms on the batch's rates (regularisers.py); not logged
-            terms["gamma"] = gamma
-        if kl_rate is not None:
-            terms.update(elbo_paper_prior=recon - kl_paper, kl_rate=kl_rate, objective=terms["elbo"] - kl_rate)
+        terms = {"elbo": recon - kl["kl_slab"] - kl["kl_spike"], "recon": recon, "kl_slab": kl["kl_slab"],
+                 "kl_spike": kl["kl_spike"], "active": q.active_fraction(z)}
+        if isinstance(q, SpikeSlab):  # (B, J), for training terms on the batch's rates (regularisers.py)
+            terms["gamma"] = q.gamma
+        if "kl_rate" in kl:
+            terms.update(elbo_paper_prior=recon - kl["kl_paper"], kl_rate=kl["kl_rate"],
+                         objective=terms["elbo"] - kl["kl_rate"])
         return terms

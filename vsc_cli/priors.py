@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vsc_kernels import kl_bernoulli, kl_spike_slab
+from vsc_kernels import SpikeSlab, SpikeSlabPrior, kl_bernoulli, kl_spike_slab
+
+from .distributions import draw_and_kl, register
 
 
 class PseudoInputPrior(nn.Module):
@@ -40,34 +42,42 @@ class PseudoInputPrior(nn.Module):
             nn.init.xavier_uniform_(self.select.weight)
             nn.init.zeros_(self.select.bias)
 
+    def bind(self, encode, log_gamma):
+        """The components are the model's own encoder applied to the pseudo-inputs: keep its encode (x ->
+        mu, logvar, v) and log gamma (v -> log gamma) as plain attributes, so that the model is not
+        registered as a submodule of its prior."""
+        self.__dict__["_encode"], self.__dict__["_log_gamma"] = encode, log_gamma
+        return self
+
     def weights(self, x):
         """(B, K) selection weights w_k(x), each row summing to 1 (weights = "selection")."""
         s = torch.sigmoid(self.select(x))
         return s / s.sum(-1, keepdim=True)
 
-    def components(self, encode, log_gamma):
+    def components(self):
         """(mu_p, logvar_p, log gamma_p, log(1 - gamma_p)), each (K, J), from the pseudo-inputs."""
-        mu_p, logvar_p, v_p = encode(self.u)
-        a = self.sharpness * (torch.exp(log_gamma(v_p)) - 0.5)
+        mu_p, logvar_p, v_p = self._encode(self.u)
+        a = self.sharpness * (torch.exp(self._log_gamma(v_p)) - 0.5)
         return mu_p, logvar_p, F.logsigmoid(a), F.logsigmoid(-a)
 
     @torch.no_grad()
-    def sample(self, n: int, encode, log_gamma, generator=None, dtype=torch.float64):
+    def sample(self, sample_shape=torch.Size(), generator=None, dtype=torch.float64):
         """n ancestral draws of the learned prior: a component k chosen with weight 1/K (the mixture's weights
         with weights = "posterior"; with "selection" the authors' weights depend on an image, and with none
         given every pseudo-input is equally likely), then per element z = Bern(gamma_pk) * N(mu_pk, sigma_pk^2)."""
-        mu_p, logvar_p, lg_p, _ = self.components(encode, log_gamma)
+        (n,) = sample_shape
+        mu_p, logvar_p, lg_p, _ = self.components()
         mu_p, logvar_p, gamma_p = mu_p.cpu().to(dtype), logvar_p.cpu().to(dtype), torch.exp(lg_p).cpu().to(dtype)
         k = torch.randint(len(mu_p), (n,), generator=generator)
         on = torch.rand(n, self.dim, generator=generator, dtype=dtype) < gamma_p[k]
         eps = torch.randn(n, self.dim, generator=generator, dtype=dtype)
         return on.to(dtype) * (mu_p[k] + torch.exp(0.5 * logvar_p[k]) * eps)
 
-    def kl(self, x, mu, logvar, log_gamma_q, encode, log_gamma, alpha: float | None = None):
-        """Per image (B,): the weighted slab and spike KLs, and the rate term J KL(Bern(g(x)) || Bern(alpha))
-        (alpha: this one instead of the prior's own, when annealed)."""
-        mu_p, logvar_p, lg_p, l1m_p = self.components(encode, log_gamma)
-        slab, spike = kl_spike_slab(mu[:, None], logvar[:, None], log_gamma_q[:, None],
+    def kl(self, x, q: SpikeSlab, alpha: float | None = None):
+        """Per image (B,) of q(z|x): the weighted slab and spike KLs, and the rate term
+        J KL(Bern(g(x)) || Bern(alpha)) (alpha: this one instead of the prior's own, when annealed)."""
+        mu_p, logvar_p, lg_p, l1m_p = self.components()
+        slab, spike = kl_spike_slab(q.mu[:, None], q.logvar[:, None], q.log_gamma[:, None],
                                     mu_p[None], logvar_p[None], lg_p[None], l1m_p[None])  # (B, K, J)
         if self.mode == "selection":
             w = self.weights(x)
@@ -82,3 +92,13 @@ class PseudoInputPrior(nn.Module):
             kl_spike = total - kl_slab
         rate = (w @ torch.exp(lg_p)).mean(-1)  # g(x): the prior's mean spike rate for this image
         return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha if alpha is None else alpha)
+
+
+@register(SpikeSlab, PseudoInputPrior)
+def _spike_slab_pseudo_inputs(q: SpikeSlab, p: PseudoInputPrior, step, generator):
+    """The sample and the paper prior's KL from the fused pair (kept as kl_paper, so that recipes compare),
+    then the KL terms against the learned prior and its rate term. q.x is the image q was encoded from."""
+    z, paper = draw_and_kl(q, SpikeSlabPrior(step.alpha), step, generator)
+    kl_slab, kl_spike, kl_rate = p.kl(q.x, q, step.alpha)
+    return z, {"kl_slab": kl_slab, "kl_spike": kl_spike, "kl_rate": kl_rate,
+               "kl_paper": paper["kl_slab"] + paper["kl_spike"]}

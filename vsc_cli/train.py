@@ -42,10 +42,11 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
     gen = torch.Generator(device=param.device).manual_seed(10_000 + seed)
     sums = {}
     gamma_sum = None
+    step = Step(c, 1.0, model.cfg.alpha)  # c = inf: Step.evaluation, the true ELBO
     for start in tqdm(range(0, len(x), EVAL_BATCH), desc="evaluating", leave=False, disable=not progress):
         xb = x[start:start + EVAL_BATCH]
         xb = (torch.from_numpy(xb) if isinstance(xb, np.ndarray) else xb).to(param.device, param.dtype)
-        terms = model.elbo_terms(xb, c=c, generator=gen, hard=math.isinf(c))
+        terms = model.elbo_terms(xb, step, generator=gen)
         gamma = terms.pop("gamma", None)
         for k, val in terms.items():
             sums[k] = sums.get(k, 0.0) + float(val.double().sum())
@@ -196,9 +197,9 @@ def training_step(net, model: VAE, opt, xb, step: Step, noise_gen, log, iteratio
 
     def rebuild():
         noise_gen.set_state(noise_state)
-        return model.elbo_terms(xb, step.c, generator=noise_gen, lam=step.lam, alpha=step.alpha)
+        return model.elbo_terms(xb, step, generator=noise_gen)
 
-    terms = net(xb, step.c, generator=noise_gen, lam=step.lam, alpha=step.alpha)
+    terms = net(xb, step, generator=noise_gen)
     loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
     if penalty is not None:
         loss = loss + penalty(terms, step)
