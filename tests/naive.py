@@ -126,3 +126,27 @@ def aggregate_rate_loop(gamma, target):
         for b in range(rows):
             grad[b][j] = slope / rows
     return value, grad
+
+
+def threshold_loop(mu, logvar, eps, lam):
+    """Fallah & Rozell's thresholded draw element by element: n = sigma eps; 0 if |n| <= lam, else
+    mu + sign(n) (|n| - lam)."""
+    out = torch.zeros_like(mu, dtype=torch.float64)
+    for i in range(mu.shape[0]):
+        for j in range(mu.shape[1]):
+            n = math.exp(0.5 * float(logvar[i, j])) * float(eps[i, j])
+            if abs(n) > lam:
+                out[i, j] = float(mu[i, j]) + math.copysign(abs(n) - lam, n)
+    return out.to(mu.dtype)
+
+
+def gaussian_kl_loop(mu, logvar, variance):
+    """Row sums of KL(N(mu, sigma^2) || N(0, variance)) with Python floats."""
+    rows = []
+    for i in range(mu.shape[0]):
+        total = 0.0
+        for j in range(mu.shape[1]):
+            m, s2 = float(mu[i, j]), math.exp(float(logvar[i, j]))
+            total += 0.5 * (math.log(variance / s2) + (s2 + m * m) / variance - 1.0)
+        rows.append(total)
+    return torch.tensor(rows, dtype=torch.float64)

@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from vsc_kernels import SpikeSlab
 
 from vsc_cli.metrics import conditional_retention, mean_jaccard, specificity
 
@@ -131,12 +132,9 @@ def test_conditional_retention_with_the_datas_own_values():
     assert conditional_retention(_Model(), both, labels, predict, samples=10, values=values) == 1.0
     assert conditional_retention(_Model(), both, labels, predict, samples=10) < 0.9
 
-    class _Enc(_Model):  # mu = x; gamma = 1 where x > 0.5, e^-5 elsewhere
-        def encode(self, x):
-            return x, x, torch.where(x > 0.5, torch.zeros_like(x), torch.full_like(x, -5.0))
-
-        def gamma(self, v):
-            return torch.exp(v)
+    class _Enc(_Model):  # mu = x; gamma = 1 where x > 0.5, e^-5 elsewhere (log gamma = min(v, 0))
+        def posterior(self, x):
+            return SpikeSlab(x, x, torch.where(x > 0.5, torch.zeros_like(x), torch.full_like(x, -5.0)))
 
     x = np.array([[0.9, 0.1], [0.7, 0.8], [0.2, 0.6]], np.float32)
     pools = element_values(_Enc(), x, batch=2)

@@ -56,9 +56,8 @@ class Codes:
 def encode_tensor(model, x: torch.Tensor) -> Codes:
     """The model's codes of a (N, pixels) tensor already on its device and in its dtype (no grad)."""
     with torch.no_grad():
-        mu, logvar, v = model.encode(x)
-        gamma = model.gamma(v) if v is not None else torch.ones_like(mu)
-        return Codes(mu, logvar, gamma, gamma * mu)
+        q = model.posterior(x)  # gamma = P(z_j != 0 | x), and the code E[z] = gamma mu, for every family
+        return Codes(q.mu, q.logvar, q.gamma, q.gamma * q.mu)
 
 
 class Run:

@@ -60,6 +60,26 @@ def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str 
         yield start, c.mu.float().numpy(), c.logvar.float().numpy(), c.gamma.float().numpy()
 
 
+@torch.no_grad()
+def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """(N, J) float64 0/1: which elements of one exact draw z ~ q(z|x) per image are non-zero (seeded). For the
+    thresholded family, whose elements are non-zero at random (|sigma eps| > lambda), this is what "active"
+    means; for the spike-and-slab it is Bernoulli(gamma), close to gamma > 0.5 where gamma is near 0 or 1."""
+    from .distributions import draw_and_kl
+    from .schedule import Step
+
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator().manual_seed(20_000 + seed)
+    step = Step.evaluation(model.cfg.alpha)
+    out = []
+    for start in range(0, len(x), batch_size):
+        z, _ = draw_and_kl(model.posterior(torch.from_numpy(x[start:start + batch_size]).to(dtype)), model.prior,
+                           step, gen)
+        out.append((z != 0).double().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.dim))
+
+
 def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, data_dir=None,
            batch_size: int = 1000, threshold: float = 0.5, force: bool = False, progress: bool = True,
            limit: int | None = None) -> Path | None:
@@ -515,9 +535,11 @@ def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float
 
 
 def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
-             conditional: bool = False) -> dict:
+             conditional: bool = False, active: str | None = None) -> dict:
     """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
-    <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention."""
+    <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention.
+    active: "gamma" (an element is active where gamma > threshold) or "nonzero" (where one exact draw is non-zero,
+    nonzero_draws; run directories only); None: "nonzero" for the thresholded family, else "gamma"."""
     source = Path(source)
     is_run = source.is_dir() or source.suffix == ".safetensors"
     if conditional and not is_run:
@@ -529,11 +551,19 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
         alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
         labels = x.labels
+        active = active or ("nonzero" if model.cfg.model == "thresholded" else "gamma")
     else:
+        if active == "nonzero":
+            raise VscError("active elements as non-zero draws need a run folder (it draws from the encoder)")
         gamma, alpha = read_gamma(source, split)
         labels = read_labels(source, split)
+        active = "gamma"
     out = sparsity_from_gamma(gamma, alpha, threshold)
-    out.update(specificity(gamma, labels, threshold))
+    on = nonzero_draws(model, x) if active == "nonzero" else gamma
+    out.update(specificity(on, labels, threshold))
+    out["active"] = active
+    if active == "nonzero":  # the rate of non-zero elements over the test draws, and the active set's count
+        out.update(nonzero_rate=float(on.mean()), active_per_example=float(on.sum(1).mean()))
     if conditional:
         from .metrics import conditional_retention_of
 

@@ -139,8 +139,9 @@ class TrainConfig:
     image_shape: list | None = setting(
         None, "Own data: (channels, height, width), filled in when training starts.", Shape(), "data", option=False)
     model: str = setting(
-        "vsc", "vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline (same networks).",
-        Choice(("vsc", "vae")), "model")
+        "vsc", "vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline (same networks); thresholded: "
+        "Fallah & Rozell's thresholded Gaussian posterior (ICML 2022; its objective is not an ELBO, see "
+        "docs/model.md).", Choice(("vsc", "vae", "thresholded")), "model")
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
     alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
                            Float(0, 1, lo_open=True), "model")
@@ -215,6 +216,16 @@ class TrainConfig:
     centre: bool = setting(
         False, "Feed the encoder x minus the training images' mean (the decoder still outputs the image; the "
         "mean is saved with the model).", Flag(), "beyond the paper", settable=True, recipe=True)
+    threshold: float = setting(
+        0.52, "Thresholded: lambda; an element is zero when its noise |sigma eps| <= lambda (their Fashion-MNIST "
+        "value 0.52).", Float(0, math.inf, hi_open=True), "beyond the paper", settable=True)
+    prior_variance: float = setting(
+        0.1, "Thresholded: the variance of the Gaussian prior of the base sample (their spread 0.1).",
+        Float(0, math.inf, lo_open=True, hi_open=True), "beyond the paper", settable=True)
+    kl_weight: float = setting(
+        1.0, "Weight of the KL in the training loss (a beta-VAE's beta; Fallah & Rozell use 0.01 beside a mean "
+        "squared error). 1 = the ELBO; otherwise the objective is not one. Reported ELBOs always use 1.",
+        Float(0, math.inf, lo_open=True, hi_open=True), "beyond the paper", settable=True)
     seed: int = setting(0, "Seeds the initial weights, the batch order and the noise.", Int(), "training",
                         settable=True)
     train_size: int | None = setting(
@@ -406,6 +417,22 @@ def resolve(recipe: str = "default", **settings) -> TrainConfig:
     if "lr" not in settings and data in DEFAULT_LR:
         settings = {**settings, "lr": DEFAULT_LR[data]}
     base = TrainConfig(**settings)
-    given = recipe_settings("paper" if base.model == "vae" else recipe, base.iterations, base.alpha)
-    return dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
+    given = recipe_settings("paper" if base.model != "vsc" else recipe, base.iterations, base.alpha)
+    cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
+    problem = conflict(cfg)
+    if problem:
+        raise VscError(problem)
+    return cfg
+
+
+def conflict(cfg: TrainConfig) -> str | None:
+    """Why these settings together make no sense, or None. The spike-and-slab's own settings are refused for the
+    thresholded model (a VAE has always ignored them, and sweeps that pass them to every model rely on it)."""
+    if cfg.model == "thresholded":
+        spike_slab_only = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
+        wrong = [k for k, v in spike_slab_only.items() if getattr(cfg, k) != v]
+        if wrong:
+            return (f"--{wrong[0].replace('_', '-')} {getattr(cfg, wrong[0])} is a setting of the spike-and-slab "
+                    f"model; --model {cfg.model} has no spike")
+    return None
 

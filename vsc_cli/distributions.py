@@ -63,6 +63,11 @@ class Normal(Distribution):
     def mean(self):
         return self.mu
 
+    @property
+    def gamma(self):
+        """P(z_j != 0): 1."""
+        return torch.ones_like(self.mu)
+
     def active_fraction(self, z=None):
         """The expected fraction of non-zero elements per image: 1 (every element of a Gaussian draw)."""
         return torch.ones(self.mu.shape[:-1], dtype=self.mu.dtype, device=self.mu.device)

@@ -29,6 +29,11 @@ DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
 DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
 DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
+# `families`: sparse-VAE families side by side (issue 25): name -> (TrainConfig model, its options)
+FAMILIES = {"vae": ("vae", {}), "paper": ("vsc", {"recipe": "paper"}), "default": ("vsc", {"recipe": "default"}),
+            "thresholded": ("thresholded", {})}
+FAMILY_DIMS = (64, 256, 1024)
+FAMILY_ALPHA = 0.01  # the spike-and-slab families' prior alpha (the paper's sparsest setting)
 RESULT = "result.json"
 # example-specificity of the test codes (vsc_cli/metrics.py), in every result and CSV row
 SPECIFICITY_FIELDS = [key for key, _ in SPECIFICITY_ROWS if key != "jaccard_all"]
@@ -55,14 +60,17 @@ class Point:
     dim: int
     labelled: tuple = (5000,)
     options: dict = field(default_factory=dict)  # extra TrainConfig fields (iterations, gamma_init, ...)
+    family: str = ""  # the families grid's family name (FAMILIES), "" elsewhere
 
     @property
     def name(self) -> str:
         alpha = f"-a{self.alpha:g}" if self.model == "vsc" else ""
-        return f"{self.data}-{self.model}-d{self.dim}{alpha}"
+        return f"{self.data}-{self.family or self.model}-d{self.dim}{alpha}"
 
     @property
     def label(self) -> str:
+        if self.family:
+            return self.family
         return "VAE" if self.model == "vae" else f"VSC, alpha {self.alpha:g}"
 
 
@@ -96,7 +104,35 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
                       labelled, options) for m in models for d in dims]
     if grid == "alpha":
         return [Point(grid, data, "vsc", float(a), alpha_dim, labelled, options) for a in alphas]
-    raise VscError(f"unknown grid {grid!r}; choose dims or alpha")
+    if grid == "families":  # models: family names; alphas: the spike-and-slab families' one alpha
+        points = []
+        for name in models:
+            model, own = FAMILIES[name]
+            own = {k: recipe_name(v) if k == "recipe" else v for k, v in own.items()}
+            alpha = float(alphas[0]) if model == "vsc" else 1.0
+            points += [Point(grid, data, model, alpha, d, labelled, {**options, **own}, name) for d in dims]
+        return points
+    raise VscError(f"unknown grid {grid!r}; choose dims, alpha or families")
+
+
+def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
+    """Mean over images of the summed squared error ||x - decoder mean(z)||^2, z one exact draw of q(z|x): for
+    unit-norm images the fraction of an image's energy the reconstruction misses (0 perfect, 1 a blank image)."""
+    import torch
+
+    from .distributions import draw_and_kl
+    from .schedule import Step
+
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator().manual_seed(30_000 + seed)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            xb = torch.from_numpy(x[start:start + batch]).to(dtype)
+            z, _ = draw_and_kl(model.posterior(xb), model.prior, Step.evaluation(model.cfg.alpha), gen)
+            total += float(((xb - model.decoder.mean(z)) ** 2).sum())
+    return total / len(x)
 
 
 def point_config(point: Point):
@@ -155,7 +191,14 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     gamma, _ = read_gamma(codes, "test")
     sp = sparsity_from_gamma(gamma, point.alpha)
     labels = read_labels(codes, "test")
-    spec = specificity(gamma, labels)
+    if point.grid == "families":  # active = non-zero in one exact draw, the one definition every family shares
+        from .codes import nonzero_draws
+
+        x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation)[0][:len(gamma)]  # as encoded
+        on = nonzero_draws(model, x_test, seed=model.cfg.seed)
+        spec = {**specificity(on, labels), "nonzero_rate": float(on.mean()), "sse": reconstruction_sse(model, x_test)}
+    else:
+        spec = specificity(gamma, labels)
     retention = conditional_retention_of(model, point.data, gamma, labels, data_dir)
     result = {
         "grid": point.grid, "data": point.data, "model": point.model, "alpha": point.alpha, "dim": point.dim,
@@ -171,6 +214,9 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
         "point": point.name,
         "options": point.options,
     }
+    if point.grid == "families":
+        result.update(family=point.family, nonzero_rate=spec["nonzero_rate"], sse=spec["sse"],
+                      test_recon=metrics["test_recon"], objective_is_elbo=metrics.get("objective_is_elbo", True))
     atomic_write_text(folder / RESULT, json.dumps(result, indent=2) + "\n")
     return result
 
@@ -319,10 +365,54 @@ def write_outputs(grid: str, data: str, points: list[Point], results: list[dict]
             w.writeheader()
             w.writerows(table)
 
+    if grid == "families":
+        table = [{k: r.get(k) for k in FAMILY_FIELDS} | {"accuracy": r["accuracy"][0]["accuracy_mean"]}
+                 for r in results]
+        atomic_write(root / "results.csv", lambda tmp: _write_rows(tmp, table, [*FAMILY_FIELDS, "accuracy"]))
+        atomic_write_text(root / "report.md", _families_report(data, points, results, command))
+        return {"csv": str(root / "results.csv"), "plots": [], "report": str(root / "report.md")}
     atomic_write(root / "results.csv", write_csv)
     plots = _plots(grid, data, results, root)
     atomic_write_text(root / "report.md", _report(grid, data, points, results, plots, command))
     return {"csv": str(root / "results.csv"), "plots": plots, "report": str(root / "report.md")}
+
+
+FAMILY_FIELDS = ["family", "data", "model", "alpha", "dim", "iterations", "sse", "test_recon", "test_elbo",
+                 "objective_is_elbo", "active_mean", "nonzero_rate", "dims_used", "dims_always_on",
+                 "jaccard_different_class", "jaccard_same_class", "seconds", "point"]
+
+
+def _write_rows(path, table, fields):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fields)
+        w.writeheader()
+        w.writerows(table)
+
+
+def _families_report(data, points, results, command) -> str:
+    """The families grid's table: one row per family and size (no verdicts: benchmarks/families_report.py)."""
+    from . import __version__
+
+    by = {r["point"]: r for r in results}
+    lines = [f"# sparse-VAE families on {data}", "", f"- command: `{command}`", f"- machine: {_machine()}",
+             f"- vsc {__version__}; points finished: {len(by)} of {len(points)}",
+             "- active = non-zero in one exact draw per test image; SSE = mean summed squared error of that draw's "
+             "reconstruction (unit-norm images: 1 = nothing reconstructed); accuracy: a linear classifier on "
+             f"{points[0].labelled[0] if points else 5000:,} labelled training codes",
+             "- the thresholded family's 'ELBO' is recon - KL of its base Gaussian: not a bound (docs/model.md)", "",
+             "| family | dims | SSE | test recon | test ELBO | active / image | non-zero rate | dims used | "
+             "always on | Jaccard diff. / same class | accuracy | time |", "|" + "---|" * 12]
+    for p in points:
+        r = by.get(p.name)
+        if r is None:
+            lines.append(f"| {p.family} | {p.dim} | " + "not run | " * 10)
+            continue
+        jd, js = r.get("jaccard_different_class"), r.get("jaccard_same_class")
+        jac = "-" if jd is None else f"{jd:.2f} / {js:.2f}"
+        lines.append(f"| {p.family} | {p.dim} | {r['sse']:.3f} | {r['test_recon']:.1f} | {r['test_elbo']:.1f} | "
+                     f"{r['active_mean']:.1f} | {r['nonzero_rate']:.3f} | {r['dims_used']} | {r['dims_always_on']} | "
+                     f"{jac} | {100 * r['accuracy'][0]['accuracy_mean']:.1f} % | {format_seconds(r['seconds'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _plots(grid, data, results, root) -> list[str]:

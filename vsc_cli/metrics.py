@@ -145,9 +145,9 @@ def element_values(model, x: np.ndarray, threshold: float = THRESHOLD, batch: in
     with torch.no_grad():
         for start in range(0, len(x), batch):
             xb = torch.from_numpy(np.asarray(x[start:start + batch], np.float32)).to(param.device, param.dtype)
-            mu, _, v = model.encode(xb)
-            mus.append(mu.float().cpu().numpy())
-            actives.append((model.gamma(v) > threshold).cpu().numpy() if v is not None else np.ones(mu.shape, bool))
+            q = model.posterior(xb)
+            mus.append(q.mu.float().cpu().numpy())
+            actives.append((q.gamma > threshold).cpu().numpy())
     mu, active = np.concatenate(mus), np.concatenate(actives)
     return [mu[active[:, j], j] for j in range(mu.shape[1])]
 

@@ -12,6 +12,7 @@ from vsc_kernels import SpikeSlab, SpikeSlabPrior, gaussian_loglik, log_gamma_fr
 from .config import TrainConfig
 from .distributions import Normal, StandardNormal, draw_and_kl
 from .schedule import Step
+from .thresholded import Thresholded, ThresholdedPrior
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -73,7 +74,8 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """The family's shared harness; `model='vae'` is the standard VAE, `model='vsc'` the sparse one.
+    """The family's shared harness; `model='vae'` is the standard VAE, `model='vsc'` the sparse one,
+    `model='thresholded'` Fallah & Rozell's thresholded Gaussian (thresholded.py).
 
     One encoder network outputs mu, log sigma^2 and (VSC only) v, with log gamma = min(v, 0) (eq. 12),
     or -softplus(-v) (cfg.spike = "sigmoid"). cfg.prior = "pseudo-inputs" (the authors' UAI 2019 model) or
@@ -99,7 +101,9 @@ class VAE(nn.Module):
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
             self.register_buffer("x_mean", torch.zeros(pixels))
         # p(z), a distribution with its registered pair (distributions.py): the VAE's N(0, 1), eq. 4, or learned
-        if not self.sparse:
+        if cfg.model == "thresholded":
+            self.prior = ThresholdedPrior(cfg.prior_variance, cfg.threshold, (cfg.dim,))
+        elif not self.sparse:
             self.prior = StandardNormal((cfg.dim,))
         elif cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
             from .priors import PseudoInputPrior
@@ -131,10 +135,11 @@ class VAE(nn.Module):
         return mu, logvar, None
 
     def posterior(self, x):
-        """q(z|x) as a distribution (distributions.py): Normal for the VAE, SpikeSlab (eq. 5) for the VSC."""
+        """q(z|x) as a distribution (distributions.py): Normal for the VAE, SpikeSlab (eq. 5) for the VSC,
+        Thresholded for the thresholded model. Each has mu, logvar, gamma (P(z_j != 0)) and mean (E[z])."""
         mu, logvar, v = self.encode(x)
         if not self.sparse:
-            q = Normal(mu, logvar)
+            q = Thresholded(mu, logvar, self.cfg.threshold) if self.cfg.model == "thresholded" else Normal(mu, logvar)
             q.x = x  # the image q is of (a learned prior's KL may depend on it)
             return q
         # SpikeSlab reads log gamma as min(v, 0) (eq. 12); the sigmoid spike's log gamma is <= 0 already

@@ -1,5 +1,5 @@
 """Training terms beyond the ELBO (not in the paper): each is added to the loss, never to the reported ELBO.
-The aggregate spike-rate term below, and the KL warm-up (kl_warmup).
+The aggregate spike-rate term below, the KL warm-up (kl_warmup) and a KL weight (KLWeight).
 
 The aggregate spike-rate term. Averaged over the data, the spike KL of eq. 9 splits ("ELBO surgery",
 Hoffman & Johnson 2016; beta-TCVAE, Chen et al. 2018):
@@ -66,6 +66,17 @@ def kl_warmup(terms: dict, step):
     return -(1.0 - step.kl_weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
 
 
+class KLWeight:
+    """A KL weighted by beta in the loss (cfg.kl_weight): -(recon - beta KL) = -ELBO + (beta - 1) KL, so this term
+    is (beta - 1) times the batch's mean KL. The reported ELBO stays the true one."""
+
+    def __init__(self, beta: float):
+        self.beta = float(beta)
+
+    def __call__(self, terms: dict, step):
+        return (self.beta - 1.0) * (terms["kl_slab"] + terms["kl_spike"]).mean()
+
+
 class Sum:
     def __init__(self, parts):
         self.parts = parts
@@ -83,4 +94,6 @@ def penalty_of(cfg, world=None, device="cpu"):
         parts.append(AggregateRate(cfg.rate_weight, cfg.rate_target, mean))
     if cfg.kl_warmup:
         parts.append(kl_warmup)
+    if cfg.kl_weight != 1.0:
+        parts.append(KLWeight(cfg.kl_weight))
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)
