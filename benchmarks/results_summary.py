@@ -3,15 +3,19 @@
     python benchmarks/results_summary.py [--write]
 
 Prints (or, with --write, puts between the README's `<!-- summary:start -->` and `<!-- summary:end -->`
-lines) the progress of both series, the paper's claims judged per dataset and series (vsc_cli/claims.py),
+lines) the progress of both series, and judges the claims in each committed sweep's report.md,, the paper's claims judged per dataset and series (benchmarks/study/claims.py),
 the reproduction table beside Alfo5123's published accuracies, the example-specificity of the alpha 0.01,
 200-dimension codes and the wall times.
 """
 import sys
 from pathlib import Path
 
-from vsc_cli import claims as C
 from vsc_cli import experiment as E
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import claims as C  # noqa: E402
+from study.published import PUBLIC  # noqa: E402
+from study.report import judged_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent / "docs" / "results"
 DATA = ("fmnist", "mnist")
@@ -80,7 +84,7 @@ def summary() -> list[str]:
 
     for data in DATA:
         out += [f"## The paper's claims on {NAMES[data]}", "",
-                "Verdicts by the fixed tests of vsc_cli/claims.py (the test of each claim is in the sweep's report); "
+                "Verdicts by the fixed tests of benchmarks/study/claims.py (the test of each claim is in the sweep's report); "
                 "the numbers they rest on follow each verdict. The default recipe changes only the VSC: its claims "
                 "against the VAE use the paper series' VAE points.", "",
                 "| claim | " + " | ".join(LABELS[s] for s in SERIES) + " |", "|---|" + "---|" * len(SERIES)]
@@ -115,8 +119,8 @@ def summary() -> list[str]:
                 by_dim = {r["dim"]: acc5000(r) for r in results if E._key(r) == key}
                 cells = [f"{by_dim[d]:.1f}" if by_dim.get(d) is not None else "" for d in dims]
                 out.append(f"| {data} | {label} | {source} | " + " | ".join(cells) + " |")
-            if (key, data) in E.PUBLIC:
-                out.append(f"| {data} | {label} | Alfo5123 | " + " | ".join(f"{v:.1f}" for v in E.PUBLIC[(key, data)])
+            if (key, data) in PUBLIC:
+                out.append(f"| {data} | {label} | Alfo5123 | " + " | ".join(f"{v:.1f}" for v in PUBLIC[(key, data)])
                            + " |")
     out.append("")
 
@@ -155,6 +159,26 @@ def main(argv):
     head, rest = body.split(start, 1)
     readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
     print(f"wrote the summary into {readme}")
+    written = write_reports()
+    print(f"judged the claims in {written} sweep reports")
+
+
+def write_reports() -> int:
+    """Each committed sweep's report.md (written by `vsc experiment`, tables only) with the claims judged on its
+    points (as in the summary above) and, for the dims grids, the published reproduction's numbers."""
+    count = 0
+    for series, grid in SWEEPS:
+        for data in DATA:
+            root, points, results = sweep(series, grid, data)
+            report = root / "report.md"
+            if not report.is_file():
+                continue
+            text = judged_report(report.read_text(), grid, data, results, None, None, None,
+                                 verdicts=judged(series, grid, data))
+            if text != report.read_text():
+                report.write_text(text)
+            count += 1
+    return count
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""vsc_cli/claims.py: each claim's verdict on made-up sweeps whose answer is known by construction."""
+"""benchmarks/study/claims.py: each claim's verdict on made-up sweeps whose answer is known by construction."""
 import pytest
 
-from vsc_cli import claims as C
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from study import claims as C  # noqa: E402  (the study around vsc, not the library)
 
 DIMS = [8, 16, 32, 64, 128, 200]
 ALPHAS = [0.01, 0.1, 0.5, 1.0]
@@ -232,3 +236,16 @@ def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
     body = readme.read_text()
     assert body.startswith("head\n<!-- summary:start -->\n## Progress") and body.endswith("<!-- summary:end -->\ntail\n")
     assert "old" not in body
+
+
+def test_verdict_sections_are_placed_once_before_the_tables():
+    from study.report import CLAIMS_TITLE, PUBLIC_TITLE, judged_report
+
+    library = "# dims sweep on fmnist\n\n- points finished: 0 of 2\n\n## Test accuracy\n\n| a |\n\n## Plots\n"
+    results = [point("vae", d, 1.0, elbo=100.0 + d) for d in DIMS]
+    once = judged_report(library, "dims", "fmnist", results, DIMS, None, ["vae"])
+    assert once.index(CLAIMS_TITLE) < once.index(PUBLIC_TITLE) < once.index("## Test accuracy")
+    assert "72.9" in once  # the published reproduction's VAE at 8 dims, Fashion-MNIST
+    twice = judged_report(once, "dims", "fmnist", results, DIMS, None, ["vae"])
+    assert twice == once and twice.count(CLAIMS_TITLE) == 1
+    assert PUBLIC_TITLE not in judged_report(library, "alpha", "fmnist", [], None, [0.01], None)

@@ -42,15 +42,6 @@ CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo"
               "image_classifier_accuracy",
               "labelled", "accuracy_mean", "accuracy_std", "seconds", "backend", "point"]
 
-# An independent reproduction's test accuracy (%), 5000 labels, linear classifier (issue 7)
-PUBLIC = {
-    ("vae", "mnist"): (69.4, 85.5, 86.7, 86.4, 86.4, 86.6),
-    ("vsc:0.01", "mnist"): (68.2, 68.3, 80.4, 85.0, 89.7, 91.8),
-    ("vae", "fmnist"): (72.9, 74.6, 73.4, 74.8, 74.4, 67.1),
-    ("vsc:0.01", "fmnist"): (66.9, 52.8, 68.6, 68.3, 78.3, 79.7),
-}
-
-
 @dataclass
 class Point:
     grid: str
@@ -498,8 +489,9 @@ def _machine() -> str:
 
 
 def _report(grid, data, points, results, plots, command) -> str:
+    """The sweep's tables (no verdicts: the paper's claims are judged by benchmarks/study, which
+    `python benchmarks/results_summary.py --write` adds to the committed sweeps' reports)."""
     from . import __version__
-    from .claims import judge, markdown
 
     done = {r["point"] for r in results}
     missing = [p.name for p in points if p.name not in done]
@@ -510,11 +502,6 @@ def _report(grid, data, points, results, plots, command) -> str:
              f"- points finished: {len(done)} of {len(points)}"
              + (f" (missing: {', '.join(missing)})" if missing else ""),
              ""]
-    verdicts = judge(grid, data, results, dims=sorted({p.dim for p in points}),
-                     alphas=sorted({p.alpha for p in points}), models=grid_models(points))
-    lines += ["## The paper's claims, judged on these points", "",
-              "Each claim has a fixed numerical test (vsc_cli/claims.py); 'not measured' until its points finish.",
-              ""] + markdown(verdicts) + [""]
     if grid == "dims":
         dims = sorted({p.dim for p in points})
         models = []
@@ -540,14 +527,6 @@ def _report(grid, data, points, results, plots, command) -> str:
                         cells.append(f"{r[metric]:.1f}")
                 name = "VAE" if m == "vae" else f"VSC, alpha {m[4:]}"
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
-            lines.append("")
-        public = [(m, PUBLIC[(m, data)]) for m in ("vae", "vsc:0.01") if (m, data) in PUBLIC]
-        if public:
-            lines += ["## Public figures from an independent reproduction (5000 labels, test accuracy %)", "",
-                      "| model | " + " | ".join(map(str, DEFAULT_DIMS)) + " |", "|---|" + "---|" * len(DEFAULT_DIMS)]
-            for m, vals in public:
-                name = "VAE" if m == "vae" else "VSC, alpha 0.01"
-                lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
             lines.append("")
     else:
         lines += ["## Sparsity, ELBO and accuracy against alpha (200 dimensions)", "",
