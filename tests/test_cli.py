@@ -175,3 +175,10 @@ def test_each_setting_is_declared_once_and_everything_follows():
     help_text = run("train", "--help").output
     assert help_text.index("Data:") < help_text.index("Model:") < help_text.index("Beyond the paper:") \
         < help_text.index("Run:")
+    # --help names the options beyond the paper (their help is --help-all's): shorter, nothing hidden
+    full = run("train", "--help-all").output
+    assert len(help_text.splitlines()) < 0.7 * len(full.splitlines())
+    beyond = help_text[help_text.index("Beyond the paper:"):help_text.index("Run:")]
+    for option in ("--rate-weight", "--centre", "--threshold", "--kl-weight", "--pseudo-inputs"):
+        assert option in beyond and option in full
+    assert "target rate" not in help_text and "target rate" in " ".join(full.split())

@@ -208,7 +208,7 @@ def test_recipe_options_on_the_command_line(tmp_path):
     assert result.exit_code == 2 and "--paper" in result.output and "--pretrain" in result.output
     result = run("train", "--prior", "gaussian", "--out", tmp_path / "r")
     assert result.exit_code == 2
-    result = run("train", "--help")
+    result = run("train", "--help-all")
     assert "a different model from the paper's" in " ".join(result.output.split())
     for bad in ({"spike": "max"}, {"pretrain": -1}, {"prior": "x"}, {"prior_sharpness": 0}):
         with pytest.raises(Exception, match="out of range"):

@@ -173,7 +173,10 @@ class GroupedOption(click.Option):
 
 
 class GroupedCommand(click.Command):
-    """--help in sections, one per group of options (config.GROUPS, then the rest)."""
+    """--help in sections, one per group of options (config.GROUPS, then the rest). The options beyond the paper
+    are listed by name only, unless --help-all asks for each one's help."""
+
+    COLLAPSED = ("beyond the paper",)
 
     def format_options(self, ctx, formatter):
         from .config import GROUPS
@@ -184,9 +187,29 @@ class GroupedCommand(click.Command):
             if record:
                 sections.setdefault(getattr(param, "group", "run"), []).append(record)
         for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
-            if group in sections:
-                with formatter.section(f"{group[0].upper()}{group[1:]}"):
+            if group not in sections:
+                continue
+            with formatter.section(f"{group[0].upper()}{group[1:]}"):
+                if group in self.COLLAPSED and not ctx.meta.get("help_all"):
+                    names = [record[0].split()[0] for record in sections[group]]
+                    words = [n + "," for n in names[:-1]] + [names[-1] + "."] + \
+                        f"Each one's help: vsc {ctx.info_name} --help-all, or docs/training.md.".split()
+                    line, indent = "", " " * formatter.current_indent
+                    for w in words:  # wrapped by hand: an option's name is never split at its hyphens
+                        if line and len(indent) + len(line) + 1 + len(w) > (formatter.width or 80) - 2:
+                            formatter.write(indent + line + "\n")
+                            line = ""
+                        line = f"{line} {w}" if line else w
+                    formatter.write(indent + line + "\n")
+                else:
                     formatter.write_dl(sections[group])
+
+
+def _help_all(ctx, param, value):
+    if value and not ctx.resilient_parsing:
+        ctx.meta["help_all"] = True
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
 
 
 def _click_type(name: str, kind):
@@ -271,6 +294,8 @@ def option_table(command=None) -> str:
 
 
 @main.command(cls=GroupedCommand)
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
+              help="Show this message with the help of every option beyond the paper, and exit.")
 @setting_options
 @_run_option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True, group="training",
              help="The recipe that fills in the settings not given: default (= default-2: spike pre-training, alpha "
