@@ -430,43 +430,10 @@ class RunState:
 
 
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
-    progress = progress and world.main
-    ckpt_path = out_dir / CHECKPOINT
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
-    elif world.main:
-        (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
-
-    asked_backend = cfg.backend
-    if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
-        cfg = dataclasses.replace(cfg, backend=default_backend(device))
-    x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
-    if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
-        atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
-    n, pixels, dtype = len(x_train), x_train.pixels, getattr(torch, cfg.dtype)
-    if cfg.batch_size > n // world.size:
-        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {n // world.size} training images "
-                       + (f"of each of the {world.size} processes" if world.on else ""))
-
-    torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
-    model = VAE(cfg, pixels).to(device=device, dtype=dtype)
-    if cfg.centre and state is None:  # a resumed run restores its mean with the weights
-        model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
-    run = RunState(cfg, model, n, pixels, world, device)
-    if state is not None:
-        run.restore(state, ckpt_path)
-    start = run.iteration
-    penalty, schedule = penalty_of(cfg, world, device), Schedule(cfg)
-    log = _Log(out_dir / LOG, start if state is not None else None, world, device)
-    if state is not None:
-        log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
-    net = model
-    if world.on:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
-
+    progress, ckpt_path = progress and world.main, out_dir / CHECKPOINT
+    cfg, run, x_train, x_test, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
+    model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
+    penalty, schedule, net = penalty_of(cfg, world, device), Schedule(cfg), _parallel(model, world, device)
     t0, running = time.perf_counter(), None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
@@ -492,10 +459,57 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     train_seconds = time.perf_counter() - t0
     run.iteration = cfg.iterations
     digests = run.save(ckpt_path, log, run.seconds + train_seconds)
-    done = cfg.iterations - start
     if not world.main:
         return None
+    return _final_metrics(run, x_test, out_dir, device, train_seconds, cfg.iterations - start, digests, progress)
 
+
+def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
+    """A run's config (the checkpoint's when resuming), its RunState (restored when resuming), the data and the
+    log: everything the loop starts from."""
+    ckpt_path = out_dir / CHECKPOINT
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
+    elif world.main:
+        (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
+
+    asked_backend = cfg.backend
+    if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
+        cfg = dataclasses.replace(cfg, backend=default_backend(device))
+    x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
+    if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
+        atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
+    n, pixels, dtype = len(x_train), x_train.pixels, getattr(torch, cfg.dtype)
+    if cfg.batch_size > n // world.size:
+        raise VscError(f"--batch-size {cfg.batch_size} is larger than the {n // world.size} training images "
+                       + (f"of each of the {world.size} processes" if world.on else ""))
+
+    torch.manual_seed(cfg.seed)  # initial weights (the same on every rank; DDP also broadcasts rank 0's)
+    model = VAE(cfg, pixels).to(device=device, dtype=dtype)
+    if cfg.centre and state is None:  # a resumed run restores its mean with the weights
+        model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
+    run = RunState(cfg, model, n, pixels, world, device)
+    if state is not None:
+        run.restore(state, ckpt_path)
+    log = _Log(out_dir / LOG, run.iteration if state is not None else None, world, device)
+    if state is not None:
+        log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
+    return cfg, run, x_train, x_test, log
+
+
+def _parallel(model, world, device):
+    """The module the loop calls: the model, or under torchrun its DistributedDataParallel wrapper."""
+    if not world.on:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
+
+
+def _final_metrics(run, x_test, out_dir, device, train_seconds, done, digests, progress) -> dict:
+    """The test-set metrics of a finished run, written to metrics.json (rank 0)."""
+    cfg, model, world = run.cfg, run.model, run.world
     metrics = {f"test_{k}": v for k, v in evaluate(model, x_test, cfg.seed, progress=progress).items()}
     metrics.update(
         iterations=cfg.iterations, alpha=cfg.alpha if cfg.model == "vsc" else None,
