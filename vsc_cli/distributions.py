@@ -6,7 +6,8 @@ A model's encoder output becomes a posterior (`VAE.posterior(x)`), its `prior` i
 and the KL of eq. 9 in one pass over memory). Each pair function returns (z, terms) with terms["kl_slab"] and
 terms["kl_spike"] per image (B,), and any further named terms of that pair (a learned prior's rate term).
 
-Posteriors:  Normal (the VAE), SpikeSlab (eq. 5, vsc_kernels), Thresholded (thresholded.py).
+Posteriors:  Normal (the VAE), SpikeSlabPosterior (eq. 5, vsc_kernels.SpikeSlab), Thresholded (thresholded.py);
+             each says whether recon - KL is an ELBO (`elbo_is_bound`).
 Priors:      StandardNormal (the VAE), SpikeSlabPrior (eq. 4, vsc_kernels), PseudoInputPrior (priors.py).
 A new family is one class and one registered pair; the model, the trainer and the evaluation know none of them.
 
@@ -54,6 +55,7 @@ class Normal(Distribution):
     arg_constraints = {"mu": constraints.real, "logvar": constraints.real}
     support = constraints.real
     has_rsample = True
+    elbo_is_bound = True  # recon - KL of this family is the ELBO (a lower bound on log p(x))
 
     def __init__(self, mu, logvar):
         self.mu, self.logvar = mu, logvar
@@ -80,13 +82,18 @@ class StandardNormal(SpikeSlabPrior):
         super().__init__(1.0, shape)
 
 
-def spike_slab_active_fraction(q: SpikeSlab, z=None):
-    """E[fraction of non-zero elements] per image: the mean spike probability gamma (appendix E.2)."""
-    return q.gamma.mean(-1)
+class SpikeSlabPosterior(SpikeSlab):
+    """The paper's q(z|x) (eq. 5) as the model builds it: vsc_kernels.SpikeSlab, and the fused op's backend."""
 
+    elbo_is_bound = True
 
-# the encoder's posterior of the paper; `backend` (set by the model) picks the fused op's implementation
-SpikeSlab.active_fraction = spike_slab_active_fraction
+    def __init__(self, mu, logvar, v, backend: str = "torch"):
+        super().__init__(mu, logvar, v, validate_args=False)
+        self.backend = backend
+
+    def active_fraction(self, z=None):
+        """E[fraction of non-zero elements] per image: the mean spike probability gamma (appendix E.2)."""
+        return self.gamma.mean(-1)
 
 
 @register(Normal, StandardNormal)
@@ -107,7 +114,7 @@ def _spike_slab_paper(q: SpikeSlab, p: SpikeSlabPrior, step, generator):
     eta = torch.rand(q.mu.shape, dtype=q.mu.dtype, device=q.mu.device, generator=generator)
     # q.v is eq. 12's v, or log gamma itself for the sigmoid spike (min(log gamma, 0) leaves it unchanged)
     z, kl_slab, kl_spike = spike_slab(q.mu, q.logvar, q.v, eps, eta, math.inf if step.exact else step.c,
-                                      step.alpha, backend=getattr(q, "backend", "torch"))
+                                      step.alpha, backend=getattr(q, "backend", "torch"))  # a plain SpikeSlab: torch
     if step.lam < 1.0 and not step.exact:
         z = spike_slab_sample_scaled(q.mu, q.logvar, q.log_gamma, eps, eta, step.c, step.lam)
     return z, {"kl_slab": kl_slab, "kl_spike": kl_spike}

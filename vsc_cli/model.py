@@ -10,11 +10,12 @@ from torch.nn import functional as F
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid
 
 from .config import TrainConfig
-from .distributions import Normal, StandardNormal, draw_and_kl
+from .distributions import Normal, SpikeSlabPosterior, StandardNormal, draw_and_kl
 from .schedule import Step
 from .thresholded import Thresholded, ThresholdedPrior
 
 LOG_2PI = math.log(2 * math.pi)
+POSTERIORS = {"vae": Normal, "vsc": SpikeSlabPosterior, "thresholded": Thresholded}  # cfg.model -> q(z|x)
 
 
 def mlp(sizes) -> nn.Sequential:
@@ -86,6 +87,7 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg, self.pixels = cfg, pixels
         self.sparse = cfg.model == "vsc"
+        self.family = POSTERIORS[cfg.model]  # q(z|x)'s class: what the metrics may say of recon - KL
         heads = 3 if self.sparse else 2
         self.encoder = mlp([pixels, *cfg.hidden, heads * cfg.dim])
         if self.sparse and cfg.gamma_init is not None:
@@ -143,8 +145,8 @@ class VAE(nn.Module):
             q.x = x  # the image q is of (a learned prior's KL may depend on it)
             return q
         # SpikeSlab reads log gamma as min(v, 0) (eq. 12); the sigmoid spike's log gamma is <= 0 already
-        q = SpikeSlab(mu, logvar, v if self.cfg.spike == "min" else self.log_gamma(v), validate_args=False)
-        q.backend, q.x = self.cfg.backend, x
+        q = SpikeSlabPosterior(mu, logvar, v if self.cfg.spike == "min" else self.log_gamma(v), self.cfg.backend)
+        q.x = x
         return q
 
     def log_gamma(self, v):
