@@ -2,8 +2,10 @@
 
     python benchmarks/results_summary.py [--write]
 
+With --write it also judges the claims in each committed sweep's report.md.
+
 Prints (or, with --write, puts between the README's `<!-- summary:start -->` and `<!-- summary:end -->`
-lines) the progress of both series, and judges the claims in each committed sweep's report.md,, the paper's claims judged per dataset and series (benchmarks/study/claims.py),
+lines) the progress of the series, the paper's claims judged per dataset and series (benchmarks/study/claims.py),
 the reproduction table beside Alfo5123's published accuracies, the example-specificity of the alpha 0.01,
 200-dimension codes and the wall times.
 """
@@ -46,7 +48,7 @@ def judged(series, grid, data):
     verdicts = C.judge(grid, data, results, dims=sorted({p.dim for p in points}),
                        alphas=sorted({p.alpha for p in points}), models=E.grid_models(points))
     if series != "paper" and grid == "dims":  # claims about the VAE alone: the paper column's, not repeated
-        verdicts = [C.Verdict(v.claim, v.test, C.NA, "the VAE alone: see the paper's column")
+        verdicts = [C.Verdict(v.claim, v.test, C.NA, "the VAE alone: judged with the paper's recipe's sweep")
                     if v.claim.startswith(VAE_ONLY) else v for v in verdicts]
     return verdicts
 

@@ -216,7 +216,7 @@ def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
     assert all(line.endswith("| **not measured** | **not measured** |") for line in fig10), fig10
     # claims about the VAE alone are the paper column's (a recipe changes only the VSC)
     assert "| Fig. 2: the VAE's test ELBO peaks at a moderate dimension and falls for larger latent spaces. | " \
-           "**not measured** | n/a (the VAE alone: see the paper's column) |" in text
+           "**not measured** | n/a (the VAE alone: judged with the paper's recipe's sweep) |" in text
     assert "**held**: 95.0%" in text and "**held**: Jaccard 0.20 between classes" in text
     assert "| mnist | VSC, alpha 0.01 | Alfo5123 | 68.2 |" in text
     assert "| mnist | paper | 6.0 (3-9) | 60 | 0 | 140 | 0.20 / 0.50 | 0.10 | 95.0 | 95.0 |" in text

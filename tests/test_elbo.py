@@ -101,7 +101,7 @@ def test_vae_elbo_is_gaussian_kl():
 
 
 def test_hard_sample_is_exact_spike_draw():
-    """hard=True (evaluation): the element is the slab draw where eta > 1 - gamma and exactly 0 elsewhere."""
+    """Step.evaluation (the exact draw of eq. 25): the element is the slab draw where eta > 1 - gamma and exactly 0 elsewhere."""
     net = model(alpha=0.2)
     x = images()
     terms = net.elbo_terms(x, Step.evaluation(0.2), generator=torch.Generator().manual_seed(5))

@@ -228,3 +228,30 @@ def test_kl_warmup_weights_the_kl_by_iteration():
             want = torch.autograd.grad(loss, list(model.parameters()))
             for g, wnt in zip(got, want):
                 torch.testing.assert_close(g, wnt, rtol=1e-10, atol=1e-12)
+
+
+def test_kl_weight_and_warmup_multiply():
+    """--kl-weight beta with --kl-warmup W: the step's gradient is that of -(recon - (t / W) beta KL) (one term, the
+    weights multiply; never a negative weight), for the spike-and-slab and the thresholded families."""
+    from vsc_cli.train import _Log, training_step
+
+    x = torch.rand(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for model_kind, warmup, beta in (("vsc", 4, 0.01), ("thresholded", 0, 0.1), ("thresholded", 4, 3.0), ("vae", 0, 1.0)):
+        cfg = TrainConfig(model=model_kind, dim=6, hidden=(8,), kl_warmup=warmup, kl_weight=beta, alpha=0.05,
+                          backend="torch", dtype="float64")
+        for t in (1, 3, 5):
+            step = dataclasses.replace(Schedule(cfg)(t - 1), c=50.0)
+            torch.manual_seed(0)
+            model = VAE(cfg, 12).double()
+            opt = torch.optim.SGD(model.parameters(), lr=0.0)
+            training_step(model, model, opt, x, step, torch.Generator().manual_seed(2), _Log(None, None), t, None,
+                          R.penalty_of(cfg))
+            got = [p.grad.clone() for p in model.parameters()]
+            torch.manual_seed(0)
+            model = VAE(cfg, 12).double()
+            terms = model.elbo_terms(x, step, generator=torch.Generator().manual_seed(2))
+            w = (min(1.0, t / warmup) if warmup else 1.0) * beta
+            loss = -(terms["recon"] - w * (terms["kl_slab"] + terms["kl_spike"])).mean()
+            want = torch.autograd.grad(loss, list(model.parameters()))
+            for g, wnt in zip(got, want):
+                torch.testing.assert_close(g, wnt, rtol=1e-10, atol=1e-12)

@@ -173,3 +173,15 @@ def test_families_sweep_runs_and_reports(tmp_path, shared_data):
     assert 0 <= float(thr["nonzero_rate"]) < 1 and thr["objective_is_elbo"] == "False"
     r = CliRunner().invoke(main, [*args[:-1], "--alphas", "0.1,0.2"])
     assert r.exit_code == 2 and "one alpha" in r.output
+
+
+def test_a_families_sweep_with_settings_a_family_refuses_fails_before_training(tmp_path):
+    r = CliRunner().invoke(main, ["experiment", "families", "--set", "rate_weight=3", "--out", str(tmp_path / "f"),
+                                  "--list"])
+    assert r.exit_code == 2 and "spike-and-slab" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "f").exists()
+    from vsc_cli.experiment import grid_points
+
+    assert [p.family for p in grid_points("families", "fmnist")][::3] == ["vae", "paper", "default", "thresholded"]
+    with pytest.raises(Exception, match="unknown family"):
+        grid_points("families", "fmnist", models=("vae", "vsc:0.5"))

@@ -730,7 +730,12 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
             raise click.BadParameter("every alpha must be in (0, 1]", param_hint="--alphas")
         if grid == "families" and len(kw["alphas"]) != 1:
             raise click.BadParameter("the families grid takes one alpha", param_hint="--alphas")
-    points = E.grid_points(grid, data, options=options, **kw)
+    try:
+        points = E.grid_points(grid, data, options=options, **kw)
+        for p in points:  # every point's settings checked now, not after hours of the points before it
+            E.point_config(p)
+    except VscError as exc:
+        raise click.UsageError(str(exc)) from None
     if point is not None and point >= len(points):
         raise click.BadParameter(f"the {grid} grid has points 0..{len(points) - 1}", param_hint="--point")
     if list_only:

@@ -45,7 +45,8 @@ def pair(q, p):
 
 
 def draw_and_kl(q, p, step, generator=None):
-    """A training (or, with Step.exact, evaluation) draw z ~ q and the KL terms of q against p: (z, terms)."""
+    """A training (or, with Step.evaluation's step, evaluation) draw z ~ q and the KL terms of q against p:
+    (z, terms)."""
     return pair(q, p)(q, p, step, generator)
 
 

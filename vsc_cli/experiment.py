@@ -96,6 +96,12 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     if grid == "alpha":
         return [Point(grid, data, "vsc", float(a), alpha_dim, labelled, options) for a in alphas]
     if grid == "families":  # models: family names; alphas: the spike-and-slab families' one alpha
+        models = tuple(FAMILIES) if models is DEFAULT_MODELS else models
+        dims = FAMILY_DIMS if dims is DEFAULT_DIMS else dims
+        alphas = (FAMILY_ALPHA,) if alphas is DEFAULT_ALPHAS else alphas
+        unknown = [m for m in models if m not in FAMILIES]
+        if unknown:
+            raise VscError(f"unknown family {unknown[0]!r}; the families are {', '.join(FAMILIES)}")
         points = []
         for name in models:
             model, own = FAMILIES[name]
@@ -207,7 +213,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     }
     if point.grid == "families":
         result.update(family=point.family, nonzero_rate=spec["nonzero_rate"], sse=spec["sse"],
-                      test_recon=metrics["test_recon"], objective_is_elbo=metrics.get("objective_is_elbo", True))
+                      test_recon=metrics["test_recon"], objective_is_elbo=metrics.get("objective_is_elbo", True),
+                      elbo_is_bound=metrics.get("elbo_is_bound", True))
     atomic_write_text(folder / RESULT, json.dumps(result, indent=2) + "\n")
     return result
 
@@ -369,7 +376,7 @@ def write_outputs(grid: str, data: str, points: list[Point], results: list[dict]
 
 
 FAMILY_FIELDS = ["family", "data", "model", "alpha", "dim", "iterations", "sse", "test_recon", "test_elbo",
-                 "objective_is_elbo", "active_mean", "nonzero_rate", "dims_used", "dims_always_on",
+                 "objective_is_elbo", "elbo_is_bound", "active_mean", "nonzero_rate", "dims_used", "dims_always_on",
                  "jaccard_different_class", "jaccard_same_class", "seconds", "point"]
 
 
@@ -398,8 +405,8 @@ def _families_report(data, points, results, command) -> str:
         if r is None:
             lines.append(f"| {p.family} | {p.dim} | " + "not run | " * 10)
             continue
-        jd, js = r.get("jaccard_different_class"), r.get("jaccard_same_class")
-        jac = "-" if jd is None else f"{jd:.2f} / {js:.2f}"
+        jac = " / ".join("-" if v is None else f"{v:.2f}"
+                         for v in (r.get("jaccard_different_class"), r.get("jaccard_same_class")))
         lines.append(f"| {p.family} | {p.dim} | {r['sse']:.3f} | {r['test_recon']:.1f} | {r['test_elbo']:.1f} | "
                      f"{r['active_mean']:.1f} | {r['nonzero_rate']:.3f} | {r['dims_used']} | {r['dims_always_on']} | "
                      f"{jac} | {100 * r['accuracy'][0]['accuracy_mean']:.1f} % | {format_seconds(r['seconds'])} |")

@@ -140,13 +140,13 @@ class VAE(nn.Module):
         """q(z|x) as a distribution (distributions.py): Normal for the VAE, SpikeSlab (eq. 5) for the VSC,
         Thresholded for the thresholded model. Each has mu, logvar, gamma (P(z_j != 0)) and mean (E[z])."""
         mu, logvar, v = self.encode(x)
-        if not self.sparse:
-            q = Thresholded(mu, logvar, self.cfg.threshold) if self.cfg.model == "thresholded" else Normal(mu, logvar)
-            q.x = x  # the image q is of (a learned prior's KL may depend on it)
-            return q
-        # SpikeSlab reads log gamma as min(v, 0) (eq. 12); the sigmoid spike's log gamma is <= 0 already
-        q = SpikeSlabPosterior(mu, logvar, v if self.cfg.spike == "min" else self.log_gamma(v), self.cfg.backend)
-        q.x = x
+        if self.family is Thresholded:
+            q = Thresholded(mu, logvar, self.cfg.threshold)
+        elif self.family is Normal:
+            q = Normal(mu, logvar)
+        else:  # SpikeSlab reads log gamma as min(v, 0) (eq. 12); the sigmoid spike's log gamma is <= 0 already
+            q = SpikeSlabPosterior(mu, logvar, v if self.cfg.spike == "min" else self.log_gamma(v), self.cfg.backend)
+        q.x = x  # the image q is of (a learned prior's KL may depend on it)
         return q
 
     def log_gamma(self, v):

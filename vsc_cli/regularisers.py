@@ -58,23 +58,25 @@ class AggregateRate:
         return self.weight * aggregate_rate_kl(terms["gamma"], target, self.mean)
 
 
-def kl_warmup(terms: dict, step):
-    """KL warm-up (Bowman et al. 2016): the loss is -(recon - w KL) = -ELBO - (1 - w) KL with w = step.kl_weight
-    (schedule.py), so this term is -(1 - w) times the batch's mean KL (slab and spike of eq. 9, or the VAE's)."""
-    if step.kl_weight >= 1.0:
-        return 0.0
-    return -(1.0 - step.kl_weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
-
-
 class KLWeight:
-    """A KL weighted by beta in the loss (cfg.kl_weight): -(recon - beta KL) = -ELBO + (beta - 1) KL, so this term
-    is (beta - 1) times the batch's mean KL. The reported ELBO stays the true one."""
+    """The KL's weight in the loss: w beta, w = step.kl_weight (the warm-up, Bowman et al. 2016; schedule.py) and
+    beta = cfg.kl_weight (a beta-VAE's; Fallah & Rozell weight their KL). The loss -(recon - w beta KL) is
+    -ELBO - (1 - w beta) KL, so this term is -(1 - w beta) times the batch's mean KL (slab and spike of eq. 9, or
+    the family's own). One term for both, so that their weights multiply. The reported ELBO stays the true one."""
 
-    def __init__(self, beta: float):
+    def __init__(self, beta: float = 1.0):
         self.beta = float(beta)
 
     def __call__(self, terms: dict, step):
-        return (self.beta - 1.0) * (terms["kl_slab"] + terms["kl_spike"]).mean()
+        weight = step.kl_weight * self.beta
+        if weight == 1.0:
+            return 0.0
+        return -(1.0 - weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
+
+
+def kl_warmup(terms: dict, step):
+    """The warm-up alone (beta = 1): KLWeight()(terms, step)."""
+    return KLWeight()(terms, step)
 
 
 class Sum:
@@ -92,8 +94,6 @@ def penalty_of(cfg, world=None, device="cpu"):
     if cfg.model == "vsc" and cfg.rate_weight:
         mean = global_mean(world, device) if world is not None and world.on else None
         parts.append(AggregateRate(cfg.rate_weight, cfg.rate_target, mean))
-    if cfg.kl_warmup:
-        parts.append(kl_warmup)
-    if cfg.kl_weight != 1.0:
+    if cfg.kl_warmup or cfg.kl_weight != 1.0:
         parts.append(KLWeight(cfg.kl_weight))
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)
