@@ -61,22 +61,25 @@ def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str 
 
 
 @torch.no_grad()
-def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
-    """(N, J) float64 0/1: which elements of one exact draw z ~ q(z|x) per image are non-zero (seeded). For the
-    thresholded family, whose elements are non-zero at random (|sigma eps| > lambda), this is what "active"
-    means; for the spike-and-slab it is Bernoulli(gamma), close to gamma > 0.5 where gamma is near 0 or 1."""
+def exact_draws(model, x, seed: int, batch_size: int = 1000):
+    """Yield (images, z) per batch: one exact draw z ~ q(z|x) per image (Step.evaluation), from a generator seeded
+    with `seed`, so that a measurement on the draws is reproducible."""
     from .distributions import draw_and_kl
     from .schedule import Step
 
     model.eval()
     dtype = next(model.parameters()).dtype
-    gen = torch.Generator().manual_seed(20_000 + seed)
-    step = Step.evaluation(model.cfg.alpha)
-    out = []
+    gen, step = torch.Generator().manual_seed(seed), Step.evaluation(model.cfg.alpha)
     for start in range(0, len(x), batch_size):
-        z, _ = draw_and_kl(model.posterior(torch.from_numpy(x[start:start + batch_size]).to(dtype)), model.prior,
-                           step, gen)
-        out.append((z != 0).double().numpy())
+        xb = torch.from_numpy(x[start:start + batch_size]).to(dtype)
+        yield xb, draw_and_kl(model.posterior(xb), model.prior, step, gen)[0]
+
+
+def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """(N, J) float64 0/1: which elements of one exact draw z ~ q(z|x) per image are non-zero (seeded). For the
+    thresholded family, whose elements are non-zero at random (|sigma eps| > lambda), this is what "active"
+    means; for the spike-and-slab it is Bernoulli(gamma), close to gamma > 0.5 where gamma is near 0 or 1."""
+    out = [(z != 0).double().numpy() for _, z in exact_draws(model, x, 20_000 + seed, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.cfg.dim))
 
 

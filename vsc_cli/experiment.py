@@ -117,18 +117,11 @@ def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
     unit-norm images the fraction of an image's energy the reconstruction misses (0 perfect, 1 a blank image)."""
     import torch
 
-    from .distributions import draw_and_kl
-    from .schedule import Step
+    from .codes import exact_draws
 
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    gen = torch.Generator().manual_seed(30_000 + seed)
-    total = 0.0
     with torch.no_grad():
-        for start in range(0, len(x), batch):
-            xb = torch.from_numpy(x[start:start + batch]).to(dtype)
-            z, _ = draw_and_kl(model.posterior(xb), model.prior, Step.evaluation(model.cfg.alpha), gen)
-            total += float(((xb - model.decoder.mean(z)) ** 2).sum())
+        total = sum(float(((xb - model.decoder.mean(z)) ** 2).sum())
+                    for xb, z in exact_draws(model, x, 30_000 + seed, batch))
     return total / len(x)
 
 
