@@ -164,6 +164,8 @@ def test_families_sweep_runs_and_reports(tmp_path, shared_data):
     assert r.exit_code == 0, r.output
     report = (out / "report.md").read_text()
     assert "| vae | 4 |" in report and "| thresholded | 4 |" in report
+    for png in ("sse-vs-dims.png", "accuracy-vs-dims.png"):  # the claim's plot and accuracy, linked from the report
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
     import csv
 
     rows = list(csv.DictReader(open(out / "results.csv")))

@@ -360,8 +360,9 @@ def write_outputs(grid: str, data: str, points: list[Point], results: list[dict]
         table = [{k: r.get(k) for k in FAMILY_FIELDS} | {"accuracy": r["accuracy"][0]["accuracy_mean"]}
                  for r in results]
         atomic_write(root / "results.csv", lambda tmp: _write_rows(tmp, table, [*FAMILY_FIELDS, "accuracy"]))
-        atomic_write_text(root / "report.md", _families_report(data, points, results, command))
-        return {"csv": str(root / "results.csv"), "plots": [], "report": str(root / "report.md")}
+        plots = _plots(grid, data, results, root)
+        atomic_write_text(root / "report.md", _families_report(data, points, results, command, plots))
+        return {"csv": str(root / "results.csv"), "plots": plots, "report": str(root / "report.md")}
     atomic_write(root / "results.csv", write_csv)
     plots = _plots(grid, data, results, root)
     atomic_write_text(root / "report.md", _report(grid, data, points, results, plots, command))
@@ -380,7 +381,7 @@ def _write_rows(path, table, fields):
         w.writerows(table)
 
 
-def _families_report(data, points, results, command) -> str:
+def _families_report(data, points, results, command, plots=()) -> str:
     """The families grid's table: one row per family and size (no verdicts: benchmarks/families_report.py)."""
     from . import __version__
 
@@ -403,6 +404,8 @@ def _families_report(data, points, results, command) -> str:
         lines.append(f"| {p.family} | {p.dim} | {r['sse']:.3f} | {r['test_recon']:.1f} | {r['test_elbo']:.1f} | "
                      f"{r['active_mean']:.1f} | {r['nonzero_rate']:.3f} | {r['dims_used']} | {r['dims_always_on']} | "
                      f"{jac} | {100 * r['accuracy'][0]['accuracy_mean']:.1f} % | {format_seconds(r['seconds'])} |")
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
@@ -421,13 +424,20 @@ def _plots(grid, data, results, root) -> list[str]:
 
     if not results:
         return made
-    if grid == "dims":
+    if grid in ("dims", "families"):
         by_model: dict = {}
         for r in results:
-            key = "VAE" if r["model"] == "vae" else f"VSC, alpha {r['alpha']:g}"
+            if grid == "families":
+                key = r["family"]
+            else:
+                key = "VAE" if r["model"] == "vae" else f"VSC, alpha {r['alpha']:g}"
             by_model.setdefault(key, []).append(r)
         n = results[0]["accuracy"][-1]["labelled"]
-        for metric, ylabel, name in (("test_elbo", "test ELBO per image (nats)", "elbo-vs-dims.png"),
+        # the families grid's question is reconstruction against size (Fallah & Rozell's claim), not the ELBO,
+        # which is no bound for the thresholded family
+        first = (("sse", "reconstruction error (SSE of one exact draw)", "sse-vs-dims.png") if grid == "families"
+                 else ("test_elbo", "test ELBO per image (nats)", "elbo-vs-dims.png"))
+        for metric, ylabel, name in (first,
                                      ("accuracy", f"test accuracy, {n} labels (%)", "accuracy-vs-dims.png")):
             fig, ax = plt.subplots(figsize=(6, 4))
             for key, rs in sorted(by_model.items()):
