@@ -129,8 +129,8 @@ def seeds(data: str, rs: dict) -> list[str]:
         # the 256-dim goal again on the mean of two seeds, for the sparse families that have both
         mean = {f: (acc(rs[f, 256]) + acc(again[f, 256])) / 2 for f in ("vae", *SPARSE)
                 if (f, 256) in rs and (f, 256) in again}
-        lines.append(f"- goal on the mean of two seeds: the VAE {mean.pop('vae'):.2f} %; "
-                     + ", ".join(f"{f} {v:.2f} %" for f, v in mean.items())
+        lines.append(f"- goal on the mean of two seeds: the VAE {mean.pop('vae'):.2f} %"
+                     + "".join(f"; {f} {v:.2f} %" for f, v in mean.items())
                      + f"; seed-to-seed change of the VAE's accuracy {acc(again['vae', 256]) - acc(rs['vae', 256]):+.1f} points")
         lines.append("")
     return lines
