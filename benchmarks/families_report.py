@@ -38,6 +38,11 @@ def acc(r) -> float:
     return 100 * r["accuracy"][0]["accuracy_mean"]
 
 
+def jaccard(r) -> str:
+    """The table cell of a point's Jaccard between / within classes ('-' where it has no such pair)."""
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in (r["jaccard_different_class"], r["jaccard_same_class"]))
+
+
 def improves(sse: list[float]) -> bool:
     return all(b < a * 0.99 for a, b in zip(sse, sse[1:]))
 
@@ -96,12 +101,10 @@ def table(rs: dict, data: str = "") -> list[str]:
             if r is None:
                 lines.append(f"| {f} | {d} | " + "not yet | " * 8)
                 continue
-            jac = " / ".join("-" if v is None else f"{v:.2f}"
-                             for v in (r["jaccard_different_class"], r["jaccard_same_class"]))
             # results written before elbo_is_bound was recorded were all at KL weight 1: objective_is_elbo says it
             bound = r.get("elbo_is_bound", r.get("objective_is_elbo", True))
             elbo = f"{r['test_elbo']:.1f}" + ("" if bound else " (not a bound)")
-            lines.append(f"| {f} | {d} | {r['sse']:.3f} | {r['active_mean']:.1f} | {r['dims_used']} | {jac} | "
+            lines.append(f"| {f} | {d} | {r['sse']:.3f} | {r['active_mean']:.1f} | {r['dims_used']} | {jaccard(r)} | "
                          f"{acc(r):.1f} % | {r['test_recon']:.1f} | {elbo} | {r['seconds'] / 60:.0f} min"
                          + (f" (incl. a {PAUSED[data, f, d]} min pause)" if (data, f, d) in PAUSED else "") + " |")
     return lines
@@ -120,10 +123,8 @@ def seeds(data: str, rs: dict) -> list[str]:
         r0 = rs.get((f, d))
         if r0 is None:
             continue
-        jac = " / ".join("-" if v is None else f"{v:.2f}"
-                         for v in (r1["jaccard_different_class"], r1["jaccard_same_class"]))
         lines.append(f"| {f} | {d} | {acc(r0):.1f} / {acc(r1):.1f} / {(acc(r0) + acc(r1)) / 2:.2f} % | "
-                     f"{r0['sse']:.3f} / {r1['sse']:.3f} | {jac} | {r1['seconds'] / 60:.0f} min |")
+                     f"{r0['sse']:.3f} / {r1['sse']:.3f} | {jaccard(r1)} | {r1['seconds'] / 60:.0f} min |")
     lines.append("")
     if ("vae", 256) in again and ("vae", 256) in rs:
         # the 256-dim goal again on the mean of two seeds, for the sparse families that have both
@@ -143,14 +144,13 @@ def beyond(data: str, rs: dict) -> list[str]:
     for folder in sorted((ROOT / "docs" / "results").glob(f"families-{data}-a*")):
         for (f, d), r in sorted(load(data, folder.name[len(f"families-{data}"):]).items()):
             accs.setdefault((f, d, r["alpha"]), []).append((acc(r), r["jaccard_different_class"]))
-            jac = f"{r['jaccard_different_class']:.2f} / {r['jaccard_same_class']:.2f}"
             vae = f"; the VAE at {d} dims, seed 0, {acc(rs['vae', d]):.1f} %" if ("vae", d) in rs else ""
             seed = " --set seed=1" if folder.name.endswith("-seed1") else ""
             lines.append(f"- {f} at alpha {r['alpha']:g}, {d} dims, seed {1 if seed else 0} (`vsc experiment families "
                          f"--data {data} --models {f} --dims {d} --alphas {r['alpha']:g}{seed} --out "
                          f"docs/results/{folder.name}`): "
                          f"accuracy {acc(r):.1f} %{vae}; SSE {r['sse']:.3f}; {r['active_mean']:.1f} non-zero per "
-                         f"image, {r['dims_used']} dims used; Jaccard diff. / same class {jac}; "
+                         f"image, {r['dims_used']} dims used; Jaccard diff. / same class {jaccard(r)}; "
                          f"{r['seconds'] / 60:.0f} min")
     vae2 = load(data, "-seed1").get(("vae", 256))
     for (f, d, alpha), runs in accs.items():

@@ -1,5 +1,5 @@
 """Training terms beyond the ELBO (not in the paper): each is added to the loss, never to the reported ELBO.
-The aggregate spike-rate term below, the KL warm-up (kl_warmup) and a KL weight (KLWeight).
+The aggregate spike-rate term below, and the KL's weight in the loss (KLWeight: warm-up times beta).
 
 The aggregate spike-rate term. Averaged over the data, the spike KL of eq. 9 splits ("ELBO surgery",
 Hoffman & Johnson 2016; beta-TCVAE, Chen et al. 2018):
@@ -72,11 +72,6 @@ class KLWeight:
         if weight == 1.0:
             return 0.0
         return -(1.0 - weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
-
-
-def kl_warmup(terms: dict, step):
-    """The warm-up alone (beta = 1): KLWeight()(terms, step)."""
-    return KLWeight()(terms, step)
 
 
 class Sum:
