@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 24's measurements: the default recipe (alpha 0.01, 200 dims, 20,000 iterations) with the aggregate
-# spike-rate term and/or centred encoder input, one variant per sweep folder docs/results/codes-DATA-VARIANT.
+# spike-rate term and/or centred encoder input, one variant per sweep folder docs/results/codes/codes-DATA-VARIANT.
 #   nohup setsid benchmarks/codes.sh fmnist 1 rate1 centre both1 > logs/codes-fmnist.log 2>&1 &
 # Resumable like sweeps.sh: finished points (result.json) are skipped, half-trained ones resume.
 set -u
@@ -31,6 +31,6 @@ for V in "$@"; do
   S=$(settings "$V") || exit 2
   echo "== $DATA $V ($S) $(date -u +%FT%TZ)"
   nice -n 5 taskset -c "$CORE" vsc experiment alpha --data "$DATA" --alphas 0.01 --recipe default-1 $S \
-    --data-dir "${VSC_DATA_DIR:-../shared/data}" --quiet --out "docs/results/codes-$DATA-$V"
+    --data-dir "${VSC_DATA_DIR:-../shared/data}" --quiet --out "docs/results/codes/codes-$DATA-$V"
 done
 echo "== done $(date -u +%FT%TZ)"

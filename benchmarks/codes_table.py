@@ -1,6 +1,6 @@
-"""Issue 24's table: every combination tried (docs/results/codes-DATA-VARIANT), beside the VAE, the paper's
+"""Issue 24's table: every combination tried (docs/results/codes/codes-DATA-VARIANT), beside the VAE, the paper's
 recipe and today's default recipe at alpha 0.01, 200 dimensions, 20,000 iterations, from the committed
-result.json files. Writes docs/results/codes.md and prints it.
+result.json files. Writes docs/results/codes/codes.md and prints it.
 
     python benchmarks/codes_table.py
 """
@@ -52,14 +52,14 @@ def main():
                   f"{g['acc']} %, test ELBO >= {g['elbo']:.0f}, Fig. 13 >= 0.50.", "",
                   "| recipe | active per image | dims used | always on | Jaccard diff. / same | accuracy | "
                   "test ELBO | Fig. 13 | wall time |", "|---|---|---|---|---|---|---|---|---|"]
-        base = [("VAE", ROOT / f"{data}-dims/points/{data}-vae-d200/result.json"),
-                ("paper (`--paper`)", ROOT / f"{data}-alpha/points/{data}-vsc-d200-a0.01/result.json"),
-                ("default recipe (before)", ROOT / f"default1-{data}-alpha/points/{data}-vsc-d200-a0.01/result.json")]
+        base = [("VAE", ROOT / f"paper-sweeps/{data}-dims/points/{data}-vae-d200/result.json"),
+                ("paper (`--paper`)", ROOT / f"paper-sweeps/{data}-alpha/points/{data}-vsc-d200-a0.01/result.json"),
+                ("default recipe (before)", ROOT / f"default-recipe/default1-{data}-alpha/points/{data}-vsc-d200-a0.01/result.json")]
         for name, path in base:
             r = row(name, point(path), data)
             if r:
                 lines.append(r)
-        for folder in sorted(ROOT.glob(f"codes-{data}-*")):
+        for folder in sorted((ROOT / "codes").glob(f"codes-{data}-*")):
             variant = folder.name[len(f"codes-{data}-"):]
             r = row(f"default + {SETTINGS.get(variant, variant)}",
                     point(folder / "points" / f"{data}-vsc-d200-a0.01" / "result.json"), data)
@@ -67,7 +67,7 @@ def main():
                 lines.append(r)
         lines.append("")
     text = "\n".join(lines)
-    (ROOT / "codes.md").write_text(text)
+    (ROOT / "codes" / "codes.md").write_text(text)
     print(text)
 
 

@@ -43,7 +43,7 @@ def main():
     p.add_argument("--json", action="store_true", help="print the raw numbers as JSON too")
     args = p.parse_args()
 
-    from vsc_cli.data import load_split  # the .npy copy of the same training images
+    from vsc_cli.data.datasets import load_split  # the .npy copy of the same training images
 
     cores = os.cpu_count()
     tmp = Path(tempfile.mkdtemp(prefix="vsc-bench-dist-"))

@@ -1,17 +1,17 @@
 """Add Fig. 13's second number (conditional samples whose values come from the training codes of each element,
-vsc_cli/metrics.py) to finished sweep points that lack it, from their run folder and codes.h5.
+vsc_cli/evaluation/metrics.py) to finished sweep points that lack it, from their run folder and codes.h5.
 
-    python benchmarks/fig13.py docs/results/codes-fmnist-both1 [...] [--data-dir DIR]
+    python benchmarks/fig13.py docs/results/codes/codes-fmnist-both1 [...] [--data-dir DIR]
 
 A point is rewritten atomically, only when its checkpoint and codes are still beside its result.json."""
 import argparse
 import json
 from pathlib import Path
 
-from vsc_cli.checkpoint import CHECKPOINT, build_model, load_checkpoint
-from vsc_cli.codes import read_gamma, read_labels
-from vsc_cli.metrics import conditional_retention_of
-from vsc_cli.safeio import atomic_write_text
+from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, load_checkpoint
+from vsc_cli.evaluation.codes import read_gamma, read_labels
+from vsc_cli.evaluation.metrics import conditional_retention_of
+from vsc_cli.common.safeio import atomic_write_text
 
 
 def main():

@@ -12,10 +12,10 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vsc_cli.config import TrainConfig
-from vsc_cli.model import VAE
-from vsc_cli.schedule import Step
-from vsc_cli.train import _Log, make_optimizer, training_step
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.schedule import Step
+from vsc_cli.trainers.train import _Log, make_optimizer, training_step
 
 torch.set_num_threads(1)
 likelihood = sys.argv[1] if len(sys.argv) > 1 else "gaussian"

@@ -1,6 +1,6 @@
 """The recipe comparison table of docs/results/recipes.md, from the sweeps' committed result.json files.
 
-    python benchmarks/recipe_table.py [--alpha A] docs/results/fmnist-alpha docs/results/recipe-fmnist-*
+    python benchmarks/recipe_table.py [--alpha A] docs/results/paper-sweeps/fmnist-alpha docs/results/recipes/recipe-fmnist-*
 
 Each folder is a `vsc experiment` output; every point in it (at prior alpha A, if given) becomes one row
 (recipe = its --set options).

@@ -4,7 +4,7 @@
 
 Prints, on the test split: the summed squared error per image of the decoded posterior mean code
 (gamma * mu, as in `vsc figure codes`), of the mean training image, their ratio, and the codes'
-example-specificity (vsc_cli/metrics.py).
+example-specificity (vsc_cli/evaluation/metrics.py).
 """
 import argparse
 import json
@@ -12,10 +12,10 @@ import json
 import numpy as np
 import torch
 
-from vsc_cli.checkpoint import build_model, load_checkpoint
-from vsc_cli.codes import encode_batches
-from vsc_cli.metrics import specificity
-from vsc_cli.sources import open_images
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.evaluation.codes import encode_batches
+from vsc_cli.evaluation.metrics import specificity
+from vsc_cli.data.sources import open_images
 
 
 def main():

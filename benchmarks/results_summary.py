@@ -12,7 +12,7 @@ the reproduction table beside Alfo5123's published accuracies, the example-speci
 import sys
 from pathlib import Path
 
-from vsc_cli import experiment as E
+from vsc_cli.pipelines import experiment as E
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import claims as C  # noqa: E402
@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent / "docs" / "results"
 DATA = ("fmnist", "mnist")
 NAMES = {"fmnist": "Fashion-MNIST", "mnist": "MNIST"}
 # (series, grid) -> (folder pattern, models of the dims grid)
-SWEEPS = {("paper", "dims"): ("{d}-dims", E.DEFAULT_MODELS), ("paper", "alpha"): ("{d}-alpha", None),
-          ("default-1", "dims"): ("default1-{d}-dims", ("vsc:0.01",)), ("default-1", "alpha"): ("default1-{d}-alpha", None),
-          ("default", "dims"): ("default-{d}-dims", ("vsc:0.01",)), ("default", "alpha"): ("default-{d}-alpha", None)}
+SWEEPS = {("paper", "dims"): ("paper-sweeps/{d}-dims", E.DEFAULT_MODELS), ("paper", "alpha"): ("paper-sweeps/{d}-alpha", None),
+          ("default-1", "dims"): ("default-recipe/default1-{d}-dims", ("vsc:0.01",)),
+          ("default-1", "alpha"): ("default-recipe/default1-{d}-alpha", None),
+          ("default", "dims"): ("default-recipe/default-{d}-dims", ("vsc:0.01",)),
+          ("default", "alpha"): ("default-recipe/default-{d}-alpha", None)}
 SERIES = ("paper", "default-1", "default")  # the paper's recipe, vsc's first default, today's (default-2)
 LABELS = {"paper": "paper's recipe", "default-1": "default-1", "default": "default-2 (today's default)"}
 
@@ -77,7 +79,8 @@ def summary() -> list[str]:
                 secs = sum(r["seconds"] for r in results)
                 total, count = total + secs, count + len(results)
                 where = ", ".join(sorted({r.get("device", "cpu") for r in results})) or "-"
-                link = f"[{root.name}]({root.name}/report.md)" if (root / "report.md").is_file() else root.name
+                rel = root.relative_to(ROOT).as_posix()  # GROUP/FOLDER, linked from docs/results/README.md
+                link = f"[{root.name}]({rel}/report.md)" if (root / "report.md").is_file() else root.name
                 out.append(f"| {'default-2' if series == 'default' else series} | {data} | {grid} | "
                            f"{len(results)} of {len(points)} | "
                            f"{E.format_seconds(secs) if results else '-'} | {where} | {link} |")

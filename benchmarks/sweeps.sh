@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 E="nice -n 5 taskset -c $CORE vsc experiment"
 A="--data $DATA --data-dir ${VSC_DATA_DIR:-../shared/data} --quiet"
-$E alpha $A --out docs/results/$DATA-alpha
-$E dims $A --out docs/results/$DATA-dims
-$E dims $A --recipe default --models vsc:0.01 --out docs/results/default-$DATA-dims
-$E alpha $A --recipe default --out docs/results/default-$DATA-alpha
+$E alpha $A --out docs/results/paper-sweeps/$DATA-alpha
+$E dims $A --out docs/results/paper-sweeps/$DATA-dims
+$E dims $A --recipe default --models vsc:0.01 --out docs/results/default-recipe/default-$DATA-dims
+$E alpha $A --recipe default --out docs/results/default-recipe/default-$DATA-alpha

@@ -1,5 +1,5 @@
-"""docs/training.md's option tables, generated from the settings' declarations (vsc_cli/config.py) and
-`vsc train`'s run options (vsc_cli/cli.py), so that the docs cannot drift from `vsc train --help`.
+"""docs/training.md's option tables, generated from the settings' declarations (vsc_cli/common/config.py) and
+`vsc train`'s run options (vsc_cli/cli/__init__.py), so that the docs cannot drift from `vsc train --help`.
 
     python docs/make_option_table.py          # print the tables
     python docs/make_option_table.py --write  # put them between the markers in docs/training.md

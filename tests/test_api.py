@@ -1,4 +1,4 @@
-"""The Python API (vsc_cli.api) and its guide, docs/api.md, whose example runs here."""
+"""The Python API (vsc_cli.pipelines.api) and its guide, docs/api.md, whose example runs here."""
 import re
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import vsc_cli as vsc
-from vsc_cli.config import TrainConfig
-from vsc_cli.errors import VscError
-from vsc_cli.train import train
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
+from vsc_cli.trainers.train import train
 
 from conftest import ROOT
 
@@ -34,7 +34,7 @@ def test_the_guides_example_runs(run_dir, shared_data, monkeypatch):
 
 
 def test_encode_matches_the_model_and_the_cli_codes(run_dir, shared_data):
-    from vsc_cli.codes import encode as encode_h5
+    from vsc_cli.evaluation.codes import encode as encode_h5
     import h5py
 
     run = vsc.load(run_dir)
@@ -105,7 +105,7 @@ def test_the_api_and_the_cli_build_the_same_model(shared_data, tmp_path):
     default recipe's fields included) and, trained here, the same weights bit for bit (one machine, one run)."""
     from click.testing import CliRunner
 
-    from vsc_cli.checkpoint import load_checkpoint
+    from vsc_cli.trainers.checkpoint import load_checkpoint
     from vsc_cli.cli import main
 
     args = dict(data="fmnist", dim=6, alpha=0.01, iterations=30, train_size=300, test_size=50, batch_size=50,

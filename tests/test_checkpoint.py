@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vsc_cli.checkpoint import (CHECKPOINT, build_model, load_checkpoint, read_safetensors, save_checkpoint,
+from vsc_cli.trainers.checkpoint import (CHECKPOINT, build_model, load_checkpoint, read_safetensors, save_checkpoint,
                                 write_safetensors)
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.errors import VscError
-from vsc_cli.schedule import Step
-from vsc_cli.model import VAE
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
+from vsc_cli.models.schedule import Step
+from vsc_cli.models.vae import VAE
 
 
 def tiny_state(model="vsc", dim=4, pixels=16, hidden=(8,)):

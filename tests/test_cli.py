@@ -5,7 +5,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from vsc_cli import data
+from vsc_cli.data import datasets as data
 from vsc_cli.cli import main
 
 
@@ -150,7 +150,7 @@ def test_each_setting_is_declared_once_and_everything_follows():
     section of --help), its `--set` parsing, its checkpoint check and its row in docs/training.md."""
     from pathlib import Path
 
-    from vsc_cli import config as C
+    from vsc_cli.common import config as C
     from vsc_cli.cli import _settings, option_table, train
 
     options = {p.name: p for p in train.params}

@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 
 from vsc_cli.cli import main
-from vsc_cli.codes import classify, sparsity_from_gamma
-from vsc_cli.metrics import specificity
-from vsc_cli.config import TrainConfig
-from vsc_cli.data import load_split
-from vsc_cli.train import build_model, load_checkpoint, train
+from vsc_cli.evaluation.codes import classify, sparsity_from_gamma
+from vsc_cli.evaluation.metrics import specificity
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.data.datasets import load_split
+from vsc_cli.trainers.train import build_model, load_checkpoint, train
 
 
 def run(*args):
@@ -134,7 +134,7 @@ def test_classify_separable_and_shuffled(tmp_path):
 
 def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
     """Section 4.2: exactly n labelled training codes per draw (5,000 by default), scored on the whole test split."""
-    import vsc_cli.codes as codes
+    import vsc_cli.evaluation.codes as codes
 
     rng = np.random.default_rng(1)
     centres = 6 * rng.standard_normal((10, 20))

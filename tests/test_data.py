@@ -8,8 +8,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-from vsc_cli import data
-from vsc_cli.data import DatasetSpec, VscError, fetch, load_split, normalise, parse_idx
+from vsc_cli.data import datasets as data
+from vsc_cli.data.datasets import DatasetSpec, VscError, fetch, load_split, normalise, parse_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

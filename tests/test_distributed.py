@@ -18,9 +18,9 @@ from torch.distributed import TCPStore
 
 from conftest import shared_data_dir
 from test_cli import run
-from vsc_cli.checkpoint import load_checkpoint
-from vsc_cli.config import TrainConfig
-from vsc_cli.model import VAE
+from vsc_cli.trainers.checkpoint import load_checkpoint
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.vae import VAE
 
 VSC = shutil.which("vsc") or str(Path(sys.executable).with_name("vsc"))
 SMALL = ["--dim", "10", "--batch-size", "64", "--train-size", "2048", "--test-size", "500", "--log-every", "10",
@@ -110,11 +110,11 @@ def _spawned(rank, world, port, cfg, out, kw, shared_gpu):
     torch.set_num_threads(1)
     import torch.distributed as tdist
 
-    from vsc_cli.dist import TIMEOUT
-    from vsc_cli.train import train
+    from vsc_cli.trainers.dist import TIMEOUT
+    from vsc_cli.trainers.train import train
 
     if shared_gpu:  # both processes on GPU 0: NCCL refuses two ranks on one device, gloo takes CUDA tensors
-        from torch.distributed.nn import functional  # noqa: F401  imported first, as in vsc_cli.dist.setup
+        from torch.distributed.nn import functional  # noqa: F401  imported first, as in vsc_cli.trainers.dist.setup
 
         tdist.init_process_group("gloo", timeout=TIMEOUT)  # train uses the group it finds
     try:
@@ -125,7 +125,7 @@ def _spawned(rank, world, port, cfg, out, kw, shared_gpu):
     # The process exits next, and the process group's threads must be gone by then: a gloo worker still
     # releasing the last collective's work during the interpreter's shutdown needs the GIL, and the process
     # dies with SIGABRT after a finished run ("process 1 terminated with signal SIGABRT", now and then under
-    # load). They outlived destroy_process_group while an import kept the group: see vsc_cli.dist.setup.
+    # load). They outlived destroy_process_group while an import kept the group: see vsc_cli.trainers.dist.setup.
     left = gloo_threads()
     assert not left, f"rank {rank}: the process group's threads outlive it: {left}"
 

@@ -9,9 +9,9 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from naive import kl_loop, sample_loop
-from vsc_cli.config import TrainConfig
-from vsc_cli.model import VAE
-from vsc_cli.schedule import Step
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.schedule import Step
 
 PIXELS, DIM, BATCH = 12, 5, 6
 

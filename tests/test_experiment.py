@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vsc_cli import experiment as E
+from vsc_cli.pipelines import experiment as E
 from vsc_cli.cli import main
-from vsc_cli.errors import VscError
+from vsc_cli.common.errors import VscError
 
 
 def run(*args):
@@ -93,7 +93,7 @@ def test_half_trained_point_on_the_other_device_is_refused_before_training(tmp_p
                                                                            resume_on):
     import torch
 
-    from vsc_cli import checkpoint
+    from vsc_cli.trainers import checkpoint
 
     points = E.grid_points("dims", "fmnist", dims=(4,), models=("vae", "vsc:0.2"))
     # point 0 half-trained on `made_on` (its generator state: CUDA's Philox is 16 bytes, the CPU's 5,056);

@@ -21,13 +21,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vsc_cli.checkpoint import CHECKPOINT, load_checkpoint
+from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.errors import VscError
-from vsc_cli.model import VAE
-from vsc_cli.safeio import OutputLock
-from vsc_cli.train import train
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
+from vsc_cli.models.vae import VAE
+from vsc_cli.common.safeio import OutputLock
+from vsc_cli.trainers.train import train
 
 PY = [sys.executable, "-m", "vsc_cli.cli"]
 

@@ -8,12 +8,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from vsc_cli import celeba, figures
+from vsc_cli.data import celeba
+from vsc_cli.evaluation import figures
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.data import load_split
-from vsc_cli.errors import VscError
-from vsc_cli.train import train
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.data.datasets import load_split
+from vsc_cli.common.errors import VscError
+from vsc_cli.trainers.train import train
 
 DPI = 50
 TILE, TITLE = figures.CELL * DPI, figures.TITLE * DPI
@@ -110,7 +111,7 @@ def test_code_arrays():
     assert list(figures.top_elements(code, gamma, 2)) == [1, 0]  # |code| order among the active ones
     z = figures.interpolation_codes(code, code[::-1].copy(), 1, 5)
     assert z[0, 1] == code[1] and z[-1, 1] == code[3] and np.all(z[:, [0, 2, 3, 4]] == code[[0, 2, 3, 4]])
-    from vsc_cli.model import VAE
+    from vsc_cli.models.vae import VAE
 
     prior = VAE(TrainConfig(dim=50, alpha=0.2, hidden=(4,)), 6).sample_prior(4000, torch.Generator().manual_seed(1))
     assert abs(float((prior != 0).double().mean()) - 0.2) < 0.01 and abs(float(prior[prior != 0].std()) - 1) < 0.05
@@ -217,7 +218,7 @@ def test_celeba_defaults_to_the_two_layer_network(monkeypatch, tmp_path):
         return {"test_elbo": 0.0, "test_recon": 0.0, "test_kl_slab": 0.0, "test_kl_spike": 0.0,
                 "test_sparsity": 0.1, "seconds_per_1000_iterations": None}
 
-    monkeypatch.setattr("vsc_cli.train.train", fake_train)
+    monkeypatch.setattr("vsc_cli.trainers.train.train", fake_train)
     assert run("train", "--data", "celeba", "--out", tmp_path / "a").exit_code == 0
     assert seen["cfg"].hidden == (2000, 2000) and seen["cfg"].lr == 1e-4  # at 1e-3 even the VAE collapses
     assert run("train", "--data", "fmnist", "--out", tmp_path / "b").exit_code == 0

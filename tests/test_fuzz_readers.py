@@ -15,11 +15,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vsc_cli.codes import HDF5_LIBVER, _write_split, read_features, read_gamma
-from vsc_cli.config import TrainConfig
-from vsc_cli.data import _IDX_DTYPES, parse_idx, read_raw
-from vsc_cli.errors import VscError
-from vsc_cli.model import VAE
+from vsc_cli.evaluation.codes import HDF5_LIBVER, _write_split, read_features, read_gamma
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.data.datasets import _IDX_DTYPES, parse_idx, read_raw
+from vsc_cli.common.errors import VscError
+from vsc_cli.models.vae import VAE
 
 # deadline=None: a per-case wall-clock limit measures the machine's load, not the reader (cases took over
 # 5 s on a loaded 2-core machine); the number of cases, and so the power of each test, is unchanged

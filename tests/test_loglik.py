@@ -16,7 +16,7 @@ from torch.distributions import Normal
 from conftest import assert_within, recording
 from vsc_kernels import (BackendUnavailable, GaussianLogLikFunction, config, cuda_problem, gaussian_loglik,
                          gaussian_loglik_ref, loglik)
-from vsc_cli.model import Decoder
+from vsc_cli.models.vae import Decoder
 
 SIMULATED = bool(numba_config.ENABLE_CUDASIM)  # tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1 by default
 CUDA_PROBLEM = cuda_problem()
@@ -333,7 +333,7 @@ def test_x_requiring_grad_falls_back_to_the_reference(backend):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_nan_and_inf_reach_the_row_like_the_reference(dtype):
-    """Training stops on a non-finite loss (vsc_cli/train.py): a NaN anywhere in a row must make that row NaN."""
+    """Training stops on a non-finite loss (vsc_cli/trainers/train.py): a NaN anywhere in a row must make that row NaN."""
     out, x = make(6, 20, dtype, seed=11)
     out[0, 3] = float("nan")  # a mean
     out[1, 20 + 4] = float("nan")  # a raw

@@ -1,4 +1,4 @@
-"""Example-specificity numbers (vsc_cli/metrics.py) on hand-made gamma arrays with known answers."""
+"""Example-specificity numbers (vsc_cli/evaluation/metrics.py) on hand-made gamma arrays with known answers."""
 import itertools
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from vsc_kernels import SpikeSlab
 
-from vsc_cli.metrics import conditional_retention, mean_jaccard, specificity
+from vsc_cli.evaluation.metrics import conditional_retention, mean_jaccard, specificity
 
 
 def naive_jaccard(sets, labels):
@@ -120,7 +120,7 @@ def test_conditional_retention_with_the_datas_own_values():
     """values: each active element takes a value of a training image that uses it. Here element 0's images
     have values -3 and element 1's +0.5: decoded by z.abs(), element 0 always wins a tie-free argmax when both
     are on, which N(0, 1) draws would not guarantee; a value pool is drawn from, never N(0, 1)."""
-    from vsc_cli.metrics import element_values
+    from vsc_cli.evaluation.metrics import element_values
 
     both = np.full((100, 2), 0.9)
     labels = np.zeros(100, np.int64)

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from test_cli import assert_one_line_error, run
-from vsc_cli import sources
-from vsc_cli.data import normalise
-from vsc_cli.errors import VscError
-from vsc_cli.sources import open_images, open_own, own_split
+from vsc_cli.data import sources
+from vsc_cli.data.datasets import normalise
+from vsc_cli.common.errors import VscError
+from vsc_cli.data.sources import open_images, open_own, own_split
 
 TINY = ["--dim", "4", "--hidden", "16", "--batch-size", "8", "--iterations", "3", "--log-every", "1",
         "--checkpoint-every", "2", "--quiet"]

@@ -5,8 +5,8 @@ import re
 import subprocess
 import sys
 
-from vsc_cli import progress
-from vsc_cli.progress import PlainProgress
+from vsc_cli.common import progress
+from vsc_cli.common.progress import PlainProgress
 
 
 def test_plain_lines_carry_count_postfix_rate_and_time_left(monkeypatch):

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from torch.distributions import Bernoulli, kl_divergence
 
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.model import VAE
-from vsc_cli.priors import PseudoInputPrior
-from vsc_cli.schedule import Step, lambda_schedule
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.pseudo_inputs import PseudoInputPrior
+from vsc_cli.models.schedule import Step, lambda_schedule
 from vsc_kernels import (SpikeSlab, kl_bernoulli, kl_spike, kl_spike_slab, kl_slab, log_gamma_sigmoid,
                          spike_slab, spike_slab_ref, spike_slab_sample_scaled)
 
@@ -216,7 +216,7 @@ def test_recipe_options_on_the_command_line(tmp_path):
 
 
 def test_alpha_schedule():
-    from vsc_cli.schedule import alpha_schedule
+    from vsc_cli.models.schedule import alpha_schedule
 
     got = [alpha_schedule(i, 0.01, 0.16, 4) for i in range(6)]
     assert got == pytest.approx([0.16, 0.08, 0.04, 0.02, 0.01, 0.01])  # geometric: halves each step here
@@ -302,7 +302,7 @@ def test_pseudo_mixture_gradcheck():
 
 
 def test_recipe_settings_scale_with_the_run():
-    from vsc_cli.config import PAPER_RECIPE, TrainConfig, recipe_settings
+    from vsc_cli.common.config import PAPER_RECIPE, TrainConfig, recipe_settings
 
     d = recipe_settings("default-1", 20_000, 0.01)
     assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
@@ -321,12 +321,12 @@ def test_recipe_settings_scale_with_the_run():
 
 
 def test_experiment_points_take_the_recipe_then_the_explicit_settings():
-    from vsc_cli import experiment as E
+    from vsc_cli.pipelines import experiment as E
 
     points = E.grid_points("dims", "fmnist", dims=(8,), models=("vae", "vsc:0.01"),
                            options={"iterations": 100, "recipe": "default", "pretrain": 7})
     vae, vsc = (E.point_config(p) for p in points)
-    from vsc_cli.config import TrainConfig
+    from vsc_cli.common.config import TrainConfig
 
     # the VAE has no spike: the recipe does not apply (the paper's, i.e. TrainConfig's defaults)
     assert vae == TrainConfig(data="fmnist", model="vae", dim=8, alpha=1.0, iterations=100, pretrain=7)
@@ -336,7 +336,7 @@ def test_experiment_points_take_the_recipe_then_the_explicit_settings():
 
 
 def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
-    from vsc_cli.checkpoint import load_checkpoint
+    from vsc_cli.trainers.checkpoint import load_checkpoint
 
     base = ["train", "--data", "fmnist", "--data-dir", shared_data, "--dim", 4, "--alpha", 0.01, "--iterations", 10,
             "--train-size", 300, "--test-size", 50, "--batch-size", 50, "--quiet"]
@@ -368,8 +368,8 @@ def test_a_learned_prior_is_sampled_from_itself_by_the_api_and_the_figure(tmp_pa
     import numpy as np
 
     import vsc_cli as vsc
-    from vsc_cli import figures
-    from vsc_cli.checkpoint import CHECKPOINT, save_checkpoint
+    from vsc_cli.evaluation import figures
+    from vsc_cli.trainers.checkpoint import CHECKPOINT, save_checkpoint
 
     cfg = TrainConfig(dim=6, hidden=(8,), alpha=0.5, spike="sigmoid", prior="pseudo-inputs", pseudo_inputs=1,
                       prior_sharpness=10.0, data="fmnist")
@@ -417,8 +417,8 @@ def test_a_learned_prior_is_sampled_from_itself_by_the_api_and_the_figure(tmp_pa
 def test_a_run_started_with_data_settings_resumes_with_them(shared_data, tmp_path):
     """--encoder-scale data / --logvar-init data are resolved to numbers when training starts and the checkpoint
     keeps the numbers; resuming with the same words is the same run (and a vsc experiment point too)."""
-    from vsc_cli.checkpoint import load_checkpoint
-    from vsc_cli.config import same_setting
+    from vsc_cli.trainers.checkpoint import load_checkpoint
+    from vsc_cli.common.config import same_setting
 
     base = ["--data", "fmnist", "--data-dir", shared_data, "--dim", 4, "--train-size", 300, "--test-size", 50,
             "--batch-size", 50, "--quiet", "--encoder-scale", "data", "--logvar-init", "data"]
@@ -438,8 +438,8 @@ def test_a_run_started_with_data_settings_resumes_with_them(shared_data, tmp_pat
 def test_a_run_folder_holds_a_config_file_that_trains_it_again(shared_data, tmp_path):
     """vsc train writes RUN/config.toml (every setting); `vsc train --config RUN/config.toml` builds the same
     config, options given beside it win, and a bad file is one line, exit 2."""
-    from vsc_cli.checkpoint import load_checkpoint
-    from vsc_cli.config import TrainConfig, from_toml, to_toml
+    from vsc_cli.trainers.checkpoint import load_checkpoint
+    from vsc_cli.common.config import TrainConfig, from_toml, to_toml
 
     base = ["--data-dir", shared_data, "--quiet"]
     result = run("train", "--data", "fmnist", "--dim", 4, "--alpha", 0.2, "--iterations", 3, "--train-size", 200,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vsc_cli.schedule import c_schedule
+from vsc_cli.models.schedule import c_schedule
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, kl_spike, spike_slab_ref
 
 from naive import kl_loop, kl_monte_carlo, sample_loop

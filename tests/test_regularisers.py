@@ -7,13 +7,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vsc_cli import regularisers as R
-from vsc_cli.checkpoint import build_model, load_checkpoint
+from vsc_cli.models import regularisers as R
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.dist import World
-from vsc_cli.model import VAE
-from vsc_cli.schedule import Schedule, Step, kl_weight
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.trainers.dist import World
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.schedule import Schedule, Step, kl_weight
 
 from naive import aggregate_rate_loop
 
@@ -64,7 +64,7 @@ def test_global_mean_makes_averaged_gradients_those_of_the_whole_batch(monkeypat
     w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     xs = [torch.randn(5, 3, dtype=torch.float64) for _ in range(2)]
     gbars = [torch.sigmoid(x @ w).mean(0).detach() for x in xs]
-    monkeypatch.setattr("vsc_cli.dist.all_mean", lambda world, t, device: (gbars[0] + gbars[1]) / 2)
+    monkeypatch.setattr("vsc_cli.trainers.dist.all_mean", lambda world, t, device: (gbars[0] + gbars[1]) / 2)
     mean = R.global_mean(World(rank=0, size=2), "cpu")
     grads = []
     for x in xs:
@@ -88,7 +88,7 @@ def test_penalty_follows_the_config_and_the_annealed_alpha():
 
 def test_training_step_adds_the_penalty_to_the_loss():
     """The step's gradient is that of -ELBO + beta R (same weights, same noise), and the log keeps the ELBO."""
-    from vsc_cli.train import _Log, training_step
+    from vsc_cli.trainers.train import _Log, training_step
 
     cfg = TrainConfig(dim=6, hidden=(8,), rate_weight=3.0, alpha=0.05, backend="torch", dtype="float64")
     x = torch.rand(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -130,9 +130,9 @@ def test_centred_run_round_trip_through_checkpoint_encode_decode_and_api(shared_
     import h5py
 
     import vsc_cli as vsc
-    from vsc_cli.codes import encode as encode_h5
-    from vsc_cli.data import load_split
-    from vsc_cli.train import train
+    from vsc_cli.evaluation.codes import encode as encode_h5
+    from vsc_cli.data.datasets import load_split
+    from vsc_cli.trainers.train import train
 
     cfg = TrainConfig(data="fmnist", dim=12, hidden=(32,), iterations=40, train_size=600, test_size=100,
                       batch_size=100, checkpoint_every=40, log_every=20, centre=True, rate_weight=1.0,
@@ -203,7 +203,7 @@ def test_old_configs_mean_both_off():
 def test_kl_warmup_weights_the_kl_by_iteration():
     """With warm-up over W iterations the step's gradient is that of -(recon - (t / W) KL) at 1-based step t,
     then of -ELBO; with the rate term as well, both are added."""
-    from vsc_cli.train import _Log, training_step
+    from vsc_cli.trainers.train import _Log, training_step
 
     assert [kl_weight(t, 4) for t in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0] and kl_weight(3, 0) == 1.0
     assert [Schedule(TrainConfig(kl_warmup=4))(it).kl_weight for it in (0, 3, 8)] == [0.25, 1.0, 1.0]
@@ -233,7 +233,7 @@ def test_kl_warmup_weights_the_kl_by_iteration():
 def test_kl_weight_and_warmup_multiply():
     """--kl-weight beta with --kl-warmup W: the step's gradient is that of -(recon - (t / W) beta KL) (one term, the
     weights multiply; never a negative weight), for the spike-and-slab and the thresholded families."""
-    from vsc_cli.train import _Log, training_step
+    from vsc_cli.trainers.train import _Log, training_step
 
     x = torch.rand(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     for model_kind, warmup, beta in (("vsc", 4, 0.01), ("thresholded", 0, 0.1), ("thresholded", 4, 3.0), ("vae", 0, 1.0)):

@@ -1,4 +1,4 @@
-"""The thresholded Gaussian family (Fallah & Rozell 2022; vsc_cli/thresholded.py) against slow references."""
+"""The thresholded Gaussian family (Fallah & Rozell 2022; vsc_cli/models/thresholded.py) against slow references."""
 import math
 
 import numpy as np
@@ -8,11 +8,11 @@ from click.testing import CliRunner
 
 from naive import gaussian_kl_loop, threshold_loop
 from vsc_cli.cli import main
-from vsc_cli.config import TrainConfig
-from vsc_cli.distributions import draw_and_kl
-from vsc_cli.model import VAE
-from vsc_cli.schedule import Step
-from vsc_cli.thresholded import Thresholded, ThresholdedPrior, kl_normal, threshold_ref, threshold_sample
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.distributions import draw_and_kl
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.schedule import Step
+from vsc_cli.models.thresholded import Thresholded, ThresholdedPrior, kl_normal, threshold_ref, threshold_sample
 
 
 def inputs(B=6, J=5, seed=0):
@@ -126,7 +126,7 @@ def test_a_thresholded_run_trains_and_its_codes_are_read(tmp_path, shared_data):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["objective_is_elbo"] is False and metrics["elbo_is_bound"] is False
     assert 0 < metrics["test_sparsity"] < 1  # measured: the non-zero elements of the test draws
-    from vsc_cli.api import load
+    from vsc_cli.pipelines.api import load
 
     run = load(out)
     x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
@@ -140,8 +140,8 @@ def test_a_thresholded_run_trains_and_its_codes_are_read(tmp_path, shared_data):
 
 
 def test_families_grid_points():
-    from vsc_cli.config import recipe_name
-    from vsc_cli.experiment import grid_points, point_config
+    from vsc_cli.common.config import recipe_name
+    from vsc_cli.pipelines.experiment import grid_points, point_config
 
     points = grid_points("families", "mnist", dims=(64, 256), models=("vae", "paper", "default", "thresholded"),
                          alphas=(0.01,), options={"iterations": 100})
@@ -182,7 +182,7 @@ def test_a_families_sweep_with_settings_a_family_refuses_fails_before_training(t
                                   "--list"])
     assert r.exit_code == 2 and "spike-and-slab" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "f").exists()
-    from vsc_cli.experiment import grid_points
+    from vsc_cli.pipelines.experiment import grid_points
 
     assert [p.family for p in grid_points("families", "fmnist")][::3] == ["vae", "paper", "default", "thresholded"]
     with pytest.raises(Exception, match="unknown family"):

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from vsc_cli.config import TrainConfig
-from vsc_cli.data import load_split
-from vsc_cli.model import VAE
-from vsc_cli.train import build_model, evaluate, load_checkpoint, train
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.data.datasets import load_split
+from vsc_cli.models.vae import VAE
+from vsc_cli.trainers.train import build_model, evaluate, load_checkpoint, train
 
 
 def small_cfg(**kw):
@@ -53,7 +53,7 @@ def test_short_run_lowers_negative_elbo(shared_data, tmp_path):
 def test_c_schedule_reaches_training(shared_data, tmp_path, monkeypatch):
     """C.2: c rises linearly from --c-start at the first iteration to --c-end at the last, one step per
     iteration; every training sample (eq. 24) uses that iteration's c, and log.csv records it."""
-    import vsc_cli.distributions as model_module  # the paper pair calls the fused op there
+    import vsc_cli.models.distributions as model_module  # the paper pair calls the fused op there
     from click.testing import CliRunner
 
     from vsc_cli.cli import main
@@ -138,7 +138,7 @@ def test_numba_backend_gives_the_torch_loss_curve(shared_data, tmp_path):
 
 
 def test_logvar_init_sets_the_decoders_starting_variance():
-    from vsc_cli.model import VAE
+    from vsc_cli.models.vae import VAE
 
     z = torch.randn(64, 8)
     for init, expect in ((-8.0, -8.0), (None, 0.0)):
@@ -154,7 +154,7 @@ def test_logvar_init_data_is_resolved_and_stored(shared_data, tmp_path):
     train(small_cfg(iterations=5, logvar_init="data", train_size=500), tmp_path / "run", data_dir=shared_data,
           progress=False)
     stored = load_checkpoint(tmp_path / "run")["config"]["logvar_init"]
-    x = torch.from_numpy(__import__("vsc_cli.data", fromlist=["load_split"]).load_split(
+    x = torch.from_numpy(__import__("vsc_cli.data.datasets", fromlist=["load_split"]).load_split(
         "fmnist", "train", shared_data, limit=500)[0]).double()
     assert abs(stored - float(torch.log(x.var(0, unbiased=False).mean()))) < 1e-6
 
@@ -162,7 +162,7 @@ def test_logvar_init_data_is_resolved_and_stored(shared_data, tmp_path):
 def test_gamma_init_keeps_every_spike_probability_learnable():
     """Under PyTorch's default init about half the v outputs are > 0, where log gamma = min(v, 0) is flat:
     those elements sit at gamma = 1 with zero gradient. --gamma-init puts all of them below 0."""
-    from vsc_cli.model import VAE
+    from vsc_cli.models.vae import VAE
 
     x = torch.rand(256, 784)
     x = x / x.norm(dim=1, keepdim=True)
@@ -180,7 +180,7 @@ def test_gamma_init_keeps_every_spike_probability_learnable():
 def test_training_flushes_subnormals_and_restores_the_default():
     """flush_denormals: inside, arithmetic on a subnormal float gives 0 (x86's FTZ/DAZ, which keeps a run with
     switched-off elements at full speed); after it, the process's default (subnormals kept) is back."""
-    from vsc_cli.train import flush_denormals
+    from vsc_cli.trainers.train import flush_denormals
 
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # below float32's smallest normal, 1.18e-38
     assert float(tiny * 1.0) != 0.0

@@ -4,7 +4,7 @@
     run = vsc.load("runs/fmnist-vsc-d200-a0.01-s0")
     codes = run.encode(vsc.dataset("fmnist", "test")[0][:16])
 
-(vsc_cli.api; docs/api.md). The names load, dataset, Run and Codes are imported on first use, so that
+(vsc_cli.pipelines.api; docs/api.md). The names load, dataset, Run and Codes are imported on first use, so that
 `vsc --help` does not wait for torch.
 """
 
@@ -16,7 +16,7 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name):
     if name in _API:
-        from . import api
+        from vsc_cli.pipelines import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'vsc_cli' has no attribute {name!r}")

@@ -1,4 +1,4 @@
 """python -m vsc_cli: the same as the vsc command."""
-from .cli import main
+from vsc_cli.cli import main
 
 main()

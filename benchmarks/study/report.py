@@ -2,7 +2,7 @@
 the paper's claims judged on them and the published reproduction's numbers, replacing older such sections."""
 from __future__ import annotations
 
-from vsc_cli.experiment import DEFAULT_DIMS
+from vsc_cli.pipelines.experiment import DEFAULT_DIMS
 
 from .claims import judge, markdown
 from .published import PUBLIC

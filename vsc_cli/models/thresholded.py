@@ -35,7 +35,7 @@ import math
 import torch
 from torch.distributions import Distribution, constraints
 
-from .distributions import register
+from vsc_cli.models.distributions import register
 
 
 def threshold_ref(mu, logvar, eps, lam: float):

@@ -26,10 +26,10 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from . import __version__
-from .config import TrainConfig
-from .errors import VscError
-from .safeio import atomic_write
+from vsc_cli import __version__
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
+from vsc_cli.common.safeio import atomic_write
 
 FORMAT = "vsc-checkpoint/2"
 CHECKPOINT = "checkpoint.safetensors"
@@ -202,7 +202,7 @@ def build_model(state: dict, device="cpu"):
 
     from vsc_kernels import default_backend
 
-    from .model import VAE
+    from vsc_cli.models.vae import VAE
 
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.backend in ("numba", "cuda") and (cfg.backend == "cuda") != (torch.device(device).type == "cuda"):

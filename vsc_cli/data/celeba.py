@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VscError
-from .safeio import atomic_write
+from vsc_cli.common.errors import VscError
+from vsc_cli.common.safeio import atomic_write
 
 FOLDER = "celeba"
 SIZE = 32  # output images are SIZE x SIZE RGB
@@ -112,7 +112,7 @@ def _cache_path(source: Path) -> Path:
 
 def load_images(data_dir: Path, progress: bool = True) -> np.ndarray:
     """uint8 (N, 3, SIZE, SIZE) of every image, in name order; cached in cache_dir() for the next time."""
-    from .progress import tqdm
+    from vsc_cli.common.progress import tqdm
 
     source = find_source(data_dir)
     cache = _cache_path(source) if source.is_file() else None

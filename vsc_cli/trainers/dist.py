@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import VscError
+from vsc_cli.common.errors import VscError
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a lost process stops the others after this, not gloo's 30 minutes
 

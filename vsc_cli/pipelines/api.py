@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import build_model, checkpoint_path, load_checkpoint
-from .config import TrainConfig
-from .errors import VscError
+from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
 
 __all__ = ["Codes", "Run", "load", "dataset", "train_config", "fit"]
 
@@ -64,7 +64,7 @@ class Run:
     """A trained model with its config, shape and metrics. Build it with `load`."""
 
     def __init__(self, state: dict, path: Path | None = None, device: str | torch.device = "cpu"):
-        from .data import image_shape
+        from vsc_cli.data.datasets import image_shape
 
         self.device = torch.device(device)
         self.model = build_model(state, self.device).eval()
@@ -94,7 +94,7 @@ class Run:
     # ------------------------------------------------------------------------------- images in
     def normalise(self, images) -> torch.Tensor:
         """Raw pixel values (0-255), any accepted layout -> (N, pixels) as the run was trained on them."""
-        from .data import normalise
+        from vsc_cli.data.datasets import normalise
 
         x = self._flat(images, "images")
         return torch.from_numpy(normalise(x.cpu().numpy(), self.config["normalisation"])).to(self.device, self._dtype)
@@ -180,7 +180,7 @@ def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = 
     """(images (N, C, H, W) float32, labels (N,) int64) of a built-in dataset (mnist, fmnist, celeba) or of your
     own images (a path, as `vsc train --data`), normalised as `normalisation` ('unit', '01' or 'none' = 0-255).
     Built-in datasets are read from data_dir ($VSC_DATA_DIR, ./data); fetch them with `vsc download`."""
-    from .sources import open_images
+    from vsc_cli.data.sources import open_images
 
     if split not in ("train", "test"):
         raise VscError(f"split {split!r}: choose train or test")
@@ -192,7 +192,7 @@ def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = 
 def train_config(recipe: str = "default", **settings) -> TrainConfig:
     """The config `vsc train` builds from the same settings (TrainConfig fields, e.g. data="fmnist", dim=200,
     alpha=0.01): vsc's default recipe unless recipe="paper", then the settings given (config.resolve)."""
-    from .config import resolve
+    from vsc_cli.common.config import resolve
 
     return resolve(recipe, **settings)
 
@@ -201,8 +201,8 @@ def fit(cfg: TrainConfig, out, data_dir=None, device: str = "cpu", resume: bool 
         progress: bool = True) -> dict:
     """Train (or, resume=True, continue) the run `cfg` describes in folder `out`, as `vsc train` does; returns
     the test-set metrics. Build cfg with train_config, so that it means what the same settings mean to the CLI.
-    (Named fit, not train: vsc_cli.train is the training module.)"""
-    from .train import train as run_training
+    (Named fit, not train: vsc_cli.trainers.train is the training module.)"""
+    from vsc_cli.trainers.train import train as run_training
 
     return run_training(None if resume else cfg, Path(out), device=device, data_dir=data_dir, resume=resume,
                         progress=progress)

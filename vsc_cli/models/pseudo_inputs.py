@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, kl_bernoulli, kl_spike_slab
 
-from .distributions import draw_and_kl, register
+from vsc_cli.models.distributions import draw_and_kl, register
 
 
 class PseudoInputPrior(nn.Module):

@@ -203,10 +203,10 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
     products alone, and the obvious eager version (ObviousVSC with Adam). All timed in alternating blocks in one
     process (see _interleaved); rows give ms, the ratio to the matrix products and the speed-up over the
     obvious version."""
-    from .config import TrainConfig
-    from .model import VAE
-    from .schedule import Step
-    from .train import _Log, make_optimizer, training_step
+    from vsc_cli.common.config import TrainConfig
+    from vsc_cli.models.vae import VAE
+    from vsc_cli.models.schedule import Step
+    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
 
     backends = list(backends or [b for b in available_backends() if b != "cuda" or device == "cuda"])
     g = torch.Generator().manual_seed(0)

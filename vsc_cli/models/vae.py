@@ -9,10 +9,10 @@ from torch.nn import functional as F
 
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, gaussian_loglik, log_gamma_from_v, log_gamma_sigmoid
 
-from .config import TrainConfig
-from .distributions import Normal, SpikeSlabPosterior, StandardNormal, draw_and_kl
-from .schedule import Step
-from .thresholded import Thresholded, ThresholdedPrior
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.distributions import Normal, SpikeSlabPosterior, StandardNormal, draw_and_kl
+from vsc_cli.models.schedule import Step
+from vsc_cli.models.thresholded import Thresholded, ThresholdedPrior
 
 LOG_2PI = math.log(2 * math.pi)
 POSTERIORS = {"vae": Normal, "vsc": SpikeSlabPosterior, "thresholded": Thresholded}  # cfg.model -> q(z|x)
@@ -108,7 +108,7 @@ class VAE(nn.Module):
         elif not self.sparse:
             self.prior = StandardNormal((cfg.dim,))
         elif cfg.prior in ("pseudo-inputs", "pseudo-mixture"):
-            from .priors import PseudoInputPrior
+            from vsc_cli.models.pseudo_inputs import PseudoInputPrior
 
             self.prior = PseudoInputPrior(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness,
                                           "selection" if cfg.prior == "pseudo-inputs" else "posterior")

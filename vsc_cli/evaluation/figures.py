@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .api import encode_tensor
-from .checkpoint import build_model, load_checkpoint
-from .data import image_shape
-from .sources import open_images
-from .errors import VscError
-from .safeio import atomic_write, check_writable_folder
+from vsc_cli.pipelines.api import encode_tensor
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.data.datasets import image_shape
+from vsc_cli.data.sources import open_images
+from vsc_cli.common.errors import VscError
+from vsc_cli.common.safeio import atomic_write, check_writable_folder
 
 KINDS = ("codes", "alter", "interpolate", "prior", "conditional")
 CELL = 1.1  # inches per image tile

@@ -188,8 +188,8 @@ def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, ima
                              samples: int = 10, seed: int = 0, threshold: float = THRESHOLD) -> dict:
     """Fig. 13's number for a trained model: conditional samples of `images` test images (a seeded
     subset), classified by an MLP trained on the real training images (its own test accuracy beside)."""
-    from .data import canonical, load_split
-    from .errors import VscError
+    from vsc_cli.data.datasets import canonical, load_split
+    from vsc_cli.common.errors import VscError
 
     if canonical(data) not in ("mnist", "fmnist"):
         raise VscError(f"the conditional-sample check needs class labels: {data} has none (use mnist or fmnist)")

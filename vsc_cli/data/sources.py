@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VscError
+from vsc_cli.common.errors import VscError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -43,7 +43,7 @@ LOAD_CAP_ROWS: int | None = None  # a test sets this to show that nothing reads 
 
 def is_path(data: str) -> bool:
     """True when --data names a file or folder rather than a built-in dataset."""
-    from .data import ALIASES, DATASETS, IMAGE_DATASETS
+    from vsc_cli.data.datasets import ALIASES, DATASETS, IMAGE_DATASETS
 
     key = ALIASES.get(str(data).lower(), str(data).lower())
     return key not in DATASETS and key not in IMAGE_DATASETS
@@ -172,7 +172,7 @@ class _Pixels:
         self.shape = (self.channels, side or h, side or w)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        from .data import normalise
+        from vsc_cli.data.datasets import normalise
 
         x = raw
         if self.layout == "hw":
@@ -385,7 +385,7 @@ class Folder(Images):
 
     def __init__(self, root: Path, image_size, normalisation, progress: bool = False):
         from PIL import Image
-        from .progress import tqdm
+        from vsc_cli.common.progress import tqdm
 
         self.root, self.name, self.normalisation, self.image_size = Path(root), str(root), normalisation, image_size
         files, skipped = [], 0
@@ -435,7 +435,7 @@ class Folder(Images):
     def _read(self, idx):
         from PIL import Image
 
-        from .data import normalise
+        from vsc_cli.data.datasets import normalise
 
         c, h, w = self.shape
         out = np.empty((len(idx), c, h, w), np.float32)
@@ -493,7 +493,7 @@ def _open_own(path: Path, image_size, normalisation, progress) -> Images:
 def open_images(data: str, split: str, data_dir=None, normalisation: str = "unit", limit: int | None = None,
                 image_size: int | None = None, progress: bool = False) -> Images:
     """The images of `split` ('train' or 'test') of a built-in dataset or of a user's file or folder."""
-    from .data import image_shape, load_split
+    from vsc_cli.data.datasets import image_shape, load_split
 
     if is_path(data):
         images = open_own(data, image_size, normalisation, progress)

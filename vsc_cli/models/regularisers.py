@@ -36,7 +36,7 @@ def global_mean(world, device):
     DistributedDataParallel averages the processes' gradients; the mean's gradient with respect to one
     process's gbar is 1/size of it, so passing the whole gradient to each process's gbar makes that average
     exactly the gradient of R at the global gbar."""
-    from .dist import all_mean
+    from vsc_cli.trainers.dist import all_mean
 
     def mean(gbar: torch.Tensor) -> torch.Tensor:
         if not world.on:

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .progress import tqdm
+from vsc_cli.common.progress import tqdm
 
 from vsc_kernels import default_backend
 
-from . import __version__
-from .checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
-from .config import TrainConfig, to_toml
-from .errors import VscError
-from .model import VAE
-from .regularisers import penalty_of
-from .schedule import Schedule, Step
-from .safeio import OutputLock, atomic_write, atomic_write_text
+from vsc_cli import __version__
+from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
+from vsc_cli.common.config import TrainConfig, to_toml
+from vsc_cli.common.errors import VscError
+from vsc_cli.models.vae import VAE
+from vsc_cli.models.regularisers import penalty_of
+from vsc_cli.models.schedule import Schedule, Step
+from vsc_cli.common.safeio import OutputLock, atomic_write, atomic_write_text
 
 LOG = "log.csv"
 METRICS = "metrics.json"
@@ -126,7 +126,7 @@ class _Log:
         """The window's sums averaged over the ranks (every rank must call this: a collective)."""
         if self.world is None or not self.world.on or not self.sums:
             return dict(self.sums)
-        from .dist import all_mean
+        from vsc_cli.trainers.dist import all_mean
 
         keys = sorted(self.sums)
         mean = all_mean(self.world, torch.tensor([self.sums[k] for k in keys], dtype=torch.float64), self.device)
@@ -221,7 +221,7 @@ def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=
     stop_at: checkpoint and return None after that iteration, as if killed there (for tests).
     detect_anomaly: run autograd's anomaly mode (slow) so a NaN is traced to the operation making it.
     """
-    from . import dist
+    from vsc_cli.trainers import dist
 
     out_dir = Path(out_dir)
     world, device = dist.setup(device)
@@ -283,7 +283,7 @@ def _agree(model, world, device) -> list[str]:
     """SHA-256 of the parameters on every rank; VscError when the ranks hold different models."""
     import hashlib
 
-    from . import dist
+    from vsc_cli.trainers import dist
 
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
@@ -305,8 +305,8 @@ def noise_seed(seed: int, rank: int) -> int:
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved, the training
     images' mean for centred encoder input: float32, None unless cfg.centre)."""
-    from . import dist
-    from .sources import READ_BLOCK, Memory, is_path, open_images
+    from vsc_cli.trainers import dist
+    from vsc_cli.data.sources import READ_BLOCK, Memory, is_path, open_images
 
     def load():
         kw = dict(data_dir=data_dir, normalisation=cfg.normalisation, image_size=cfg.image_size,
@@ -411,7 +411,7 @@ class RunState:
     def save(self, path: Path, log, seconds: float) -> list[str]:
         """Write the checkpoint at self.iteration (a collective: every rank calls it, rank 0 writes); returns the
         ranks' parameter digests."""
-        from . import dist
+        from vsc_cli.trainers import dist
 
         world = self.world
         window = log.window()

@@ -21,9 +21,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import VscError
-from .metrics import ROWS as SPECIFICITY_ROWS
-from .safeio import atomic_write, atomic_write_text
+from vsc_cli.common.errors import VscError
+from vsc_cli.evaluation.metrics import ROWS as SPECIFICITY_ROWS
+from vsc_cli.common.safeio import atomic_write, atomic_write_text
 
 DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
 DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
@@ -35,7 +35,7 @@ FAMILIES = {"vae": ("vae", {}), "paper": ("vsc", {"recipe": "paper"}), "default"
 FAMILY_DIMS = (64, 256, 1024)
 FAMILY_ALPHA = 0.01  # the spike-and-slab families' prior alpha (the paper's sparsest setting)
 RESULT = "result.json"
-# example-specificity of the test codes (vsc_cli/metrics.py), in every result and CSV row
+# example-specificity of the test codes (vsc_cli/evaluation/metrics.py), in every result and CSV row
 SPECIFICITY_FIELDS = [key for key, _ in SPECIFICITY_ROWS if key != "jaccard_all"]
 CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo", "train_elbo", "sparsity",
               "selected_fraction", *SPECIFICITY_FIELDS, "conditional_retention", "conditional_retention_data",
@@ -84,7 +84,7 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
                 alpha_dim: int = 200, options: dict | None = None, labelled=None) -> list[Point]:
     """The grid's points in a fixed order (the order --point K counts in). A recipe in options is numbered
     ("default" -> today's default-N), so that a later default does not take these points' results for its own."""
-    from .config import recipe_name
+    from vsc_cli.common.config import recipe_name
 
     options = dict(options or {})
     if "recipe" in options:
@@ -117,7 +117,7 @@ def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
     unit-norm images the fraction of an image's energy the reconstruction misses (0 perfect, 1 a blank image)."""
     import torch
 
-    from .codes import exact_draws
+    from vsc_cli.evaluation.codes import exact_draws
 
     with torch.no_grad():
         total = sum(float(((xb - model.decoder.mean(z)) ** 2).sum())
@@ -128,7 +128,7 @@ def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
 def point_config(point: Point):
     """The TrainConfig of a point (config.resolve): its recipe (options["recipe"], the paper's by default; a VAE
     always the paper's), then its explicit options (--set, --iterations, ...) on top."""
-    from .config import resolve
+    from vsc_cli.common.config import resolve
 
     options = dict(point.options)
     recipe = options.pop("recipe", "paper")
@@ -143,15 +143,15 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     where they take seconds."""
     import torch
 
-    from .checkpoint import CHECKPOINT, build_model, load_checkpoint
-    from .codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
-    from .metrics import conditional_retention_of, specificity
-    from .config import PAPER_RECIPE, TrainConfig, same_setting
-    from .data import load_split
-    from .train import evaluate, train
+    from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, load_checkpoint
+    from vsc_cli.evaluation.codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
+    from vsc_cli.evaluation.metrics import conditional_retention_of, specificity
+    from vsc_cli.common.config import PAPER_RECIPE, TrainConfig, same_setting
+    from vsc_cli.data.datasets import load_split
+    from vsc_cli.trainers.train import evaluate, train
 
     if threads:  # several jobs share the cores: cap torch's and numba's threads (oversubscription is slow)
-        from .dist import set_threads
+        from vsc_cli.trainers.dist import set_threads
 
         set_threads(threads)
     folder = Path(root) / "points" / point.name
@@ -182,7 +182,7 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     sp = sparsity_from_gamma(gamma, point.alpha)
     labels = read_labels(codes, "test")
     if point.grid == "families":  # active = non-zero in one exact draw, the one definition every family shares
-        from .codes import nonzero_draws
+        from vsc_cli.evaluation.codes import nonzero_draws
 
         x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation)[0][:len(gamma)]  # as encoded
         on = nonzero_draws(model, x_test, seed=model.cfg.seed)
@@ -251,7 +251,7 @@ def started_elsewhere(points: list[Point], root: Path, device: str) -> list[str]
 
     A run resumes exactly only where it started: the noise generator's state is a CPU Mersenne twister
     (5,056 bytes) or a CUDA Philox counter (16 bytes), and the backend was chosen for that device."""
-    from .checkpoint import CHECKPOINT, load_checkpoint
+    from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
 
     want_cuda = str(device).startswith("cuda")
     found = []
@@ -275,7 +275,7 @@ def run_grid(points: list[Point], root: Path, data_dir=None, jobs: int = 1, prog
     the jobs share it (these networks are small, so several at once keep a GPU busy)."""
     import multiprocessing
 
-    from .progress import tqdm
+    from vsc_cli.common.progress import tqdm
 
     root = Path(root)
     (root / "points").mkdir(parents=True, exist_ok=True)
@@ -383,7 +383,7 @@ def _write_rows(path, table, fields):
 
 def _families_report(data, points, results, command, plots=()) -> str:
     """The families grid's table: one row per family and size (no verdicts: benchmarks/families_report.py)."""
-    from . import __version__
+    from vsc_cli import __version__
 
     by = {r["point"]: r for r in results}
     lines = [f"# sparse-VAE families on {data}", "", f"- command: `{command}`", f"- machine: {_machine()}",
@@ -501,7 +501,7 @@ def _machine() -> str:
 def _report(grid, data, points, results, plots, command) -> str:
     """The sweep's tables (no verdicts: the paper's claims are judged by benchmarks/study, which
     `python benchmarks/results_summary.py --write` adds to the committed sweeps' reports)."""
-    from . import __version__
+    from vsc_cli import __version__
 
     done = {r["point"] for r in results}
     missing = [p.name for p in points if p.name not in done]
@@ -554,7 +554,7 @@ def _report(grid, data, points, results, plots, command) -> str:
 
 
 def _specificity_table(results: list[dict]) -> list[str]:
-    """Example-specificity of every finished point's test codes (gamma > 0.5; vsc_cli/metrics.py)."""
+    """Example-specificity of every finished point's test codes (gamma > 0.5; vsc_cli/evaluation/metrics.py)."""
     have = [r for r in results if "jaccard_different_class" in r]
     if not have:
         return []

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, same_setting
-from .data import DATASETS, IMAGE_DATASETS
-from .errors import VscError
-from .metrics import ROWS as SPECIFICITY_ROWS
-from .safeio import describe_os_error
+from vsc_cli import __version__
+from vsc_cli.common.config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, same_setting
+from vsc_cli.data.datasets import DATASETS, IMAGE_DATASETS
+from vsc_cli.common.errors import VscError
+from vsc_cli.evaluation.metrics import ROWS as SPECIFICITY_ROWS
+from vsc_cli.common.safeio import describe_os_error
 
 DATA_NAMES = [*DATASETS, *IMAGE_DATASETS, "fashion-mnist"]
 
@@ -38,7 +38,7 @@ class DataArg(click.ParamType):
     name = "NAME|PATH"
 
     def convert(self, value, param, ctx):
-        from .data import ALIASES
+        from vsc_cli.data.datasets import ALIASES
 
         key = ALIASES.get(str(value).lower(), str(value).lower())
         if key in DATASETS or key in IMAGE_DATASETS:
@@ -131,12 +131,12 @@ def download(dataset, data_dir, source, quiet):
     """
     dataset = dataset.lower()
     if dataset == "celeba":
-        from . import celeba
+        from vsc_cli.data import celeba
 
         found = celeba.fetch(data_dir, source)
         click.echo(f"celeba: {celeba.check_source(found)} images in {found}")
         return
-    from .data import fetch
+    from vsc_cli.data.datasets import fetch
 
     if source is not None and not source.is_dir():
         raise click.UsageError(f"--from {source}: give the folder holding the .gz files")
@@ -179,7 +179,7 @@ class GroupedCommand(click.Command):
     COLLAPSED = ("beyond the paper",)
 
     def format_options(self, ctx, formatter):
-        from .config import GROUPS
+        from vsc_cli.common.config import GROUPS
 
         sections: dict[str, list] = {}
         for param in self.get_params(ctx):
@@ -214,7 +214,7 @@ def _help_all(ctx, param, value):
 
 def _click_type(name: str, kind):
     """The click type of a setting's kind (config.py)."""
-    from . import config as C
+    from vsc_cli.common import config as C
 
     if name == "data":
         return DataArg()
@@ -234,7 +234,7 @@ _EXAMPLES = {"logvar_init": "-8", "encoder_scale": "30"}
 
 def setting_options(fn):
     """One click option per TrainConfig setting (config.py declares each once: default, help, kind, group)."""
-    from . import config as C
+    from vsc_cli.common import config as C
 
     for name, f in reversed(list(C.SETTINGS.items())):
         meta = f.metadata
@@ -270,7 +270,7 @@ def _run_option(*decls, group="run", **kw):
 def option_table(command=None) -> str:
     """docs/training.md's option tables, one per section of `vsc train --help`, from the same declarations
     (config.py's settings and the run options above): `python docs/make_option_table.py --write`."""
-    from .config import GROUPS
+    from vsc_cli.common.config import GROUPS
 
     command = command or train
     sections: dict[str, list] = {}
@@ -331,18 +331,18 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     """
     import torch
 
-    from .checkpoint import CHECKPOINT, load_checkpoint
-    from .train import train as run_training
+    from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
+    from vsc_cli.trainers.train import train as run_training
 
     ctx = click.get_current_context()
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
     check_backend(opts["backend"], device)
-    from .sources import is_path
+    from vsc_cli.data.sources import is_path
 
     if opts["image_size"] is not None and not is_path(opts["data"]):
         raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
-    from .config import PAPER_RECIPE, resolve
+    from vsc_cli.common.config import PAPER_RECIPE, resolve
 
     given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     if paper and ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE and recipe != "paper":
@@ -370,7 +370,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         settings = {n: v for n, v in opts.items() if (n not in PAPER_RECIPE or n in given)
                     and not (v is None and SETTINGS[n].default is not None)}
         if config_file is not None:  # the file's settings, then the options given beside it
-            from .config import from_toml
+            from vsc_cli.common.config import from_toml
 
             try:
                 from_file = from_toml(config_file.read_text(), str(config_file))
@@ -418,7 +418,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 def _settings(items) -> dict:
     """('pretrain=100', 'spike=sigmoid') -> {'pretrain': 100, 'spike': 'sigmoid'}, each checked as a checkpoint's
     config would be (config.parse_setting)."""
-    from .config import parse_setting
+    from vsc_cli.common.config import parse_setting
 
     out = {}
     for item in items:
@@ -467,7 +467,7 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
 
     Example: vsc encode runs/fmnist-vsc-d200-a0.01-s0 -o codes.h5
     """
-    from .codes import SPLITS, encode as run_encode
+    from vsc_cli.evaluation.codes import SPLITS, encode as run_encode
 
     names = [s.strip() for s in splits.split(",") if s.strip()]
     if not names or any(n not in SPLITS for n in names) or len(set(names)) != len(names):
@@ -499,7 +499,7 @@ def classify(codes, features, labelled, repeats, seed, as_json, quiet):
     from rich.console import Console
     from rich.table import Table
 
-    from .codes import classify as run_classify
+    from vsc_cli.evaluation.codes import classify as run_classify
 
     result = run_classify(codes, features, labelled, repeats, seed, progress=not quiet and not as_json)
     if as_json:
@@ -535,7 +535,7 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     from rich.console import Console
     from rich.table import Table
 
-    from .codes import sparsity as run_sparsity
+    from vsc_cli.evaluation.codes import sparsity as run_sparsity
 
     r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json, conditional=conditional,
                      active=active)
@@ -552,7 +552,7 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     table.add_row(f"dimensions never active (rate < {r['eps']:g})", str(r["dims_never"]))
     table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
     table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
-    table.add_section()  # example-specificity: does each image use its own elements? (vsc_cli/metrics.py)
+    table.add_section()  # example-specificity: does each image use its own elements? (vsc_cli/evaluation/metrics.py)
     for key, label in SPECIFICITY_ROWS:
         value = r[key]
         text = "-" if value is None else (f"{value:.3f}" if key.startswith("jaccard") else
@@ -622,7 +622,7 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 
     Example: vsc figure alter runs/fmnist-vsc-d200-a0.01-s0 -o alter.png --index 0
     """
-    from .figures import figure as draw
+    from vsc_cli.evaluation.figures import figure as draw
 
     if kind == "interpolate" and indices is not None and (len(indices) != 2 or indices[0] == indices[1]):
         raise click.UsageError("interpolate needs two different indices, e.g. --index 3,7")
@@ -685,7 +685,7 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     to resume), then writes results.csv, the plots and report.md. Example:
     vsc experiment dims --data fmnist --jobs 2
     """
-    from . import experiment as E
+    from vsc_cli.pipelines import experiment as E
 
     data = {"fashion-mnist": "fmnist"}.get(data.lower(), data.lower())
     if not list_only:  # listing the grid needs no device
@@ -826,7 +826,7 @@ def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode,
     from rich.console import Console
     from rich.table import Table
 
-    from . import bench as B
+    from vsc_cli.pipelines import bench as B
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here")

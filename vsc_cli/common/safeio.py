@@ -19,7 +19,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import VscError, WriteError
+from vsc_cli.common.errors import VscError, WriteError
 
 # errno values that mean "the disk (or the user's quota, or a file size limit) is full"
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

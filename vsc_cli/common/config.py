@@ -248,7 +248,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Rebuild from a checkpoint's dict, refusing values no `vsc train` could have written."""
-        from .errors import VscError
+        from vsc_cli.common.errors import VscError
 
         if not isinstance(d, dict):
             raise VscError("config is not a mapping")
@@ -315,7 +315,7 @@ def from_toml(text: str, where: str = "config file") -> dict:
     """A TOML file's settings, each checked as a checkpoint's config would be; VscError names the first bad one."""
     import tomllib
 
-    from .errors import VscError
+    from vsc_cli.common.errors import VscError
 
     try:
         raw = tomllib.loads(text)
@@ -374,7 +374,7 @@ def same_setting(stored, wanted) -> bool:
 
 def recipe_name(recipe: str) -> str:
     """The numbered name of a recipe: "default" -> today's default-N; "paper", "default-1", ... unchanged."""
-    from .errors import VscError
+    from vsc_cli.common.errors import VscError
 
     if recipe not in RECIPE_NAMES:
         raise VscError(f"recipe {recipe!r}: choose {', '.join(RECIPE_NAMES)}")
@@ -405,7 +405,7 @@ def resolve(recipe: str = "default", **settings) -> TrainConfig:
     mean the same model everywhere. TrainConfig() alone is the paper's recipe (what an old checkpoint means)."""
     import dataclasses
 
-    from .errors import VscError
+    from vsc_cli.common.errors import VscError
 
     recipe = recipe_name(recipe)
     unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VscError, WriteError
-from .safeio import atomic_output, atomic_write
+from vsc_cli.common.errors import VscError, WriteError
+from vsc_cli.common.safeio import atomic_output, atomic_write
 
 FILES = {  # split -> (images file, labels file), without .gz
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -164,7 +164,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 def _download(url: str, dst: Path, stem: str, ds: DatasetSpec, progress: bool) -> None:
     """Download to a hidden `.NAME.partial-PID`, verify the decompressed md5, then rename into place."""
-    from .progress import tqdm
+    from vsc_cli.common.progress import tqdm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(dst) as part:
@@ -235,7 +235,7 @@ def load_split(name: str, split: str, data_dir: Path | None = None, normalisatio
                limit: int | None = None, fetch_missing: bool = True, progress: bool = True):
     """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test'."""
     if canonical(name) == "celeba":
-        from . import celeba
+        from vsc_cli.data import celeba
 
         images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit, progress)
         return normalise(images, normalisation), labels

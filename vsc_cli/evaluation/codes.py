@@ -8,7 +8,7 @@ HDF5 layout written by `encode` (format "vsc-codes/1"), one group per split ("tr
                                                with gamma > threshold (attribute `threshold`)
 File attributes: format, dataset, splits, model, alpha, dim, hidden, likelihood, normalisation,
 iterations, checkpoint, checkpoint_sha256, vsc_version, created, limit (-1: whole splits).
-Split attributes: the example-specificity of its codes at the CSR threshold (vsc_cli/metrics.py):
+Split attributes: the example-specificity of its codes at the CSR threshold (vsc_cli/evaluation/metrics.py):
 active_mean/_p5/_p50/_p95, dims_used, dims_always_on, dims_dead, jaccard_all,
 jaccard_different_class, jaccard_same_class (NaN without labels), jaccard_images, threshold.
 gamma * mu is the deterministic code because under q(z|x) (eq. 5) z is 0 with probability 1 - gamma
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .progress import tqdm
+from vsc_cli.common.progress import tqdm
 
-from . import __version__
-from .api import encode_tensor
-from .checkpoint import build_model, checkpoint_path, load_checkpoint
-from .data import image_shape
-from .errors import VscError, WriteError
-from .metrics import specificity
-from .sources import open_images
-from .safeio import OutputLock, atomic_output, check_writable_folder, write_error
+from vsc_cli import __version__
+from vsc_cli.pipelines.api import encode_tensor
+from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
+from vsc_cli.data.datasets import image_shape
+from vsc_cli.common.errors import VscError, WriteError
+from vsc_cli.evaluation.metrics import specificity
+from vsc_cli.data.sources import open_images
+from vsc_cli.common.safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
 FORMAT = "vsc-codes/1"
 HDF5_LIBVER = ("v110", "latest")  # object headers with checksums: damaged metadata is detected
@@ -64,8 +64,8 @@ def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str 
 def exact_draws(model, x, seed: int, batch_size: int = 1000):
     """Yield (images, z) per batch: one exact draw z ~ q(z|x) per image (Step.evaluation), from a generator seeded
     with `seed`, so that a measurement on the draws is reproducible."""
-    from .distributions import draw_and_kl
-    from .schedule import Step
+    from vsc_cli.models.distributions import draw_and_kl
+    from vsc_cli.models.schedule import Step
 
     model.eval()
     dtype = next(model.parameters()).dtype
@@ -92,7 +92,7 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
     joins the parts into `out` (copying the compressed chunks as they are) and removes them. Returns
     None on ranks other than 0.
     limit: encode only the first N images of each split."""
-    from . import dist
+    from vsc_cli.trainers import dist
 
     world, _ = dist.setup("cpu")
     try:
@@ -102,7 +102,7 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
 
 
 def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, progress, limit, world):
-    from . import dist
+    from vsc_cli.trainers import dist
 
     run_dir, out = Path(run_dir), Path(out)
     state = load_checkpoint(run_dir)
@@ -261,7 +261,7 @@ class _WriteGuard:
 
 
 def _fill(f, state, model, data, images, batch_size, threshold, progress, limit, ckpt, check, world=None):
-    from .dist import shard_range
+    from vsc_cli.trainers.dist import shard_range
 
     cfg = model.cfg
     f.attrs.update({
@@ -568,7 +568,7 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
     if active == "nonzero":  # the rate of non-zero elements over the test draws, and the active set's count
         out.update(nonzero_rate=float(on.mean()), active_per_example=float(on.sum(1).mean()))
     if conditional:
-        from .metrics import conditional_retention_of
+        from vsc_cli.evaluation.metrics import conditional_retention_of
 
         out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
     out.update(source=str(source), split=split)

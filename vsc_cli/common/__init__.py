@@ -1,0 +1,1 @@
+"""Leaves: errors, safe file writing, progress bars and the run's settings (no torch model)."""

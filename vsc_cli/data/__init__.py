@@ -1,0 +1,1 @@
+"""The datasets: built-in ones, users' own images, CelebA."""

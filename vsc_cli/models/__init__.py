@@ -1,0 +1,1 @@
+"""The families (posterior and prior distributions and their registered pairs), networks, the VAE harness, schedules and training terms."""

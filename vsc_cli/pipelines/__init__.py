@@ -1,0 +1,1 @@
+"""Whole workflows over the layers below: the Python API, the paper's sweeps and their reports, benchmarks."""
