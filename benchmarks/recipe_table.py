@@ -1,4 +1,4 @@
-"""The recipe comparison table of docs/results/recipes.md, from the sweeps' committed result.json files.
+"""The recipe comparison table of docs/recipes.md, from the sweeps' committed result.json files.
 
     python benchmarks/recipe_table.py [--alpha A] docs/results/paper-sweeps/fmnist-alpha docs/results/recipes/recipe-fmnist-*
 

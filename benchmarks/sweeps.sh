@@ -3,7 +3,7 @@
 #   nohup setsid benchmarks/sweeps.sh fmnist 1 > logs/sweeps-fmnist.log 2>&1 &
 #   nohup setsid benchmarks/sweeps.sh mnist 0 > logs/sweeps-mnist.log 2>&1 &
 # Each `vsc experiment` skips finished points (their result.json) and resumes half-trained ones, so the
-# script can be restarted at any time; commit docs/results/*/points/*/result.json as they land.
+# script can be restarted at any time; commit docs/results/*/*/points/*/result.json as they land.
 set -u
 DATA=${1:?usage: sweeps.sh fmnist|mnist CORE}
 CORE=${2:?usage: sweeps.sh fmnist|mnist CORE}

@@ -202,7 +202,7 @@ def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "ROOT", tmp_path)
     for r in alpha_sweep(elbo=[95, 110, 105, 100], sparsity=[0.15, 0.14, 0.52, 1.0], acc=[(0.6, 0.8, 0.95)] * 4):
         name = f"mnist-vsc-d200-a{r['alpha']:g}"
-        folder = tmp_path / "mnist-alpha" / "points" / name
+        folder = tmp_path / "paper-sweeps" / "mnist-alpha" / "points" / name
         folder.mkdir(parents=True)
         r.update(point=name, seconds=600.0, device="cpu", conditional_retention=0.1, dims_always_on=0,
                  dims_dead=140, active_p5=3, active_p95=9)
@@ -222,7 +222,7 @@ def test_results_summary_reads_the_sweep_folders(tmp_path, monkeypatch):
     assert "| mnist | paper | 6.0 (3-9) | 60 | 0 | 140 | 0.20 / 0.50 | 0.10 | 95.0 | 95.0 |" in text
     # now the paper series' VAE and the default series' VSC, all dims: the default column is judged
     for r in paper_like_dims():
-        grid = "mnist-dims" if r["model"] == "vae" else "default-mnist-dims"
+        grid = "paper-sweeps/mnist-dims" if r["model"] == "vae" else "default-recipe/default-mnist-dims"
         name = f"mnist-{r['model']}-d{r['dim']}" + ("-a0.01" if r["model"] == "vsc" else "")
         folder = tmp_path / grid / "points" / name
         folder.mkdir(parents=True)
