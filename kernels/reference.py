@@ -30,7 +30,6 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
 ALPHA_FLOOR = 1e-6  # floor on (1 - alpha); only reached for alpha > 1 - 1e-6, i.e. alpha = 1
-C_END = 200.0  # the sigmoid scale at the end of training (appendix C.2): SpikeSlab.rsample's default
 
 
 def log_gamma_from_v(v: torch.Tensor) -> torch.Tensor:
@@ -52,9 +51,12 @@ def spike_slab_sample_scaled(mu, logvar, log_gamma, eps, eta, c: float, lam: flo
     return selection * (lam * mu + torch.exp(0.5 * lam * logvar) * eps)
 
 
-def kl_slab(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, 1)) per element (eq. 21)."""
-    return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
+def kl_slab(mu: torch.Tensor, logvar: torch.Tensor, variance: float = 1.0) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, variance)) per element (eq. 21 at variance 1, the paper's slab and the VAE's;
+    the thresholded family's prior has another variance)."""
+    if variance == 1.0:  # the same formula with log 1 = 0 and the division by 1 left out
+        return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
+    return 0.5 * (math.log(variance) - logvar + (torch.exp(logvar) + mu * mu) / variance - 1.0)
 
 
 def kl_spike(log_gamma: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -123,7 +125,7 @@ class SpikeSlab(Distribution):
     """Recognition distribution q(z|x) of eq. 5: per element gamma N(mu, sigma^2) + (1-gamma) delta(0).
 
     Parameterised as the encoder outputs it: mu, logvar = log sigma^2 and v (log gamma = min(v, 0)).
-    `rsample(c=...)` is the relaxed reparameterised draw of eq. 24; `sample()` is an exact draw
+    `rsample(c=...)` is the relaxed reparameterised draw of eq. 24 (c: the sigmoid's scale, C.2); `sample()` is an exact draw
     (the step function T of eq. 25, i.e. c -> infinity).
     """
 
@@ -152,7 +154,7 @@ class SpikeSlab(Distribution):
         """E[z] = gamma * mu: the deterministic sparse code."""
         return self.gamma * self.mu
 
-    def rsample(self, sample_shape=torch.Size(), c: float = C_END, generator=None):
+    def rsample(self, sample_shape=torch.Size(), *, c: float, generator=None):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)
         eta = torch.rand(shape, dtype=self.mu.dtype, device=self.mu.device, generator=generator)

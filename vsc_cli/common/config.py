@@ -111,6 +111,7 @@ class Shape:
         raise ValueError("not a setting one gives")
 
 
+C_START, C_END = 50.0, 200.0  # the sample's sigmoid scale c, raised linearly from C_START to C_END (appendix C.2)
 GROUPS = ("data", "model", "training", "beyond the paper", "run")  # the sections of `vsc train --help`
 
 
@@ -160,9 +161,9 @@ class TrainConfig:
         1e-3, "Adam learning rate (paper D.1: 0.001 to 0.01; at 0.001 CelebA's 2x2000 network collapses to the "
         "mean face, even as a VAE).", Float(0, lo_open=True), "training", settable=True,
         shown_default="1e-4 for celeba, 1e-3 otherwise")
-    c_start: float = setting(50.0, "VSC: the sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
+    c_start: float = setting(C_START, "VSC: the sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
                              Float(0, lo_open=True), "training", settable=True)
-    c_end: float = setting(200.0, "VSC: c at the last iteration, reached linearly (C.2).",
+    c_end: float = setting(C_END, "VSC: c at the last iteration, reached linearly (C.2).",
                            Float(0, lo_open=True), "training", settable=True)
     min_logvar: float = setting(-10.0, "Soft floor on the Gaussian decoder's per-pixel log-variance.", Float(), "model")
     logvar_init: float | str | None = setting(

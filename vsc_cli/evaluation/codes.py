@@ -72,7 +72,7 @@ def exact_draws(model, x, seed: int, batch_size: int = 1000):
     gen, step = torch.Generator().manual_seed(seed), Step.evaluation(model.cfg.alpha)
     for start in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[start:start + batch_size]).to(dtype)
-        yield xb, draw_and_kl(model.posterior(xb), model.prior, step, gen)[0]
+        yield xb, draw_and_kl(model.posterior(xb), model.prior, xb, step, gen, model.cfg.backend)[0]
 
 
 def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:

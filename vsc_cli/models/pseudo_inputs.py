@@ -1,5 +1,4 @@
-"""Priors beyond the paper's. The paper's (eq. 4, alpha N(0,1) + (1 - alpha) delta(0) per element) lives in
-the fused kernels; this module holds the learned one of the authors' later version.
+"""Learned spike-and-slab priors (`--prior pseudo-inputs` / `pseudo-mixture`), beyond the paper's eq. 4.
 
 PseudoInputPrior: the prior of the authors' UAI 2019 code (ftonolini45/Variational_Sparse_Coding,
 models/vae_ss_ss_vamp_ept_sp.py), a different model from the ICLR 2018 paper's. K learned pseudo-images u_k
@@ -26,45 +25,41 @@ from vsc_cli.models.distributions import draw_and_kl, register
 
 
 class PseudoInputPrior(nn.Module):
-    """weights = "selection": the authors' model above. weights = "posterior" (not in either paper): the same
-    components as a proper mixture prior with equal weights 1/K, and the KL bounded by
-        KL(q || sum_k p_k / K) <= -log sum_k exp(-KL(q || p_k)) / K
-    (Jensen with the optimal responsibilities r_k ∝ exp(-KL(q || p_k)), which also replace w_k(x) in the
-    rate term). An image then pays for the component that fits it best, so components compete for images."""
+    """The authors' prior above: each image's KL weighs the components by the selection network's w_k(x)."""
 
-    def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float, weights: str = "selection"):
+    def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float):
         super().__init__()
-        self.dim, self.alpha, self.sharpness, self.mode = dim, alpha, sharpness, weights
+        self.dim, self.alpha, self.sharpness = dim, alpha, sharpness
         bound = math.sqrt(6.0 / (K + pixels))  # Xavier-uniform, as the authors' code
         self.u = nn.Parameter(torch.empty(K, pixels).uniform_(-bound, bound))
-        if weights == "selection":
-            self.select = nn.Linear(pixels, K)
-            nn.init.xavier_uniform_(self.select.weight)
-            nn.init.zeros_(self.select.bias)
+        self._init_weights(pixels, K)
 
-    def bind(self, encode, log_gamma):
-        """The components are the model's own encoder applied to the pseudo-inputs: keep its encode (x ->
-        mu, logvar, v) and log gamma (v -> log gamma) as plain attributes, so that the model is not
-        registered as a submodule of its prior."""
-        self.__dict__["_encode"], self.__dict__["_log_gamma"] = encode, log_gamma
+    def _init_weights(self, pixels: int, K: int):
+        self.select = nn.Linear(pixels, K)
+        nn.init.xavier_uniform_(self.select.weight)
+        nn.init.zeros_(self.select.bias)
+
+    @classmethod
+    def from_config(cls, cfg, pixels: int, posterior):
+        return cls(pixels, cfg.pseudo_inputs, cfg.dim, cfg.alpha, cfg.prior_sharpness).bind(posterior)
+
+    def bind(self, posterior):
+        """The components are the model's own posterior of the pseudo-inputs: keep its x -> q(z|x) as a plain
+        attribute, so that the model is not registered as a submodule of its prior."""
+        self.__dict__["_posterior"] = posterior
         return self
-
-    def weights(self, x):
-        """(B, K) selection weights w_k(x), each row summing to 1 (weights = "selection")."""
-        s = torch.sigmoid(self.select(x))
-        return s / s.sum(-1, keepdim=True)
 
     def components(self):
         """(mu_p, logvar_p, log gamma_p, log(1 - gamma_p)), each (K, J), from the pseudo-inputs."""
-        mu_p, logvar_p, v_p = self._encode(self.u)
-        a = self.sharpness * (torch.exp(self._log_gamma(v_p)) - 0.5)
-        return mu_p, logvar_p, F.logsigmoid(a), F.logsigmoid(-a)
+        q = self._posterior(self.u)
+        a = self.sharpness * (q.gamma - 0.5)
+        return q.mu, q.logvar, F.logsigmoid(a), F.logsigmoid(-a)
 
     @torch.no_grad()
     def sample(self, sample_shape=torch.Size(), generator=None, dtype=torch.float64):
         """n ancestral draws of the learned prior: a component k chosen with weight 1/K (the mixture's weights
-        with weights = "posterior"; with "selection" the authors' weights depend on an image, and with none
-        given every pseudo-input is equally likely), then per element z = Bern(gamma_pk) * N(mu_pk, sigma_pk^2)."""
+        for PseudoMixturePrior; the authors' weights depend on an image, and with none given every pseudo-input is
+        equally likely), then per element z = Bern(gamma_pk) * N(mu_pk, sigma_pk^2)."""
         (n,) = sample_shape
         mu_p, logvar_p, lg_p, _ = self.components()
         mu_p, logvar_p, gamma_p = mu_p.cpu().to(dtype), logvar_p.cpu().to(dtype), torch.exp(lg_p).cpu().to(dtype)
@@ -73,32 +68,48 @@ class PseudoInputPrior(nn.Module):
         eps = torch.randn(n, self.dim, generator=generator, dtype=dtype)
         return on.to(dtype) * (mu_p[k] + torch.exp(0.5 * logvar_p[k]) * eps)
 
+    def combine(self, x, slab, spike):
+        """Per image: the (B, K) weights of the components and the slab and spike KLs, from the per-component
+        (B, K, J) ones: the selection weights w_k(x) = s_k / sum_k s_k, s = S(W x + b)."""
+        s = torch.sigmoid(self.select(x))
+        w = s / s.sum(-1, keepdim=True)
+        return w, torch.einsum("bk,bkj->b", w, slab), torch.einsum("bk,bkj->b", w, spike)
+
     def kl(self, x, q: SpikeSlab, alpha: float | None = None):
         """Per image (B,) of q(z|x): the weighted slab and spike KLs, and the rate term
         J KL(Bern(g(x)) || Bern(alpha)) (alpha: this one instead of the prior's own, when annealed)."""
         mu_p, logvar_p, lg_p, l1m_p = self.components()
         slab, spike = kl_spike_slab(q.mu[:, None], q.logvar[:, None], q.log_gamma[:, None],
                                     mu_p[None], logvar_p[None], lg_p[None], l1m_p[None])  # (B, K, J)
-        if self.mode == "selection":
-            w = self.weights(x)
-            kl_slab = torch.einsum("bk,bkj->b", w, slab)
-            kl_spike = torch.einsum("bk,bkj->b", w, spike)
-        else:
-            slab_k = slab.sum(-1)
-            kl_k = slab_k + spike.sum(-1)  # (B, K): KL(q || p_k)
-            w = torch.softmax(-kl_k, dim=-1)  # the responsibilities r_k
-            total = math.log(kl_k.shape[1]) - torch.logsumexp(-kl_k, dim=-1)
-            kl_slab = (w * slab_k).sum(-1)  # reported split of the bound: its slab part, and the rest
-            kl_spike = total - kl_slab
+        w, kl_slab, kl_spike = self.combine(x, slab, spike)
         rate = (w @ torch.exp(lg_p)).mean(-1)  # g(x): the prior's mean spike rate for this image
         return kl_slab, kl_spike, self.dim * kl_bernoulli(rate, self.alpha if alpha is None else alpha)
 
 
+class PseudoMixturePrior(PseudoInputPrior):
+    """Not in either paper: the same components as a proper mixture prior with equal weights 1/K, and the KL
+    bounded by
+        KL(q || sum_k p_k / K) <= -log sum_k exp(-KL(q || p_k)) / K
+    (Jensen with the optimal responsibilities r_k ∝ exp(-KL(q || p_k)), which also replace w_k(x) in the rate
+    term). An image then pays for the component that fits it best, so components compete for images."""
+
+    def _init_weights(self, pixels: int, K: int):  # no selection network
+        pass
+
+    def combine(self, x, slab, spike):
+        slab_k = slab.sum(-1)
+        kl_k = slab_k + spike.sum(-1)  # (B, K): KL(q || p_k)
+        w = torch.softmax(-kl_k, dim=-1)  # the responsibilities r_k
+        total = math.log(kl_k.shape[1]) - torch.logsumexp(-kl_k, dim=-1)
+        kl_slab = (w * slab_k).sum(-1)  # reported split of the bound: its slab part, and the rest
+        return w, kl_slab, total - kl_slab
+
+
 @register(SpikeSlab, PseudoInputPrior)
-def _spike_slab_pseudo_inputs(q: SpikeSlab, p: PseudoInputPrior, step, generator):
+def _spike_slab_pseudo_inputs(q: SpikeSlab, p: PseudoInputPrior, x, step, generator, backend):
     """The sample and the paper prior's KL from the fused pair (kept as kl_paper, so that recipes compare),
-    then the KL terms against the learned prior and its rate term. q.x is the image q was encoded from."""
-    z, paper = draw_and_kl(q, SpikeSlabPrior(step.alpha), step, generator)
-    kl_slab, kl_spike, kl_rate = p.kl(q.x, q, step.alpha)
+    then the KL terms against the learned prior and its rate term."""
+    z, paper = draw_and_kl(q, SpikeSlabPrior(step.alpha), x, step, generator, backend)
+    kl_slab, kl_spike, kl_rate = p.kl(x, q, step.alpha)
     return z, {"kl_slab": kl_slab, "kl_spike": kl_spike, "kl_rate": kl_rate,
                "kl_paper": paper["kl_slab"] + paper["kl_spike"]}

@@ -12,7 +12,7 @@ ln(1/alpha) per image, one that is on for a few images little. The term is
     R = beta * sum_j KL(Bern(gbar_j) || Bern(target)),   gbar_j = mean over the batch of gamma_j(x),
 
 with target the prior's alpha at that iteration (or a fixed rate). Under torchrun gbar_j is the mean over
-every process's batch, so the term is that of the whole batch (global_mean below).
+every process's batch, so the term is that of the whole batch (trainers.dist.global_mean).
 """
 from __future__ import annotations
 
@@ -20,31 +20,22 @@ import torch
 
 from vsc_kernels import kl_bernoulli
 
+from vsc_cli.common.registry import FAMILIES
 
-def aggregate_rate_kl(gamma: torch.Tensor, target: float, mean=None) -> torch.Tensor:
-    """sum_j KL(Bern(gbar_j) || Bern(target)) for gamma of shape (B, J), gbar = gamma's mean over the batch
-    (then `mean(gbar)`, e.g. global_mean, when the batch is spread over processes)."""
-    gbar = gamma.mean(0)
-    if mean is not None:
-        gbar = mean(gbar)
+
+def rate_kl(gbar: torch.Tensor, target: float) -> torch.Tensor:
+    """sum_j KL(Bern(gbar_j) || Bern(target)): the term above at the rates gbar (J,) (evaluation reports it over the
+    whole test set)."""
     return kl_bernoulli(gbar, target).sum()
 
 
-def global_mean(world, device):
-    """gbar -> its mean over the processes, whose gradient reaches this process's gbar as if it were the mean.
-
-    DistributedDataParallel averages the processes' gradients; the mean's gradient with respect to one
-    process's gbar is 1/size of it, so passing the whole gradient to each process's gbar makes that average
-    exactly the gradient of R at the global gbar."""
-    from vsc_cli.trainers.dist import all_mean
-
-    def mean(gbar: torch.Tensor) -> torch.Tensor:
-        if not world.on:
-            return gbar
-        total = all_mean(world, gbar.detach(), device).to(gbar.device, gbar.dtype)
-        return gbar + (total - gbar.detach())
-
-    return mean
+def aggregate_rate_kl(gamma: torch.Tensor, target: float, mean=None) -> torch.Tensor:
+    """rate_kl of the batch's rates: gbar = gamma's mean over the batch for gamma of shape (B, J) (then
+    `mean(gbar)`, e.g. global_mean, when the batch is spread over processes)."""
+    gbar = gamma.mean(0)
+    if mean is not None:
+        gbar = mean(gbar)
+    return rate_kl(gbar, target)
 
 
 class AggregateRate:
@@ -82,13 +73,13 @@ class Sum:
         return sum(p(terms, step) for p in self.parts)
 
 
-def penalty_of(cfg, world=None, device="cpu"):
+def penalty_of(cfg, family=None, mean=None):
     """The training terms `cfg` switches on, as one callable (terms, step) -> a number to add to the loss;
-    None when there are none (the paper's recipe)."""
-    parts = []
-    if cfg.model == "vsc" and cfg.rate_weight:
-        mean = global_mean(world, device) if world is not None and world.on else None
-        parts.append(AggregateRate(cfg.rate_weight, cfg.rate_target, mean))
+    None when there are none (the paper's recipe). The family's own come first (its `training_terms`: the
+    spike-and-slab's aggregate rate term), then the KL's weight, which every family has. mean: how a batch's
+    rates are averaged over processes under torchrun (trainers.dist.global_mean), None in one process."""
+    family = FAMILIES[cfg.model] if family is None else family
+    parts = list(family.training_terms(cfg, mean))
     if cfg.kl_warmup or cfg.kl_weight != 1.0:
         parts.append(KLWeight(cfg.kl_weight))
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)

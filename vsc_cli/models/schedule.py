@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-C_START, C_END = 50.0, 200.0  # the sigmoid scale's warm-up range (appendix C.2)
+from vsc_cli.common.config import C_END, C_START
 
 
 def c_schedule(iteration: int, iterations: int, c_start: float = C_START, c_end: float = C_END) -> float:
@@ -50,7 +50,7 @@ def kl_weight(iteration: int, warmup: int) -> float:
 @dataclass(frozen=True)
 class Step:
     c: float  # the sample's sigmoid scale (eq. 24); inf = the exact draw (eq. 25)
-    lam: float  # the sample's slab scale: 0 during spike pre-training, then 1
+    slab_scale: float  # lambda, the sample's slab scale: 0 during spike pre-training, then 1
     alpha: float  # the prior's alpha in the KL terms
     kl_weight: float = 1.0  # the KL's weight in the loss (warm-up); every reported ELBO uses 1
 
@@ -73,6 +73,6 @@ class Schedule:
     def __call__(self, it: int) -> Step:
         cfg = self.cfg
         return Step(c=c_schedule(it, cfg.iterations, cfg.c_start, cfg.c_end),
-                    lam=lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp),
+                    slab_scale=lambda_schedule(it, cfg.pretrain, cfg.pretrain_ramp),
                     alpha=alpha_schedule(it, cfg.alpha, cfg.alpha_start, cfg.alpha_anneal, cfg.alpha_hold),
                     kl_weight=kl_weight(it + 1, cfg.kl_warmup))

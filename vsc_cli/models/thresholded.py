@@ -35,42 +35,51 @@ import math
 import torch
 from torch.distributions import Distribution, constraints
 
-from vsc_cli.models.distributions import register
+from vsc_kernels import kl_slab
+
+from vsc_cli.models.distributions import Posterior, register
 
 
-def threshold_ref(mu, logvar, eps, lam: float):
+def threshold_ref(mu, logvar, eps, threshold: float):
     """The forward value, plainly: 0 where |sigma eps| <= lambda, else mu + sign(n) (|n| - lambda)."""
     n = torch.exp(0.5 * logvar) * eps
-    return torch.where(n.abs() > lam, mu + torch.sign(n) * (n.abs() - lam), torch.zeros_like(mu))
+    return torch.where(n.abs() > threshold, mu + torch.sign(n) * (n.abs() - threshold), torch.zeros_like(mu))
 
 
-def threshold_sample(mu, logvar, eps, lam: float):
+def threshold_sample(mu, logvar, eps, threshold: float):
     """The draw with the straight-through gradient: the value of threshold_ref, the gradient of mu + sigma eps."""
     base = mu + torch.exp(0.5 * logvar) * eps
-    return base + (threshold_ref(mu.detach(), logvar.detach(), eps, lam) - base.detach())
+    return base + (threshold_ref(mu.detach(), logvar.detach(), eps, threshold) - base.detach())
 
 
-def kl_normal(mu, logvar, variance: float):
-    """KL(N(mu, sigma^2) || N(0, variance)) per element."""
-    return 0.5 * (math.log(variance) - logvar + (torch.exp(logvar) + mu * mu) / variance - 1.0)
-
-
-class Thresholded(Distribution):
-    """q(z|x): the base N(mu, sigma^2) (mu, logvar = log sigma^2 as the encoder outputs them), thresholded at lam."""
+class Thresholded(Posterior):
+    """q(z|x): the base N(mu, sigma^2) (mu, logvar = log sigma^2 as the encoder outputs them), thresholded at
+    lambda (`threshold`)."""
 
     arg_constraints = {"mu": constraints.real, "logvar": constraints.real}
     support = constraints.real
-    has_rsample = True
     elbo_is_bound = False  # its KL is the base Gaussian's: recon - KL bounds nothing (module docstring)
+    active = "nonzero"  # elements are non-zero at random (|sigma eps| > lambda): active = non-zero in a draw
+    # the spike-and-slab's own settings, refused (a VAE ignores them: sweeps pass them to every model)
+    refuses = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
 
-    def __init__(self, mu, logvar, lam: float):
-        self.mu, self.logvar, self.lam = mu, logvar, float(lam)
+    def __init__(self, mu, logvar, threshold: float):
+        self.mu, self.logvar, self.threshold = mu, logvar, float(threshold)
         super().__init__(batch_shape=mu.shape, validate_args=False)
+
+    @classmethod
+    def from_heads(cls, heads, cfg):
+        mu, logvar = heads
+        return cls(mu, logvar, cfg.threshold)
+
+    @classmethod
+    def make_prior(cls, cfg, pixels, posterior):
+        return ThresholdedPrior(cfg.prior_variance, cfg.threshold, (cfg.dim,))
 
     @property
     def gamma(self):
         """P(z_j != 0 | x) = erfc(lambda / (sigma sqrt 2))."""
-        return torch.special.erfc(self.lam * torch.exp(-0.5 * self.logvar) / math.sqrt(2.0))
+        return torch.special.erfc(self.threshold * torch.exp(-0.5 * self.logvar) / math.sqrt(2.0))
 
     @property
     def mean(self):
@@ -80,7 +89,7 @@ class Thresholded(Distribution):
     def rsample(self, sample_shape=torch.Size(), generator=None):
         eps = torch.randn(self._extended_shape(sample_shape), dtype=self.mu.dtype, device=self.mu.device,
                           generator=generator)
-        return threshold_sample(self.mu, self.logvar, eps, self.lam)
+        return threshold_sample(self.mu, self.logvar, eps, self.threshold)
 
     def active_fraction(self, z):
         """The fraction of non-zero elements of the draw z, per image (measured, not expected)."""
@@ -88,25 +97,26 @@ class Thresholded(Distribution):
 
 
 class ThresholdedPrior(Distribution):
-    """p(z): N(0, spread) per element (spread: the variance), through the same soft threshold lam (for sampling); its KL is the base's."""
+    """p(z): N(0, spread) per element (spread: the variance), through the same soft threshold (for sampling); its
+    KL is the base's."""
 
     arg_constraints = {}
     support = constraints.real
 
-    def __init__(self, variance: float, lam: float, shape=torch.Size()):
-        self.spread, self.lam = float(variance), float(lam)  # (Distribution has a `variance` property)
+    def __init__(self, variance: float, threshold: float, shape=torch.Size()):
+        self.spread, self.threshold = float(variance), float(threshold)  # (Distribution has a `variance` property)
         super().__init__(batch_shape=torch.Size(shape), validate_args=False)
 
     def sample(self, sample_shape=torch.Size(), generator=None, dtype=torch.float32):
         eps = torch.randn(self._extended_shape(sample_shape), generator=generator, dtype=dtype)
         zero = torch.zeros((), dtype=dtype)
-        return threshold_ref(zero, torch.full((), math.log(self.spread), dtype=dtype), eps, self.lam)
+        return threshold_ref(zero, torch.full((), math.log(self.spread), dtype=dtype), eps, self.threshold)
 
 
 @register(Thresholded, ThresholdedPrior)
-def _thresholded(q: Thresholded, p: ThresholdedPrior, step, generator):
+def _thresholded(q: Thresholded, p: ThresholdedPrior, x, step, generator, backend):
     """One draw (the same at evaluation: the threshold has no relaxation to anneal) and the base's KL, reported
     as kl_slab (kl_spike = 0: there is no separate spike)."""
     z = q.rsample(generator=generator)
-    kl = kl_normal(q.mu, q.logvar, p.spread).sum(-1)
+    kl = kl_slab(q.mu, q.logvar, p.spread).sum(-1)
     return z, {"kl_slab": kl, "kl_spike": torch.zeros_like(kl)}

@@ -157,3 +157,18 @@ def shard_range(n: int, world: World, align: int = 1) -> tuple[int, int]:
     first = blocks * world.rank // world.size
     last = blocks * (world.rank + 1) // world.size
     return min(n, first * align), min(n, last * align)
+
+
+def global_mean(world, device):
+    """gbar -> its mean over the processes, whose gradient reaches this process's gbar as if it were the mean.
+
+    DistributedDataParallel averages the processes' gradients; the mean's gradient with respect to one
+    process's gbar is 1/size of it, so passing the whole gradient to each process's gbar makes that average
+    exactly the gradient of R at the global gbar."""
+    def mean(gbar: torch.Tensor) -> torch.Tensor:
+        if not world.on:
+            return gbar
+        total = all_mean(world, gbar.detach(), device).to(gbar.device, gbar.dtype)
+        return gbar + (total - gbar.detach())
+
+    return mean

@@ -18,11 +18,12 @@ from vsc_cli.common.progress import tqdm
 from vsc_kernels import default_backend
 
 from vsc_cli import __version__
+from vsc_cli.trainers import dist
 from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
 from vsc_cli.common.config import TrainConfig, to_toml
 from vsc_cli.common.errors import VscError
 from vsc_cli.models.vae import VAE
-from vsc_cli.models.regularisers import penalty_of
+from vsc_cli.models.regularisers import penalty_of, rate_kl
 from vsc_cli.models.schedule import Schedule, Step
 from vsc_cli.common.safeio import OutputLock, atomic_write, atomic_write_text
 
@@ -55,9 +56,7 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
     model.train()
     out = {k: val / len(x) for k, val in sums.items()}
     if gamma_sum is not None:  # the aggregate spike-rate term's KL over the whole set, at the run's alpha
-        from vsc_kernels import kl_bernoulli
-
-        out["aggregate_rate_kl"] = float(kl_bernoulli(gamma_sum / len(x), model.cfg.alpha).sum())
+        out["aggregate_rate_kl"] = float(rate_kl(gamma_sum / len(x), model.cfg.alpha))
     out["sparsity"] = out.pop("active")  # expected fraction of non-zero latent elements (appendix E.2)
     return out
 
@@ -126,10 +125,8 @@ class _Log:
         """The window's sums averaged over the ranks (every rank must call this: a collective)."""
         if self.world is None or not self.world.on or not self.sums:
             return dict(self.sums)
-        from vsc_cli.trainers.dist import all_mean
-
         keys = sorted(self.sums)
-        mean = all_mean(self.world, torch.tensor([self.sums[k] for k in keys], dtype=torch.float64), self.device)
+        mean = dist.all_mean(self.world, torch.tensor([self.sums[k] for k in keys], dtype=torch.float64), self.device)
         return dict(zip(keys, mean.tolist()))
 
     def write(self, iteration: int, c: float, seconds: float):
@@ -221,8 +218,6 @@ def train(cfg: TrainConfig | None, out_dir: Path, device: str = "cpu", data_dir=
     stop_at: checkpoint and return None after that iteration, as if killed there (for tests).
     detect_anomaly: run autograd's anomaly mode (slow) so a NaN is traced to the operation making it.
     """
-    from vsc_cli.trainers import dist
-
     out_dir = Path(out_dir)
     world, device = dist.setup(device)
     try:
@@ -283,8 +278,6 @@ def _agree(model, world, device) -> list[str]:
     """SHA-256 of the parameters on every rank; VscError when the ranks hold different models."""
     import hashlib
 
-    from vsc_cli.trainers import dist
-
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -305,7 +298,6 @@ def noise_seed(seed: int, rank: int) -> int:
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved, the training
     images' mean for centred encoder input: float32, None unless cfg.centre)."""
-    from vsc_cli.trainers import dist
     from vsc_cli.data.sources import READ_BLOCK, Memory, is_path, open_images
 
     def load():
@@ -411,8 +403,6 @@ class RunState:
     def save(self, path: Path, log, seconds: float) -> list[str]:
         """Write the checkpoint at self.iteration (a collective: every rank calls it, rank 0 writes); returns the
         ranks' parameter digests."""
-        from vsc_cli.trainers import dist
-
         world = self.world
         window = log.window()
         noise = dist.all_gather(world, self.noise_gen.get_state(), self.device)
@@ -433,7 +423,8 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     progress, ckpt_path = progress and world.main, out_dir / CHECKPOINT
     cfg, run, x_train, x_test, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
     model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
-    penalty, schedule, net = penalty_of(cfg, world, device), Schedule(cfg), _parallel(model, world, device)
+    mean = dist.global_mean(world, device) if world.on else None  # a batch statistic over every process's batch
+    penalty, schedule, net = penalty_of(cfg, model.family, mean), Schedule(cfg), _parallel(model, world, device)
     t0, running = time.perf_counter(), None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
@@ -512,7 +503,7 @@ def _final_metrics(run, x_test, out_dir, device, train_seconds, done, digests, p
     cfg, model, world = run.cfg, run.model, run.world
     metrics = {f"test_{k}": v for k, v in evaluate(model, x_test, cfg.seed, progress=progress).items()}
     metrics.update(
-        iterations=cfg.iterations, alpha=cfg.alpha if cfg.model == "vsc" else None,
+        iterations=cfg.iterations, alpha=cfg.alpha if model.family.uses_alpha else None,
         seconds=run.seconds + train_seconds,
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
         images_per_second=(done * cfg.batch_size * world.size / train_seconds) if done else None,

@@ -1,0 +1,51 @@
+"""The tables that map a setting's value to the class it stands for: `--model` to a family's posterior class,
+`--prior` to the spike-and-slab family's prior. The only place where a family is named.
+
+Built-in entries are "module:attribute" strings, imported on first use, so that `vsc --help` lists the names
+without importing torch. `register(name, cls)` adds one at run time: a family of your own is one class and one
+line, `FAMILIES.register("mine", MyPosterior)` (tests/test_families.py trains one through the Python API).
+"""
+from __future__ import annotations
+
+import importlib
+
+
+class Registry:
+    """name -> class, for the values of one setting; iterates over the names in order."""
+
+    def __init__(self, setting: str, built_in: dict[str, str]):
+        self.setting, self._entries = setting, dict(built_in)
+
+    def register(self, name: str, obj) -> None:
+        self._entries[name] = obj
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, name: str):
+        obj = self._entries[name]
+        if isinstance(obj, str):  # a built-in, imported now
+            module, _, attr = obj.partition(":")
+            obj = self._entries[name] = getattr(importlib.import_module(module), attr)
+        return obj
+
+
+# --model: q(z|x)'s class, which says everything the model, the loop and the evaluation ask of a family
+FAMILIES = Registry("model", {
+    "vsc": "vsc_cli.models.spike_slab:SpikeSlabPosterior",  # the paper's eq. 5
+    "vae": "vsc_cli.models.gaussian:Normal",  # the standard VAE
+    "thresholded": "vsc_cli.models.thresholded:Thresholded",  # Fallah & Rozell (ICML 2022)
+})
+
+# --prior (the spike-and-slab family's): p(z)'s class, built by its from_config(cfg, pixels, posterior)
+PRIORS = Registry("prior", {
+    "spike-slab": "vsc_cli.models.spike_slab:PaperPrior",  # eq. 4
+    "pseudo-inputs": "vsc_cli.models.pseudo_inputs:PseudoInputPrior",  # the authors' UAI 2019 prior
+    "pseudo-mixture": "vsc_cli.models.pseudo_inputs:PseudoMixturePrior",  # its components as a mixture (ours)
+})

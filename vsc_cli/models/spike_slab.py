@@ -1,0 +1,78 @@
+"""The paper's family: q(z|x) of eq. 5 and the prior of eq. 4, their draw and KL in one fused kernel (eq. 24, eq. 9)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vsc_kernels import SpikeSlab, SpikeSlabPrior, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
+
+from vsc_cli.common.registry import PRIORS
+from vsc_cli.models.distributions import Posterior, register
+from vsc_cli.models.regularisers import AggregateRate
+
+
+class SpikeSlabPosterior(SpikeSlab, Posterior):
+    """q(z|x) = gamma N(mu, sigma^2) + (1 - gamma) delta(0) per element (eq. 5; vsc_kernels.SpikeSlab), from the
+    encoder's mu, log sigma^2 and v with log gamma = min(v, 0) (eq. 12), or -softplus(-v) with cfg.spike =
+    "sigmoid" (then v holds log gamma itself, which min(., 0) leaves unchanged)."""
+
+    heads = ("mu", "logvar", "v")
+    uses_alpha = True
+    takes_recipe = True
+
+    def __init__(self, mu, logvar, v):
+        super().__init__(mu, logvar, v, validate_args=False)
+
+    @classmethod
+    def from_heads(cls, heads, cfg):
+        mu, logvar, v = heads
+        return cls(mu, logvar, v if cfg.spike == "min" else log_gamma_sigmoid(v))
+
+    @classmethod
+    def make_prior(cls, cfg, pixels, posterior):
+        """Eq. 4, or a learned prior (--prior: common.registry.PRIORS)."""
+        return PRIORS[cfg.prior].from_config(cfg, pixels, posterior)
+
+    @classmethod
+    def init_encoder(cls, layer, cfg):
+        """With cfg.gamma_init, v starts at gamma's inverse and its weights small. log gamma = min(v, 0) has zero
+        gradient wherever v > 0: an element that starts there sits at gamma = 1 until its v drifts below 0 by
+        chance; starting v below 0 puts every element where its spike probability can learn."""
+        if cfg.gamma_init is None:
+            return
+        with torch.no_grad():
+            g, dim = cfg.gamma_init, cfg.dim
+            layer.bias[2 * dim:] = math.log(g) if cfg.spike == "min" else math.log(g / (1 - g))
+            layer.weight[2 * dim:] *= 0.1
+
+    @classmethod
+    def training_terms(cls, cfg, mean=None):
+        """The aggregate spike-rate term (regularisers.py) when cfg.rate_weight > 0."""
+        return [AggregateRate(cfg.rate_weight, cfg.rate_target, mean)] if cfg.rate_weight else []
+
+    def batch_terms(self):
+        """The (B, J) spike probabilities, for training terms on the batch's rates (regularisers.py)."""
+        return {"gamma": self.gamma}
+
+
+class PaperPrior(SpikeSlabPrior):
+    """Eq. 4: alpha N(0, 1) + (1 - alpha) delta(0) per element (vsc_kernels.SpikeSlabPrior), built from a config."""
+
+    @classmethod
+    def from_config(cls, cfg, pixels, posterior):
+        return cls(cfg.alpha, (cfg.dim,))
+
+
+@register(SpikeSlab, SpikeSlabPrior)
+def _spike_slab_paper(q: SpikeSlab, p: SpikeSlabPrior, x, step, generator, backend):
+    """The paper's pair, one fused kernel (vsc_kernels.spike_slab): z of eq. 24 (eq. 25 when step.exact) and
+    eq. 9's two KL terms at the step's alpha. During spike pre-training (slab scale < 1) the sample is replaced by
+    the slab-scaled one; the KL never depends on the slab scale."""
+    eps = torch.randn(q.mu.shape, dtype=q.mu.dtype, device=q.mu.device, generator=generator)
+    eta = torch.rand(q.mu.shape, dtype=q.mu.dtype, device=q.mu.device, generator=generator)
+    z, kl_slab, kl_spike = spike_slab(q.mu, q.logvar, q.v, eps, eta, math.inf if step.exact else step.c,
+                                      step.alpha, backend=backend)
+    if step.slab_scale < 1.0 and not step.exact:
+        z = spike_slab_sample_scaled(q.mu, q.logvar, q.log_gamma, eps, eta, step.c, step.slab_scale)
+    return z, {"kl_slab": kl_slab, "kl_spike": kl_spike}
