@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from vsc_cli.pipelines import experiment as E
+from vsc_cli.pipelines import reports as R
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import claims as C  # noqa: E402
@@ -48,7 +49,7 @@ def judged(series, grid, data):
         points = [p for p in vae_points if p.model == "vae"] + points
         results = [r for r in paper if r["model"] == "vae"] + results
     verdicts = C.judge(grid, data, results, dims=sorted({p.dim for p in points}),
-                       alphas=sorted({p.alpha for p in points}), models=E.grid_models(points))
+                       alphas=sorted({p.alpha for p in points}), models=R.grid_models(points))
     if series != "paper" and grid == "dims":  # claims about the VAE alone: the paper column's, not repeated
         verdicts = [C.Verdict(v.claim, v.test, C.NA, "the VAE alone: judged with the paper's recipe's sweep")
                     if v.claim.startswith(VAE_ONLY) else v for v in verdicts]
@@ -121,7 +122,7 @@ def summary() -> list[str]:
                            ("vsc:0.01", "VSC, alpha 0.01")):
             rows = [("vsc (paper's recipe)", paper)] + ([(f"vsc ({label})", r) for label, r in ours] if key == "vsc:0.01" else [])
             for source, results in rows:
-                by_dim = {r["dim"]: acc5000(r) for r in results if E._key(r) == key}
+                by_dim = {r["dim"]: acc5000(r) for r in results if R._key(r) == key}
                 cells = [f"{by_dim[d]:.1f}" if by_dim.get(d) is not None else "" for d in dims]
                 out.append(f"| {data} | {label} | {source} | " + " | ".join(cells) + " |")
             if (key, data) in PUBLIC:

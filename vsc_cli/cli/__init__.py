@@ -1,7 +1,6 @@
 """`vsc` command line: thin click commands that hand off to library code."""
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -9,96 +8,17 @@ from pathlib import Path
 import click
 
 from vsc_cli import __version__
-from vsc_cli.common.config import RECIPE_NAMES, SETTABLE, SETTINGS, TrainConfig, same_setting
-from vsc_cli.data.datasets import DATASETS, IMAGE_DATASETS
+from vsc_cli.cli.options import (DataArg, GroupedCommand, check_backend, comma_list, data_dir_option, handle_errors,
+                                 help_all, run_option, setting_option, setting_options, settings_list,
+                                 usage_errors)
+from vsc_cli.common.config import SETTABLE, PAPER_RECIPE
 from vsc_cli.common.errors import VscError
+from vsc_cli.common.registry import FAMILIES
+from vsc_cli.data.datasets import DATASETS, IMAGE_DATASETS
 from vsc_cli.evaluation.metrics import ROWS as SPECIFICITY_ROWS
-from vsc_cli.common.safeio import describe_os_error
+from vsc_cli.trainers.recipes import DEFAULT, RECIPE_NAMES, recipe_help
 
 DATA_NAMES = [*DATASETS, *IMAGE_DATASETS, "fashion-mnist"]
-
-
-def _hidden(ctx, param, value):
-    """'400' or '2000,2000' -> (400,) / (2000, 2000)."""
-    if value is None:
-        return None
-    try:
-        sizes = tuple(int(s) for s in str(value).split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a comma-separated list of layer widths, e.g. 400 or 2000,2000") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise click.BadParameter(f"{value!r}: every layer width must be at least 1")
-    return sizes
-
-
-class DataArg(click.ParamType):
-    """A built-in dataset name, or the path of the user's own images (a folder, .npy, .npz or HDF5 file)."""
-
-    name = "NAME|PATH"
-
-    def convert(self, value, param, ctx):
-        from vsc_cli.data.datasets import ALIASES
-
-        key = ALIASES.get(str(value).lower(), str(value).lower())
-        if key in DATASETS or key in IMAGE_DATASETS:
-            return key
-        path = Path(value).expanduser()
-        if not path.exists():
-            self.fail(f"{value!r} is neither a dataset ({', '.join([*DATASETS, *IMAGE_DATASETS])}) nor an existing "
-                      "folder of images, .npy, .npz or HDF5 file", param, ctx)
-        return str(path.resolve())  # absolute: the run's checkpoint can be used from anywhere
-
-
-def _data_or_number(kind, example: str):
-    """A click callback for options that take 'data' (resolved from the training images) or a number: the
-    setting's kind (config.DataOrNumber) parses and checks it."""
-    def callback(ctx, param, value):
-        if value is None:
-            return value
-        try:
-            parsed = kind.parse(value)
-        except ValueError:
-            parsed = None
-        if parsed is None or not kind.check(parsed):
-            raise click.BadParameter(f"{value!r}: give 'data' or a {'positive ' if kind.positive else ''}number, "
-                                     f"e.g. {example}")
-        return parsed
-
-    return callback
-
-
-def handle_errors(fn):
-    """Turn the library's VscError (and a few OS errors) into one-line ClickExceptions, unless --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        debug = ctx.find_root().params.get("debug")
-        try:
-            return fn(*args, **kwargs)
-        except click.ClickException:
-            raise
-        except VscError as exc:
-            if debug:
-                raise
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            if debug:
-                raise
-            where = exc.filename or "a file"
-            raise click.ClickException(describe_os_error(exc, where).replace("cannot write", "cannot use")) from None
-        except KeyboardInterrupt:
-            raise click.ClickException("interrupted; no half-written file is left (a run keeps its last "
-                                       "checkpoint: continue it with --resume)") from None
-        except Exception as exc:  # a bug: still one line, the traceback on request
-            if debug:
-                raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise click.ClickException(f"internal error ({type(exc).__name__}: {first}); "
-                                       "rerun with `vsc --debug ...` for the traceback and report it") from None
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,11 +26,6 @@ def handle_errors(fn):
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def main(debug):
     """Variational Sparse Coding: train VAEs with a spike-and-slab prior and use their sparse codes."""
-
-
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VSC_DATA_DIR", default="data",
-    show_default=True, help="Dataset cache folder (env VSC_DATA_DIR).")
 
 
 @main.command()
@@ -144,181 +59,30 @@ def download(dataset, data_dir, source, quiet):
     click.echo(f"{dataset}: verified files in {folder}")
 
 
-def check_backend(backend: str, device: str) -> None:
-    """UsageError for a backend that cannot run on this device or machine."""
-    from vsc_kernels import cuda_problem
-
-    if backend == "numba" and device == "cuda":
-        raise click.UsageError("--backend numba runs on the CPU; use --backend cuda with --device cuda")
-    if backend == "cuda":
-        problem = cuda_problem()
-        if problem:
-            raise click.UsageError(f"--backend cuda cannot run here: {problem}; use --backend numba")
-        from vsc_kernels._plumbing import simulated
-
-        if device != "cuda" and not simulated():
-            raise click.UsageError("--backend cuda needs --device cuda")
-
-
-class GroupedOption(click.Option):
-    """A click option that `vsc train --help` lists under its group's heading."""
-
-    def __init__(self, *args, group: str = "run", shown: str | None = None, **kwargs):
-        self.text = kwargs.get("help") or ""  # the help without its default, for docs/training.md's tables
-        if shown is not None:  # a default that is not one value ("the recipe's", "2000,2000 for celeba, ...")
-            kwargs["help"] = f"{self.text} [default: {shown}]"
-        super().__init__(*args, **kwargs)
-        self.group = group
-        self.shown = shown if shown is not None else (str(self.default) if self.show_default else "")
-
-
-class GroupedCommand(click.Command):
-    """--help in sections, one per group of options (config.GROUPS, then the rest). The options beyond the paper
-    are listed by name only, unless --help-all asks for each one's help."""
-
-    COLLAPSED = ("beyond the paper",)
-
-    def format_options(self, ctx, formatter):
-        from vsc_cli.common.config import GROUPS
-
-        sections: dict[str, list] = {}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record:
-                sections.setdefault(getattr(param, "group", "run"), []).append(record)
-        for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
-            if group not in sections:
-                continue
-            with formatter.section(f"{group[0].upper()}{group[1:]}"):
-                if group in self.COLLAPSED and not ctx.meta.get("help_all"):
-                    names = [record[0].split()[0] for record in sections[group]]
-                    words = [n + "," for n in names[:-1]] + [names[-1] + "."] + \
-                        f"Each one's help: vsc {ctx.info_name} --help-all, or docs/training.md.".split()
-                    line, indent = "", " " * formatter.current_indent
-                    for w in words:  # wrapped by hand: an option's name is never split at its hyphens
-                        if line and len(indent) + len(line) + 1 + len(w) > (formatter.width or 80) - 2:
-                            formatter.write(indent + line + "\n")
-                            line = ""
-                        line = f"{line} {w}" if line else w
-                    formatter.write(indent + line + "\n")
-                else:
-                    formatter.write_dl(sections[group])
-
-
-def _help_all(ctx, param, value):
-    if value and not ctx.resilient_parsing:
-        ctx.meta["help_all"] = True
-        click.echo(ctx.get_help(), color=ctx.color)
-        ctx.exit()
-
-
-def _click_type(name: str, kind):
-    """The click type of a setting's kind (config.py)."""
-    from vsc_cli.common import config as C
-
-    if name == "data":
-        return DataArg()
-    if isinstance(kind, C.Choice):
-        return click.Choice(kind.values)
-    if isinstance(kind, C.Int):
-        return click.IntRange(kind.lo, kind.hi) if (kind.lo, kind.hi) != (None, None) else int
-    if isinstance(kind, C.Float):
-        if (kind.lo, kind.hi) == (None, None):
-            return float
-        return click.FloatRange(kind.lo, kind.hi, min_open=kind.lo_open, max_open=kind.hi_open)
-    return None  # text read by a callback
-
-
-_EXAMPLES = {"logvar_init": "-8", "encoder_scale": "30"}
-
-
-def setting_options(fn):
-    """One click option per TrainConfig setting (config.py declares each once: default, help, kind, group)."""
-    from vsc_cli.common import config as C
-
-    for name, f in reversed(list(C.SETTINGS.items())):
-        meta = f.metadata
-        if not meta["option"]:
-            continue
-        flag = meta["flag"] or "--" + name.replace("_", "-")
-        kind, help_text = meta["kind"], meta["help"]
-        kw = {"cls": GroupedOption, "group": meta["group"]}
-        if meta["recipe"]:  # None: the recipe fills it in (train: config.resolve)
-            kw["default"], kw["shown"] = None, "the recipe's"
-        elif meta["shown_default"]:  # None: resolved from the data set (hidden, lr) or nothing (the rest)
-            kw["default"], kw["shown"] = None, meta["shown_default"]
-        elif f.default is not None:
-            kw["default"], kw["show_default"] = f.default, True
-        if isinstance(kind, C.Flag):
-            decls = [f"{flag}/--no-{flag[2:]}", name]
-        else:
-            decls = [flag, name]
-            if isinstance(kind, C.Widths):
-                kw["callback"] = _hidden
-            elif isinstance(kind, C.DataOrNumber):
-                kw["callback"] = _data_or_number(kind, _EXAMPLES.get(name, "1"))
-            else:
-                kw["type"] = _click_type(name, kind)
-        fn = click.option(*decls, help=help_text, **kw)(fn)
-    return fn
-
-
-def _run_option(*decls, group="run", **kw):
-    return click.option(*decls, cls=GroupedOption, group=group, **kw)
-
-
-def option_table(command=None) -> str:
-    """docs/training.md's option tables, one per section of `vsc train --help`, from the same declarations
-    (config.py's settings and the run options above): `python docs/make_option_table.py --write`."""
-    from vsc_cli.common.config import GROUPS
-
-    command = command or train
-    sections: dict[str, list] = {}
-    for param in command.get_params(click.Context(command)):
-        if isinstance(param, click.Option) and "--help" not in param.opts:
-            sections.setdefault(getattr(param, "group", "run"), []).append(param)
-    lines = []
-    for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
-        if group not in sections:
-            continue
-        lines += [f"**{group[0].upper()}{group[1:]}**", "", "| option | default | meaning |", "|---|---|---|"]
-        for p in sections[group]:
-            flags = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
-            shown = getattr(p, "shown", None)
-            if shown is None:  # a plain click option (--data-dir)
-                shown = str(p.default) if p.show_default else ""
-            text = getattr(p, "text", p.help or "").replace("|", "\\|")
-            lines.append(f"| {flags} | {shown} | {text} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 @main.command(cls=GroupedCommand)
-@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=help_all,
               help="Show this message with the help of every option beyond the paper, and exit.")
 @setting_options
-@_run_option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True, group="training",
-             help="The recipe that fills in the settings not given: default (= default-2: spike pre-training, alpha "
-                  "annealing, the aggregate spike-rate term, centred input), default-1 (before issue 24), paper "
-                  "(docs/recipes.md).")
-@_run_option("--paper", is_flag=True, group="training",
-             help="The paper's exact recipe (= --recipe paper); not combinable with the recipe's settings.")
-@_run_option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-             group="training",
-             help="Settings from a TOML file, e.g. a run folder's config.toml (which trains that run again); "
-                  "options given beside it win.")
-@_run_option("--out", type=click.Path(file_okay=False, path_type=Path),
-             help="Run directory for checkpoint, log and metrics [default: runs/DATA-MODEL-dDIM-aALPHA-sSEED].")
-@_run_option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-             help="Continue the interrupted run in this directory (its own config is used).")
-@_run_option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
-@_run_option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-             help="Torch device for the networks.")
+@run_option("--recipe", type=click.Choice(RECIPE_NAMES), default="default", show_default=True, group="training",
+            help=recipe_help())
+@run_option("--paper", is_flag=True, group="training",
+            help="The paper's exact recipe (= --recipe paper); not combinable with the recipe's settings.")
+@run_option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            group="training",
+            help="Settings from a TOML file, e.g. a run folder's config.toml (which trains that run again); "
+                 "options given beside it win.")
+@run_option("--out", type=click.Path(file_okay=False, path_type=Path),
+            help="Run directory for checkpoint, log and metrics [default: runs/DATA-MODEL-dDIM-aALPHA-sSEED].")
+@run_option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Continue the interrupted run in this directory (its own config is used).")
+@run_option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
+@run_option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+            help="Torch device for the networks.")
 @data_dir_option
-@_run_option("--quiet", is_flag=True, help="No progress bar.")
-@_run_option("--detect-anomaly", is_flag=True,
-             help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
-@_run_option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+@run_option("--quiet", is_flag=True, help="No progress bar.")
+@run_option("--detect-anomaly", is_flag=True,
+            help="Run autograd's anomaly detection (slow) so a NaN is traced to the operation that made it.")
+@run_option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 @handle_errors
 def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, paper, recipe, config_file, **opts):
     """Train a VSC (or VAE) and report its test-set ELBO and posterior sparsity.
@@ -331,63 +95,42 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     """
     import torch
 
+    from vsc_cli.common.config import TrainConfig, from_toml
+    from vsc_cli.data.sources import is_path
     from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
-    from vsc_cli.trainers.train import train as run_training
+    from vsc_cli.trainers.recipes import new_run_config, resumed_config
+    from vsc_cli.trainers.train import default_run_dir, train as run_training
 
     ctx = click.get_current_context()
+    typed = {n for n in opts if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
     check_backend(opts["backend"], device)
-    from vsc_cli.data.sources import is_path
-
     if opts["image_size"] is not None and not is_path(opts["data"]):
         raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
-    from vsc_cli.common.config import PAPER_RECIPE, resolve
-
-    given = {n for n in PAPER_RECIPE if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
-    if paper and ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE and recipe != "paper":
+    recipe_typed = ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE
+    if paper and recipe_typed and recipe != "paper":
         raise click.UsageError(f"--paper is --recipe paper; it cannot be combined with --recipe {recipe}")
     recipe = "paper" if paper else recipe
-    if recipe == "paper" and given:
+    if recipe == "paper" and typed & set(PAPER_RECIPE):
         raise click.UsageError(f"the paper's exact recipe (--paper) cannot be combined with "
-                               f"{', '.join('--' + n.replace('_', '-') for n in sorted(given))}")
+                               f"{', '.join('--' + n.replace('_', '-') for n in sorted(typed & set(PAPER_RECIPE)))}")
     if resume is not None:
-        if paper or config_file or ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE:
+        if paper or config_file or recipe_typed:
             raise click.UsageError("a resumed run keeps its config: drop --paper / --recipe / --config")
         if out is not None and out.resolve() != resume.resolve():
             raise click.UsageError("give either --resume RUN_DIR or --out RUN_DIR, not two different folders")
         stored = TrainConfig.from_dict(load_checkpoint(resume)["config"])
-        for name, value in opts.items():
-            given = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-            if name == "backend":  # the backend changes speed, not the model: it may differ if asked for
-                if given:
-                    stored.backend = value
-            elif given and not same_setting(getattr(stored, name), value):
-                raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
-                                       f"({getattr(stored, name)}); a resumed run keeps its config")
-        cfg, out = stored, resume
-    else:  # the recipe's settings, then the ones given (config.resolve: as vsc experiment and the Python API)
-        settings = {n: v for n, v in opts.items() if (n not in PAPER_RECIPE or n in given)
-                    and not (v is None and SETTINGS[n].default is not None)}
-        if config_file is not None:  # the file's settings, then the options given beside it
-            from vsc_cli.common.config import from_toml
-
+        cfg, out = usage_errors(resumed_config, stored, opts, typed), resume
+    else:  # the recipe's settings, then the ones given (recipes.resolve: as vsc experiment and the Python API)
+        from_file = None
+        if config_file is not None:
             try:
                 from_file = from_toml(config_file.read_text(), str(config_file))
             except (VscError, OSError, UnicodeDecodeError) as exc:
                 raise click.UsageError(f"--config: {exc}") from None
-            from_file.pop("image_shape", None)  # measured from the data when training starts
-            typed = {n: v for n, v in settings.items()
-                     if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
-            settings = {**settings, **from_file, **typed}
-        try:
-            cfg = resolve(recipe, **settings)
-        except VscError as exc:
-            raise click.UsageError(str(exc)) from None
-        if out is None:
-            alpha = f"-a{cfg.alpha:g}" if cfg.model == "vsc" else ""
-            name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data
-            out = Path("runs") / f"{name}-{cfg.model}-d{cfg.dim}{alpha}-s{cfg.seed}"
+        cfg = usage_errors(new_run_config, recipe, opts, typed, from_file)
+        out = out or default_run_dir(cfg)
         if (out / CHECKPOINT).exists() and not force:
             raise click.UsageError(f"{out} already holds a run: continue it with --resume {out}, or pass --force")
     metrics = run_training(cfg, out, device=device, data_dir=data_dir, resume=resume is not None,
@@ -403,7 +146,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     if "test_elbo_paper_prior" in metrics:  # a learned prior: the ELBO above is against it
         click.echo(f"test ELBO under the paper's prior (alpha {cfg.alpha:g}): {metrics['test_elbo_paper_prior']:.2f}  "
                    f"(learned prior's rate term {metrics['test_kl_rate']:.2f})")
-    if cfg.model == "vsc":
+    if FAMILIES[cfg.model].uses_alpha:
         click.echo(f"posterior sparsity (fraction of non-zero elements): {metrics['test_sparsity']:.3f}  "
                    f"(prior alpha {cfg.alpha:g})")
     if not metrics.get("elbo_is_bound", True):
@@ -415,36 +158,6 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
 
 
-def _settings(items) -> dict:
-    """('pretrain=100', 'spike=sigmoid') -> {'pretrain': 100, 'spike': 'sigmoid'}, each checked as a checkpoint's
-    config would be (config.parse_setting)."""
-    from vsc_cli.common.config import parse_setting
-
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in SETTABLE:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE with KEY one of {', '.join(SETTABLE)}",
-                                     param_hint="--set")
-        try:
-            out[key] = parse_setting(key, text)
-        except ValueError as exc:
-            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--set") from None
-    return out
-
-
-def _int_list(ctx, param, value):
-    """'100,1000,5000' -> [100, 1000, 5000]; every entry at least 1."""
-    try:
-        items = [int(v) for v in str(value).split(",")]
-    except ValueError:
-        items = []
-    if not items or min(items) < 1:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive integers, e.g. 100,1000,5000")
-    return items
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -452,6 +165,8 @@ def _int_list(ctx, param, value):
 @click.option("--data", type=DataArg(),
               help="Dataset to encode, a name or a path as for `vsc train` [default: the one the run was trained on].")
 @click.option("--split", "splits", default="train,test", show_default=True,
+              callback=comma_list(str, "a comma-separated list of splits: train, test (no repeats)",
+                                  choices=("train", "test"), unique=True),
               help="Comma-separated splits to encode: train, test or both.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Images encoded at once (bounds memory).")
@@ -467,12 +182,9 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
 
     Example: vsc encode runs/fmnist-vsc-d200-a0.01-s0 -o codes.h5
     """
-    from vsc_cli.evaluation.codes import SPLITS, encode as run_encode
+    from vsc_cli.evaluation.codes import encode as run_encode
 
-    names = [s.strip() for s in splits.split(",") if s.strip()]
-    if not names or any(n not in SPLITS for n in names) or len(set(names)) != len(names):
-        raise click.UsageError(f"--split {splits!r}: choose from train, test (comma-separated, no repeats)")
-    path = run_encode(run_dir, out, data, names, data_dir, batch_size, threshold, force, progress=not quiet,
+    path = run_encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, progress=not quiet,
                       limit=limit)
     if path is not None:  # None: a torchrun process other than rank 0
         click.echo(f"wrote {path}")
@@ -482,7 +194,7 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
 @click.argument("codes", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--features", default="code", show_default=True,
               help="Dataset under each split to classify: code, mu, gamma, logvar (files from other tools: features).")
-@click.option("--labelled", callback=_int_list, default="5000", show_default=True,
+@click.option("--labelled", callback=comma_list(int, "a comma-separated list of positive integers, e.g. 100,1000,5000", minimum=1), default="5000", show_default=True,
               help="Labelled training codes drawn at random; a comma-separated list sweeps, e.g. 100,1000,5000.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Independent draws of the labelled set; mean and standard deviation are reported.")
@@ -570,25 +282,13 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     Console().print(table)
 
 
-def _indices(ctx, param, value):
-    """'3,7' -> [3, 7]; None stays None."""
-    if value is None:
-        return None
-    try:
-        items = [int(v) for v in str(value).split(",")]
-    except ValueError:
-        items = [-1]
-    if not items or min(items) < 0:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of image indices, e.g. 0 or 3,7")
-    return items
-
-
 @main.command()
 @click.argument("kind", type=click.Choice(["codes", "alter", "interpolate", "prior", "conditional"]))
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG file to write (written to a temporary name, renamed when complete).")
-@click.option("--index", "indices", callback=_indices,
+@click.option("--index", "indices", callback=comma_list(int, "a comma-separated list of image indices, e.g. 0 or 3,7",
+                                                       minimum=0),
               help="Test image(s) to show: codes/conditional: a list [default: the first 5 / 3]; alter: one "
                    "[default: 0]; interpolate: two, A,B [default: 0,1].")
 @click.option("--count", type=click.IntRange(min=1, max=1024),
@@ -641,28 +341,25 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Sweep folder: one run folder per point, results.csv, plots, report.md "
                    "[default: experiments/DATA-GRID].")
-@click.option("--dims", "dims", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
+@click.option("--dims", "dims", callback=comma_list(int, "a comma-separated list of positive integers, e.g. 100,1000,5000", minimum=1),
               help="dims grid: latent dimensions [default: 8,16,32,64,128,200].")
-@click.option("--models", help="dims grid: models, e.g. vae,vsc:0.5,vsc:0.2,vsc:0.01 (the default); families "
+@click.option("--models", callback=comma_list(str, "a comma-separated list of models"), help="dims grid: models, e.g. vae,vsc:0.5,vsc:0.2,vsc:0.01 (the default); families "
                                "grid: families among vae,paper,default,thresholded (the default: all four).")
-@click.option("--alphas", help="alpha grid: prior alphas [default: 0.01,0.05,0.1,0.2,0.5,0.8,1.0]; families grid: "
+@click.option("--alphas", callback=comma_list(float, "a comma-separated list of numbers in (0, 1]"),
+              help="alpha grid: prior alphas [default: 0.01,0.05,0.1,0.2,0.5,0.8,1.0]; families grid: "
                                "the spike-and-slab families' one alpha [default: 0.01].")
-@click.option("--iterations", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Training iterations per point (the paper: 20,000).")
-@click.option("--backend", type=click.Choice(["auto", "torch", "numba", "cuda"]), default="auto", show_default=True,
-              help="Spike-and-slab op for every point (auto: the fastest here).")
-@click.option("--gamma-init", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Passed to every VSC point (not in the paper; see `vsc train --help`).")
+@setting_option("iterations")
+@setting_option("backend")
+@setting_option("gamma_init")
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default="paper", show_default=True,
-              help="Training recipe of every VSC point: the paper's exact one, or one of vsc train's "
-                   "(default = default-2; default-1 the one before issue 24; docs/recipes.md), its phases scaled to "
-                   "--iterations; --set overrides single settings. A result records its recipe's number.")
-@click.option("--set", "settings", multiple=True, callback=lambda c, p, v: _settings(v), metavar="KEY=VALUE",
+              help=f"Training recipe of every VSC point: the paper's exact one, or one of vsc train's (default = "
+                   f"{DEFAULT}; docs/recipes.md), its phases scaled to --iterations; --set overrides single "
+                   "settings. A result records its recipe's number.")
+@click.option("--set", "settings", multiple=True, callback=lambda c, p, v: settings_list(v), metavar="KEY=VALUE",
               help="A training setting for every point, repeatable, e.g. --set pretrain=10000 --set spike=sigmoid. "
                    f"Keys: {', '.join(SETTABLE)} (see `vsc train --help`). Default: the paper's recipe.")
-@click.option("--train-size", type=click.IntRange(min=1),
-              help="Use only the first N training (and encoded) images of each split: quick, not the paper's.")
-@click.option("--labelled", callback=lambda c, p, v: _int_list(c, p, v) if v else None,
+@setting_option("train_size")
+@click.option("--labelled", callback=comma_list(int, "a comma-separated list of positive integers, e.g. 100,1000,5000", minimum=1),
               help="Labelled-set sizes for the classifier [default: 5000 (dims), 100,1000,5000 (alpha)].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Points trained at once in separate processes (CPU threads are split between them; "
@@ -711,21 +408,14 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
         if click.get_current_context().get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("the families grid sets each family's recipe; drop --recipe")
         kw.setdefault("dims", E.FAMILY_DIMS)
-        names = [m.strip() for m in (models or ",".join(E.FAMILIES)).split(",") if m.strip()]
-        bad = [m for m in names if m not in E.FAMILIES]
-        if bad or not names:
-            raise click.BadParameter(f"{bad[0] if bad else models!r}: families are {', '.join(E.FAMILIES)}",
-                                     param_hint="--models")
-        kw["models"] = tuple(names)
-        kw["alphas"] = (E.FAMILY_ALPHA,)
-        models = None
-    if models:
-        kw["models"] = tuple(E.parse_models(models))
+        bad = [m for m in models or () if m not in E.FAMILIES]
+        if bad:
+            raise click.BadParameter(f"{bad[0]!r}: families are {', '.join(E.FAMILIES)}", param_hint="--models")
+        kw["models"], kw["alphas"] = tuple(models or E.FAMILIES), (E.FAMILY_ALPHA,)
+    elif models:
+        kw["models"] = tuple(E.parse_models(",".join(models)))
     if alphas:
-        try:
-            kw["alphas"] = tuple(float(a) for a in alphas.split(","))
-        except ValueError:
-            raise click.BadParameter(f"{alphas!r} is not a list of numbers", param_hint="--alphas") from None
+        kw["alphas"] = tuple(alphas)
         if any(not 0 < a <= 1 for a in kw["alphas"]):
             raise click.BadParameter("every alpha must be in (0, 1]", param_hint="--alphas")
         if grid == "families" and len(kw["alphas"]) != 1:
@@ -747,39 +437,27 @@ def experiment(grid, data, out, dims, models, alphas, iterations, backend, gamma
     results = E.run_grid(points, out, data_dir, jobs, progress=not quiet, only=point, device=device)
     command = "vsc " + " ".join(sys.argv[1:]) if sys.argv and "vsc" in Path(sys.argv[0]).name else \
         f"vsc experiment {grid} --data {data} --iterations {iterations}"
-    made = E.write_outputs(grid, data, points, results, out, command)
+    from vsc_cli.pipelines.reports import write_outputs
+
+    made = write_outputs(grid, data, points, results, out, command)
     click.echo(f"{len(results)} of {len(points)} points done; wrote {made['csv']}, {made['report']} and "
                f"{len(made['plots'])} plots in {out}")
 
 
-def _sizes(ctx, param, value):
-    """'100x200,256x200' -> [(100, 200), (256, 200)]."""
-    try:
-        sizes = [tuple(int(n) for n in item.lower().split("x")) for item in value.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
-        raise click.BadParameter(f"{value!r} is not a list of BATCHxDIM sizes, e.g. 256x200,4096x800")
-    return sizes
-
-
-def _names(choices):
-    def parse(ctx, param, value):
-        if value is None:
-            return None
-        names = [n.strip() for n in value.split(",") if n.strip()]
-        bad = [n for n in names if n not in choices]
-        if bad or not names:
-            raise click.BadParameter(f"unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(choices)}")
-        return names
-
-    return parse
+def batch_by_dim(text: str) -> tuple:
+    """'256x200' -> (256, 200), both at least 1 (ValueError otherwise)."""
+    size = tuple(int(n) for n in text.lower().split("x"))
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(text)
+    return size
 
 
 @main.command()
-@click.option("--sizes", callback=_sizes, default="100x200,256x200,1024x200,4096x800", show_default=True,
+@click.option("--sizes", callback=comma_list(batch_by_dim, "a list of BATCHxDIM sizes, e.g. 256x200,4096x800"),
+              default="100x200,256x200,1024x200,4096x800", show_default=True,
               help="Comma-separated BATCHxDIM sizes for the op benchmark.")
-@click.option("--impls", callback=_names(["torch-eager", "torch-compile", "numba", "cuda"]),
+@click.option("--impls", callback=comma_list(str, "a comma-separated list of torch-eager, torch-compile, numba, cuda",
+                                             choices=("torch-eager", "torch-compile", "numba", "cuda")),
               help="Comma-separated implementations to time [default: torch-eager, torch-compile and every "
                    "available backend].")
 @click.option("--no-compile", is_flag=True, help="Skip the torch.compile anchor (its first call compiles for a while).")

@@ -10,20 +10,28 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from vsc_cli.common.registry import FAMILIES, PRIORS
+
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v) -> bool:
+def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def split_list(text: str, convert) -> list:
+    """'a,b,c' -> [convert('a'), ...], blanks around items ignored: every comma-separated option and setting
+    (ValueError when an item does not convert)."""
+    return [convert(item.strip()) for item in text.split(",")]
 
 
 # Kinds: the values a setting may take. check() is what a checkpoint's config may hold, parse() reads
 # `--set KEY=VALUE`'s text; cli.py maps each kind to a click type.
 @dataclass(frozen=True)
 class Choice:
-    values: tuple
+    values: object  # a tuple, or a Registry (common/registry.py) whose names grow when a family is registered
 
     def check(self, v) -> bool:
         return v in self.values
@@ -52,7 +60,7 @@ class Float:
     hi_open: bool = False
 
     def check(self, v) -> bool:
-        if not _is_num(v):
+        if not is_number(v):
             return False
         if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
             return False
@@ -69,7 +77,7 @@ class DataOrNumber:
     positive: bool = False
 
     def check(self, v) -> bool:
-        return v == "data" or (_is_num(v) and (not self.positive or 0 < v < math.inf))
+        return v == "data" or (is_number(v) and (not self.positive or 0 < v < math.inf))
 
     def parse(self, text: str):
         return text if text == "data" else float(text)
@@ -99,7 +107,7 @@ class Widths:
         return isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(h) and h >= 1 for h in v)
 
     def parse(self, text: str):
-        return tuple(int(h) for h in text.split(","))
+        return tuple(split_list(text, int))
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class TrainConfig:
     model: str = setting(
         "vsc", "vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline (same networks); thresholded: "
         "Fallah & Rozell's thresholded Gaussian posterior (ICML 2022; its objective is not an ELBO, see "
-        "docs/model.md).", Choice(("vsc", "vae", "thresholded")), "model")
+        "docs/model.md).", Choice(FAMILIES), "model")
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
     alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
                            Float(0, 1, lo_open=True), "model")
@@ -194,7 +202,7 @@ class TrainConfig:
     prior: str = setting(
         "spike-slab", "VSC: spike-slab = eq. 4; pseudo-inputs = the authors' UAI 2019 learned prior, a different "
         "model from the paper's; pseudo-mixture = its components as an equal-weight mixture (ours).",
-        Choice(("spike-slab", "pseudo-inputs", "pseudo-mixture")), "beyond the paper", settable=True, recipe=True)
+        Choice(PRIORS), "beyond the paper", settable=True, recipe=True)
     pseudo_inputs: int = setting(10, "Learned priors: number of pseudo-images K.", Int(1, 1 << 16),
                                  "beyond the paper", settable=True)
     prior_sharpness: float = setting(
@@ -338,102 +346,5 @@ def from_toml(text: str, where: str = "config file") -> dict:
     return out
 
 
-# Recipes: the TrainConfig fields beyond the paper that `vsc train` fills in when they are not given on the
-# command line. The dataclass defaults above are the paper's exact recipe: what `vsc train --paper` and (unless
-# told otherwise) `vsc experiment` use, and what a checkpoint of an older vsc without these fields means.
+# The recipe fields' defaults are the paper's exact recipe (trainers/recipes.py fills them in for other recipes).
 PAPER_RECIPE = {n: f.default for n, f in SETTINGS.items() if f.metadata["recipe"]}
-# vsc's default recipes, numbered: "default" is the newest, and a result made with an older one keeps its number
-# (a sweep folder made with `--recipe default` before default-2 existed holds default-1's points; experiment.py).
-# default-1 (docs/recipes.md, issue 14): no dead zone in gamma, spike pre-training for the first 40% of the run
-# with alpha held at 0.1, then the slab ramped in and alpha brought down to the run's alpha. Phase lengths are
-# fractions of the run's iterations (measured at 20,000: 8,000 + 4,000 ramp; alpha held 8,000, then falling
-# over 6,000).
-DEFAULT_RECIPE = {"spike": "sigmoid", "prior": "spike-slab"}
-DEFAULT_PHASES = {"pretrain": 0.4, "pretrain_ramp": 0.2, "alpha_hold": 0.4, "alpha_anneal": 0.3}
-DEFAULT_ALPHA_START = 0.1  # only when the run's alpha is below it; otherwise alpha is constant
-# default-2 (issue 24, docs/recipes.md "Codes"): default-1 plus the aggregate spike-rate term (weight 3) and the
-# encoder fed x minus the training mean. The term's target rate is 0.05 below alpha 0.05 (measured: more
-# dimensions used than with the annealed alpha as target), else the prior's alpha at each iteration.
-DEFAULT_2 = {"rate_weight": 3.0, "centre": True}
-DEFAULT_2_RATE_TARGET = 0.05
-DEFAULT = "default-2"  # what `--recipe default` (and vsc train without --paper) means today
-RECIPE_NAMES = ("paper", "default", "default-1", "default-2")
-DEFAULT_HIDDEN = {"celeba": (2000, 2000)}  # paper D.1: two 2000-unit layers for CelebA; one of 400 otherwise
-# Adam's learning rate by dataset, in every recipe (paper D.1: chosen by the standard VAE's ELBO; 1e-3 otherwise).
-# CelebA's 2x2000 network at 1e-3 (and at the paper's whole range, 1e-3 to 1e-2) collapses even as a plain VAE:
-# KL 0.1 nats and the mean face by iteration 100; at 1e-4 it learns codes (docs/recipes.md "CelebA").
-DEFAULT_LR = {"celeba": 1e-4}
-
-
-def same_setting(stored, wanted) -> bool:
-    """Whether a run's stored setting is the one asked for: "data" (logvar_init, encoder_scale) is resolved to a
-    number when training starts, and the checkpoint keeps the number, so any number stands for it."""
-    if wanted == "data" and _is_num(stored):
-        return True
-    return stored == wanted
-
-
-def recipe_name(recipe: str) -> str:
-    """The numbered name of a recipe: "default" -> today's default-N; "paper", "default-1", ... unchanged."""
-    from vsc_cli.common.errors import VscError
-
-    if recipe not in RECIPE_NAMES:
-        raise VscError(f"recipe {recipe!r}: choose {', '.join(RECIPE_NAMES)}")
-    return DEFAULT if recipe == "default" else recipe
-
-
-def recipe_settings(recipe: str, iterations: int, alpha: float) -> dict:
-    """The recipe's values of every PAPER_RECIPE field, for a run of `iterations` at prior `alpha`."""
-    recipe = recipe_name(recipe)
-    if recipe == "paper":
-        return dict(PAPER_RECIPE)
-    out = {**PAPER_RECIPE, **DEFAULT_RECIPE}
-    out.update({k: int(round(f * iterations)) for k, f in DEFAULT_PHASES.items()})
-    if alpha < DEFAULT_ALPHA_START:
-        out["alpha_start"] = DEFAULT_ALPHA_START
-    else:
-        out.update(alpha_start=None, alpha_hold=0, alpha_anneal=0)
-    if recipe == "default-2":
-        out.update(DEFAULT_2, rate_target=DEFAULT_2_RATE_TARGET if alpha < DEFAULT_2_RATE_TARGET else None)
-    return out
-
-
-def resolve(recipe: str = "default", **settings) -> TrainConfig:
-    """The config of a run, as `vsc train` builds it: `settings` (TrainConfig fields), and for every recipe
-    field that settings do not give, the recipe's value for the run's iterations and alpha ("default": vsc's
-    default recipe, today default-2; "default-1": the one before; "paper": the paper's exact one; a VAE always
-    gets the paper's). `vsc train`, `vsc experiment` and the Python API (`vsc_cli.train_config`) all build configs here, so the same settings
-    mean the same model everywhere. TrainConfig() alone is the paper's recipe (what an old checkpoint means)."""
-    import dataclasses
-
-    from vsc_cli.common.errors import VscError
-
-    recipe = recipe_name(recipe)
-    unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
-    if unknown:
-        raise VscError(f"unknown setting {unknown[0]!r}; the settings are TrainConfig's fields")
-    data = settings.get("data", "fmnist")
-    if "hidden" not in settings:  # paper D.1: two 2000-unit layers for CelebA, one of 400 otherwise
-        settings = {**settings, "hidden": DEFAULT_HIDDEN.get(data, (400,))}
-    if "lr" not in settings and data in DEFAULT_LR:
-        settings = {**settings, "lr": DEFAULT_LR[data]}
-    base = TrainConfig(**settings)
-    given = recipe_settings("paper" if base.model != "vsc" else recipe, base.iterations, base.alpha)
-    cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
-    problem = conflict(cfg)
-    if problem:
-        raise VscError(problem)
-    return cfg
-
-
-def conflict(cfg: TrainConfig) -> str | None:
-    """Why these settings together make no sense, or None. The spike-and-slab's own settings are refused for the
-    thresholded model (a VAE has always ignored them, and sweeps that pass them to every model rely on it)."""
-    if cfg.model == "thresholded":
-        spike_slab_only = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
-        wrong = [k for k, v in spike_slab_only.items() if getattr(cfg, k) != v]
-        if wrong:
-            return (f"--{wrong[0].replace('_', '-')} {getattr(cfg, wrong[0])} is a setting of the spike-and-slab "
-                    f"model; --model {cfg.model} has no spike")
-    return None
-

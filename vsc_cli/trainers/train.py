@@ -21,6 +21,7 @@ from vsc_cli import __version__
 from vsc_cli.trainers import dist
 from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
 from vsc_cli.common.config import TrainConfig, to_toml
+from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
 from vsc_cli.models.vae import VAE
 from vsc_cli.models.regularisers import penalty_of, rate_kl
@@ -288,6 +289,15 @@ def _agree(model, world, device) -> list[str]:
         raise VscError(f"the {world.size} processes hold different parameters (SHA-256 "
                        f"{', '.join(d[:12] for d in digests)}); gradients were not synchronised")
     return digests
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """runs/DATA-MODEL-dDIM[-aALPHA]-sSEED (alpha where the family has it)."""
+    from vsc_cli.data.sources import is_path
+
+    alpha = f"-a{cfg.alpha:g}" if FAMILIES[cfg.model].uses_alpha else ""
+    name = Path(cfg.data).stem if is_path(cfg.data) else cfg.data
+    return Path("runs") / f"{name}-{cfg.model}-d{cfg.dim}{alpha}-s{cfg.seed}"
 
 
 def noise_seed(seed: int, rank: int) -> int:
