@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
-from vsc_cli.evaluation.codes import encode_batches
+from vsc_cli.evaluation.encoding import encode_batches
 from vsc_cli.evaluation.metrics import specificity
 from vsc_cli.data.sources import open_images
 

@@ -211,7 +211,7 @@ def classify(codes, features, labelled, repeats, seed, as_json, quiet):
     from rich.console import Console
     from rich.table import Table
 
-    from vsc_cli.evaluation.codes import classify as run_classify
+    from vsc_cli.evaluation.classify import classify as run_classify
 
     result = run_classify(codes, features, labelled, repeats, seed, progress=not quiet and not as_json)
     if as_json:
@@ -247,7 +247,7 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     from rich.console import Console
     from rich.table import Table
 
-    from vsc_cli.evaluation.codes import sparsity as run_sparsity
+    from vsc_cli.evaluation.sparsity import sparsity as run_sparsity
 
     r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json, conditional=conditional,
                      active=active)
@@ -261,9 +261,9 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     table.add_row("prior alpha", "-" if alpha is None else f"{alpha:g}")
     table.add_row("sparsity: mean gamma (expected fraction non-zero)", f"{r['sparsity']:.4f}")
     table.add_row(f"fraction with gamma > {threshold:g}", f"{r['selected_fraction']:.4f}")
-    table.add_row(f"dimensions never active (rate < {r['eps']:g})", str(r["dims_never"]))
+    table.add_row(f"dimensions never active (in < {r['eps']:.0%} of images)", str(r["dims_never"]))
     table.add_row("dimensions sometimes active", str(r["dims_sometimes"]))
-    table.add_row(f"dimensions always active (rate > {1 - r['eps']:g})", str(r["dims_always"]))
+    table.add_row(f"dimensions always active (in >= {r['always_from']:.0%} of images)", str(r["dims_always"]))
     table.add_section()  # example-specificity: does each image use its own elements? (vsc_cli/evaluation/metrics.py)
     for key, label in SPECIFICITY_ROWS:
         value = r[key]

@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from vsc_cli.common.progress import tqdm
 
 from vsc_cli import __version__
-from vsc_cli.pipelines.api import encode_tensor
+from vsc_cli.evaluation.encoding import encode_batches
 from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
 from vsc_cli.data.datasets import image_shape
+from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError, WriteError
 from vsc_cli.evaluation.metrics import specificity
 from vsc_cli.data.sources import open_images
@@ -48,39 +47,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-@torch.no_grad()
-def encode_batches(model, x, batch_size: int, progress: bool = False, desc: str = "encoding"):
-    """Yield (start, mu, logvar, gamma) float32 numpy blocks of at most batch_size rows."""
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
-        c = encode_tensor(model, torch.from_numpy(x[start:start + batch_size]).to(dtype))
-        yield start, c.mu.float().numpy(), c.logvar.float().numpy(), c.gamma.float().numpy()
-
-
-@torch.no_grad()
-def exact_draws(model, x, seed: int, batch_size: int = 1000):
-    """Yield (images, z) per batch: one exact draw z ~ q(z|x) per image (Step.evaluation), from a generator seeded
-    with `seed`, so that a measurement on the draws is reproducible."""
-    from vsc_cli.models.distributions import draw_and_kl
-    from vsc_cli.models.schedule import Step
-
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    gen, step = torch.Generator().manual_seed(seed), Step.evaluation(model.cfg.alpha)
-    for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size]).to(dtype)
-        yield xb, draw_and_kl(model.posterior(xb), model.prior, xb, step, gen, model.cfg.backend)[0]
-
-
-def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
-    """(N, J) float64 0/1: which elements of one exact draw z ~ q(z|x) per image are non-zero (seeded). For the
-    thresholded family, whose elements are non-zero at random (|sigma eps| > lambda), this is what "active"
-    means; for the spike-and-slab it is Bernoulli(gamma), close to gamma > 0.5 where gamma is near 0 or 1."""
-    out = [(z != 0).double().numpy() for _, z in exact_draws(model, x, 20_000 + seed, batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.dim))
 
 
 def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, data_dir=None,
@@ -266,7 +232,7 @@ def _fill(f, state, model, data, images, batch_size, threshold, progress, limit,
     cfg = model.cfg
     f.attrs.update({
         "format": FORMAT, "dataset": data, "splits": ",".join(images), "model": cfg.model,
-        "alpha": cfg.alpha if cfg.model == "vsc" else 1.0, "dim": cfg.dim,
+        "alpha": cfg.alpha if FAMILIES[cfg.model].uses_alpha else 1.0, "dim": cfg.dim,
         "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
         "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
         "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
@@ -453,126 +419,6 @@ def _read_features(f, path, split, features):
     if len(labels) and labels.min() < 0:
         raise VscError(f"{path}: '{split}/labels' has negative values")
     return np.asarray(x, dtype=np.float32), labels
-
-
-# ------------------------------------------------------------------------------------ classify
-def train_linear(x, y, classes: int, l2: float = 1e-4, max_iter: int = 200):
-    """Softmax regression (one fully connected layer) on standardised features, by L-BFGS.
-
-    Standardising (the labelled set's mean and std) is an affine change of the inputs, so the
-    classifier is still one linear layer on the codes; it only makes L-BFGS converge alike for
-    codes of any scale. A small L2 penalty keeps the optimum finite on separable data.
-    """
-    x = torch.from_numpy(x).double()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
-    xs = (x - mean) / std
-    yt = torch.from_numpy(y)
-    layer = torch.nn.Linear(x.shape[1], classes).double()
-    torch.nn.init.zeros_(layer.weight)
-    torch.nn.init.zeros_(layer.bias)
-    opt = torch.optim.LBFGS(layer.parameters(), lr=1, max_iter=max_iter, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-9, tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(layer(xs), yt) + l2 * layer.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-
-    @torch.no_grad()
-    def predict(xn):
-        return layer((torch.from_numpy(xn).double() - mean) / std).argmax(1).numpy()
-
-    return predict
-
-
-def classify(path: Path, features: str = "code", labelled=(5000,), repeats: int = 5, seed: int = 0,
-             progress: bool = False) -> dict:
-    """The paper's protocol: a linear softmax classifier on `labelled` random training codes, scored
-    on the whole test split; repeated with different draws, mean and std reported per size."""
-    x_train, y_train = read_features(path, "train", features)
-    x_test, y_test = read_features(path, "test", features)
-    if x_train.shape[1] != x_test.shape[1]:
-        raise VscError(f"{path}: train features have {x_train.shape[1]} columns, test features {x_test.shape[1]}")
-    classes = int(max(y_train.max(), y_test.max())) + 1
-    rng = np.random.default_rng(seed)
-    rows = []
-    total = len(labelled) * repeats
-    with tqdm(total=total, desc="classifying", disable=not progress, leave=False) as bar:
-        for n in labelled:
-            if n > len(x_train):
-                raise VscError(f"--labelled {n} is more than the {len(x_train)} training codes in {path}")
-            accs = []
-            for _ in range(repeats):
-                pick = rng.choice(len(x_train), n, replace=False)
-                predict = train_linear(x_train[pick], y_train[pick], classes)
-                accs.append(float((predict(x_test) == y_test).mean()))
-                bar.update()
-            rows.append({"labelled": n, "accuracy_mean": float(np.mean(accs)),
-                         "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-                         "accuracies": accs})
-    return {"file": str(path), "features": features, "test_examples": len(x_test), "repeats": repeats,
-            "seed": seed, "results": rows}
-
-
-# ------------------------------------------------------------------------------------ sparsity
-def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float = 0.5, eps: float = 0.01) -> dict:
-    """Aggregate posterior sparsity (appendix E.2) and per-dimension activation rates from gamma (N, J).
-
-    sparsity = mean gamma = the expected fraction of non-zero latent elements under q (the paper's
-    measure, plotted against alpha in Fig. 8); selected = fraction of elements with gamma > threshold.
-    A dimension's activation rate is its mean gamma over the examples: 'never' active below eps,
-    'always' above 1 - eps, 'sometimes' in between.
-    """
-    gamma = np.asarray(gamma, dtype=np.float64)
-    rate = gamma.mean(0)
-    never = int((rate < eps).sum())
-    always = int((rate > 1 - eps).sum())
-    return {"alpha": alpha, "examples": int(gamma.shape[0]), "dim": int(gamma.shape[1]),
-            "sparsity": float(gamma.mean()), "selected_fraction": float((gamma > threshold).mean()),
-            "threshold": threshold, "active_per_example": float((gamma > threshold).sum(1).mean()),
-            "dims_never": never, "dims_sometimes": int(gamma.shape[1]) - never - always, "dims_always": always,
-            "eps": eps, "dimension_rates": rate.tolist()}
-
-
-def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
-             conditional: bool = False, active: str | None = None) -> dict:
-    """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
-    <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention.
-    active: "gamma" (an element is active where gamma > threshold) or "nonzero" (where one exact draw is non-zero,
-    nonzero_draws; run directories only); None: "nonzero" for the thresholded family, else "gamma"."""
-    source = Path(source)
-    is_run = source.is_dir() or source.suffix == ".safetensors"
-    if conditional and not is_run:
-        raise VscError("--conditional needs a run folder (it decodes samples), not a codes file")
-    if is_run:
-        state = load_checkpoint(source)
-        model = build_model(state)
-        x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
-        gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
-        alpha = model.cfg.alpha if model.cfg.model == "vsc" else 1.0
-        labels = x.labels
-        active = active or ("nonzero" if model.cfg.model == "thresholded" else "gamma")
-    else:
-        if active == "nonzero":
-            raise VscError("active elements as non-zero draws need a run folder (it draws from the encoder)")
-        gamma, alpha = read_gamma(source, split)
-        labels = read_labels(source, split)
-        active = "gamma"
-    out = sparsity_from_gamma(gamma, alpha, threshold)
-    on = nonzero_draws(model, x) if active == "nonzero" else gamma
-    out.update(specificity(on, labels, threshold))
-    out["active"] = active
-    if active == "nonzero":  # the rate of non-zero elements over the test draws, and the active set's count
-        out.update(nonzero_rate=float(on.mean()), active_per_example=float(on.sum(1).mean()))
-    if conditional:
-        from vsc_cli.evaluation.metrics import conditional_retention_of
-
-        out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
-    out.update(source=str(source), split=split)
-    return out
 
 
 def read_labels(path: Path, split: str) -> np.ndarray | None:

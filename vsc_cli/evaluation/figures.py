@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsc_cli.pipelines.api import encode_tensor
+from vsc_cli.evaluation.encoding import encode_tensor
 from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
 from vsc_cli.data.datasets import image_shape
 from vsc_cli.data.sources import open_images
+from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write, check_writable_folder
 
@@ -76,7 +77,7 @@ def load(run_dir: Path, data_dir=None, split: str = "test", need_data: bool = Tr
         labels = x.labels
     else:
         x, labels = np.zeros((0, state["pixels"]), np.float32), np.zeros(0, np.int64)
-    alpha = f", alpha {cfg.alpha:g}" if cfg.model == "vsc" else ""
+    alpha = f", alpha {cfg.alpha:g}" if FAMILIES[cfg.model].uses_alpha else ""
     title = f"{cfg.model.upper()} on {Path(cfg.data).name}, {cfg.dim} dims{alpha}, {state['iteration']} iterations"
     return Loaded(model, shape, x, labels, title)
 
@@ -275,7 +276,7 @@ def _prior(loaded, count, rng, **_):
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     cfg = loaded.model.cfg
-    alpha = cfg.alpha if cfg.model == "vsc" else 1.0
+    alpha = cfg.alpha if FAMILIES[cfg.model].uses_alpha else 1.0
     # the run's own prior (a learned one if it has one), seeded from the figure's generator
     z = loaded.model.sample_prior(n, torch.Generator().manual_seed(int(rng.integers(2**62)))).float().numpy()
     imgs = decode(loaded.model, z, loaded.shape)

@@ -34,6 +34,15 @@ def active_sets(gamma: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     return gamma > threshold
 
 
+def dimension_use(active: np.ndarray, used: float = USED, always: float = ALWAYS) -> dict:
+    """Which dimensions are in use, from (N, J) active sets: the one definition every report of vsc uses. A
+    dimension's rate is the fraction of images it is active in; it is used from `used` up (dead below it) and
+    always-on from `always` up."""
+    rate = np.asarray(active).mean(0)
+    return {"dims_used": int((rate >= used).sum()), "dims_always_on": int((rate >= always).sum()),
+            "dims_dead": int((rate < used).sum())}
+
+
 def mean_jaccard(active: np.ndarray, labels: np.ndarray | None = None, block: int = 1024) -> dict:
     """Mean Jaccard similarity of the active sets over all unordered pairs of distinct images:
     {"all", "different_class", "same_class"} (None where there is no such pair, or no labels)."""
@@ -73,7 +82,6 @@ def specificity(gamma: np.ndarray, labels: np.ndarray | None = None, threshold: 
     if n == 0:
         raise ValueError("no images to measure")
     per_image = active.sum(1)
-    rate = active.mean(0)
     p5, p50, p95 = np.percentile(per_image, [5, 50, 95])
     pick = np.arange(n)
     if n > max_images:  # a seeded subset, sorted so the result does not depend on the draw's order
@@ -83,8 +91,7 @@ def specificity(gamma: np.ndarray, labels: np.ndarray | None = None, threshold: 
         "threshold": threshold,
         "active_mean": float(per_image.mean()), "active_p5": float(p5), "active_p50": float(p50),
         "active_p95": float(p95),
-        "dims_used": int((rate >= used).sum()), "dims_always_on": int((rate >= always).sum()),
-        "dims_dead": int((rate < used).sum()), "used_fraction": used, "always_fraction": always,
+        **dimension_use(active, used, always), "used_fraction": used, "always_fraction": always,
         "jaccard_all": jac["all"], "jaccard_different_class": jac["different_class"],
         "jaccard_same_class": jac["same_class"], "jaccard_images": int(len(pick)),
     }

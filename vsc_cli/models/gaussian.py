@@ -14,6 +14,7 @@ class Normal(Posterior):
 
     arg_constraints = {"mu": constraints.real, "logvar": constraints.real}
     support = constraints.real
+    has_rsample = True
 
     def __init__(self, mu, logvar):
         self.mu, self.logvar = mu, logvar

@@ -58,6 +58,7 @@ class Thresholded(Posterior):
 
     arg_constraints = {"mu": constraints.real, "logvar": constraints.real}
     support = constraints.real
+    has_rsample = True
     elbo_is_bound = False  # its KL is the base Gaussian's: recon - KL bounds nothing (module docstring)
     active = "nonzero"  # elements are non-zero at random (|sigma eps| > lambda): active = non-zero in a draw
     # the spike-and-slab's own settings, refused (a VAE ignores them: sweeps pass them to every model)

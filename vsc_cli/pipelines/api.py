@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,37 +26,11 @@ import torch
 
 from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
 from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
+from vsc_cli.evaluation.encoding import Codes, encode_tensor
 
 __all__ = ["Codes", "Run", "load", "dataset", "train_config", "fit"]
-
-
-@dataclass
-class Codes:
-    """The encoder's output for N images, each (N, J): q(z|x) of eq. 5 and its mean."""
-
-    mu: torch.Tensor  # slab means
-    logvar: torch.Tensor  # slab log-variances, log sigma^2
-    gamma: torch.Tensor  # spike probabilities (eq. 12); all 1 for a VAE
-    code: torch.Tensor  # gamma * mu = E_q[z], the deterministic sparse code (what `vsc encode` stores)
-
-    def active(self, threshold: float = 0.5) -> torch.Tensor:
-        """(N, J) bool: the elements each image switches on (gamma > threshold)."""
-        return self.gamma > threshold
-
-    def numpy(self) -> dict:
-        """The four arrays as float32 numpy, keyed by name."""
-        return {k: getattr(self, k).detach().cpu().float().numpy() for k in ("mu", "logvar", "gamma", "code")}
-
-    def __len__(self) -> int:
-        return len(self.mu)
-
-
-def encode_tensor(model, x: torch.Tensor) -> Codes:
-    """The model's codes of a (N, pixels) tensor already on its device and in its dtype (no grad)."""
-    with torch.no_grad():
-        q = model.posterior(x)  # gamma = P(z_j != 0 | x), and the code E[z] = gamma mu, for every family
-        return Codes(q.mu, q.logvar, q.gamma, q.gamma * q.mu)
 
 
 class Run:
@@ -79,7 +52,7 @@ class Run:
 
     def __repr__(self) -> str:
         c = self.config
-        alpha = f", alpha={c['alpha']:g}" if c["model"] == "vsc" else ""
+        alpha = f", alpha={c['alpha']:g}" if FAMILIES[c["model"]].uses_alpha else ""
         return (f"Run({str(self.path)!r}: {c['model']} on {c['data']}, dim={c['dim']}{alpha}, "
                 f"iteration={self.iteration}, device={self.device})")
 

@@ -11,11 +11,9 @@ A point whose training was interrupted resumes from its checkpoint.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from vsc_cli.common.errors import VscError
 from vsc_cli.common.registry import FAMILIES as MODEL_FAMILIES
 from vsc_cli.trainers.recipes import first_difference
 from vsc_cli.evaluation.metrics import ROWS as SPECIFICITY_ROWS
-from vsc_cli.common.safeio import atomic_write, atomic_write_text
+from vsc_cli.common.safeio import atomic_write_text
 
 DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
 DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
@@ -108,23 +106,10 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
         for name in models:
             model, own = FAMILIES[name]
             own = {k: recipe_name(v) if k == "recipe" else v for k, v in own.items()}
-            alpha = float(alphas[0]) if model == "vsc" else 1.0
+            alpha = float(alphas[0]) if MODEL_FAMILIES[model].uses_alpha else 1.0
             points += [Point(grid, data, model, alpha, d, labelled, {**options, **own}, name) for d in dims]
         return points
     raise VscError(f"unknown grid {grid!r}; choose dims, alpha or families")
-
-
-def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
-    """Mean over images of the summed squared error ||x - decoder mean(z)||^2, z one exact draw of q(z|x): for
-    unit-norm images the fraction of an image's energy the reconstruction misses (0 perfect, 1 a blank image)."""
-    import torch
-
-    from vsc_cli.evaluation.codes import exact_draws
-
-    with torch.no_grad():
-        total = sum(float(((xb - model.decoder.mean(z)) ** 2).sum())
-                    for xb, z in exact_draws(model, x, 30_000 + seed, batch))
-    return total / len(x)
 
 
 def point_config(point: Point):
@@ -146,7 +131,10 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     import torch
 
     from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, load_checkpoint
-    from vsc_cli.evaluation.codes import classify, encode, read_gamma, read_labels, sparsity_from_gamma
+    from vsc_cli.evaluation.classify import classify
+    from vsc_cli.evaluation.codes import encode, read_gamma, read_labels
+    from vsc_cli.evaluation.encoding import nonzero_draws, reconstruction_sse
+    from vsc_cli.evaluation.sparsity import sparsity_from_gamma
     from vsc_cli.evaluation.metrics import conditional_retention_of, specificity
     from vsc_cli.common.config import PAPER_RECIPE, TrainConfig
     from vsc_cli.common.registry import FAMILIES
@@ -184,8 +172,6 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     sp = sparsity_from_gamma(gamma, point.alpha)
     labels = read_labels(codes, "test")
     if point.grid == "families":  # active = non-zero in one exact draw, the one definition every family shares
-        from vsc_cli.evaluation.codes import nonzero_draws
-
         x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation)[0][:len(gamma)]  # as encoded
         on = nonzero_draws(model, x_test, seed=model.cfg.seed)
         spec = {**specificity(on, labels), "nonzero_rate": float(on.mean()), "sse": reconstruction_sse(model, x_test)}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import platform
 from pathlib import Path
 
 from vsc_cli.common.safeio import atomic_write, atomic_write_text
-from vsc_cli.evaluation.metrics import ROWS as SPECIFICITY_ROWS
-from vsc_cli.pipelines.experiment import CSV_FIELDS, RESULT, SPECIFICITY_FIELDS, Point, format_seconds
+from vsc_cli.pipelines.experiment import CSV_FIELDS, Point, format_seconds
 
 
 def rows(results: list[dict]) -> list[dict]:

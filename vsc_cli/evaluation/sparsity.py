@@ -1,0 +1,72 @@
+"""Posterior sparsity (appendix E.2) and example-specificity of a run's codes or a codes file's, beside the prior's
+alpha; which dimensions are in use is the metrics' definition (metrics.dimension_use)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vsc_cli.common.errors import VscError
+from vsc_cli.data.sources import open_images
+from vsc_cli.evaluation.codes import read_gamma, read_labels
+from vsc_cli.evaluation.encoding import encode_batches, nonzero_draws
+from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+
+
+def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float = THRESHOLD,
+                        active: np.ndarray | None = None) -> dict:
+    """Aggregate posterior sparsity (appendix E.2) and per-dimension rates from gamma (N, J).
+
+    sparsity = mean gamma = the expected fraction of non-zero latent elements under q (the paper's measure,
+    plotted against alpha in Fig. 8); selected = fraction of elements with gamma > threshold. Dimensions never,
+    sometimes and always active: metrics.dimension_use of the active sets (`active`, default gamma > threshold):
+    never = dead (active in fewer than 1% of images), always = always-on (in 95% or more); dimension_rates: each
+    dimension's mean gamma.
+    """
+    gamma = np.asarray(gamma, dtype=np.float64)
+    use = dimension_use(active_sets(gamma, threshold) if active is None else active)
+    return {"alpha": alpha, "examples": int(gamma.shape[0]), "dim": int(gamma.shape[1]),
+            "sparsity": float(gamma.mean()), "selected_fraction": float((gamma > threshold).mean()),
+            "threshold": threshold, "active_per_example": float((gamma > threshold).sum(1).mean()),
+            "dims_never": use["dims_dead"], "dims_sometimes": use["dims_used"] - use["dims_always_on"],
+            "dims_always": use["dims_always_on"], "eps": USED, "always_from": ALWAYS,
+            "dimension_rates": gamma.mean(0).tolist()}
+
+
+def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
+             conditional: bool = False, active: str | None = None) -> dict:
+    """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
+    <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention.
+    active: "gamma" (an element is active where gamma > threshold) or "nonzero" (where one exact draw is non-zero,
+    nonzero_draws; run directories only); None: "nonzero" for the thresholded family, else "gamma"."""
+    source = Path(source)
+    is_run = source.is_dir() or source.suffix == ".safetensors"
+    if conditional and not is_run:
+        raise VscError("--conditional needs a run folder (it decodes samples), not a codes file")
+    if is_run:
+        state = load_checkpoint(source)
+        model = build_model(state)
+        x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
+        gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
+        alpha = model.cfg.alpha if model.family.uses_alpha else 1.0
+        labels = x.labels
+        active = active or model.family.active  # what "active" means for the family
+    else:
+        if active == "nonzero":
+            raise VscError("active elements as non-zero draws need a run folder (it draws from the encoder)")
+        gamma, alpha = read_gamma(source, split)
+        labels = read_labels(source, split)
+        active = "gamma"
+    on = nonzero_draws(model, x) if active == "nonzero" else gamma
+    out = sparsity_from_gamma(gamma, alpha, threshold, active_sets(on, threshold if active == "gamma" else 0.5))
+    out.update(specificity(on, labels, threshold))
+    out["active"] = active
+    if active == "nonzero":  # the rate of non-zero elements over the test draws, and the active set's count
+        out.update(nonzero_rate=float(on.mean()), active_per_example=float(on.sum(1).mean()))
+    if conditional:
+        from vsc_cli.evaluation.metrics import conditional_retention_of
+
+        out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
+    out.update(source=str(source), split=split)
+    return out
