@@ -29,7 +29,8 @@ DEFAULT_DIMS = (8, 16, 32, 64, 128, 200)
 DEFAULT_MODELS = ("vae", "vsc:0.5", "vsc:0.2", "vsc:0.01")
 DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
-# `families`: sparse-VAE families side by side (issue 25): name -> (TrainConfig model, its options)
+# `families`: sparse-VAE families side by side (the VAE, the paper's VSC, vsc's default, Fallah & Rozell's
+# thresholded family): name -> (TrainConfig model, its options)
 FAMILIES = {"vae": ("vae", {}), "paper": ("vsc", {"recipe": "paper"}), "default": ("vsc", {"recipe": "default"}),
             "thresholded": ("thresholded", {})}
 FAMILY_DIMS = (64, 256, 1024)
@@ -46,7 +47,7 @@ CSV_FIELDS = ["grid", "data", "model", "alpha", "dim", "iterations", "test_elbo"
 class Point:
     grid: str
     data: str
-    model: str  # vae | vsc
+    model: str  # the --model value (vae, vsc, ...)
     alpha: float  # 1.0 for the VAE
     dim: int
     labelled: tuple = (5000,)
@@ -62,22 +63,37 @@ class Point:
     def label(self) -> str:
         if self.family:
             return self.family
-        return "VAE" if self.model == "vae" else f"VSC, alpha {self.alpha:g}"
+        return model_label(self.model, self.alpha)
+
+
+def model_key(model: str, alpha: float) -> str:
+    """A dims grid's model as written on the command line: MODEL, or MODEL:ALPHA for a family with eq. 4's alpha."""
+    return f"{model}:{alpha:g}" if MODEL_FAMILIES[model].uses_alpha else model
+
+
+def model_label(model: str, alpha: float) -> str:
+    """The same for tables and plots: "VAE", "VSC, alpha 0.5"."""
+    return f"{model.upper()}, alpha {alpha:g}" if MODEL_FAMILIES[model].uses_alpha else model.upper()
+
+
+def parse_model(key: str) -> tuple[str, float]:
+    """model_key's inverse: (model, alpha), alpha 1.0 for a family without one; VscError for a bad key."""
+    model, _, alpha = key.partition(":")
+    if model in MODEL_FAMILIES and not MODEL_FAMILIES[model].uses_alpha and not alpha:
+        return model, 1.0
+    try:
+        if model in MODEL_FAMILIES and 0 < float(alpha) <= 1:
+            return model, float(alpha)
+    except ValueError:
+        pass
+    raise VscError(f"model {key!r}: use vae or vsc:ALPHA with ALPHA in (0, 1], e.g. vae,vsc:0.01")
 
 
 def parse_models(text: str) -> list[str]:
     models = [m.strip() for m in text.split(",") if m.strip()]
     for m in models:
-        if m != "vae" and not (m.startswith("vsc:") and _alpha_ok(m[4:])):
-            raise VscError(f"model {m!r}: use vae or vsc:ALPHA with ALPHA in (0, 1], e.g. vae,vsc:0.01")
+        parse_model(m)
     return models
-
-
-def _alpha_ok(text: str) -> bool:
-    try:
-        return 0 < float(text) <= 1
-    except ValueError:
-        return False
 
 
 def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, alphas=DEFAULT_ALPHAS,
@@ -91,8 +107,7 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
         options["recipe"] = recipe_name(options["recipe"])
     labelled = tuple(labelled or LABELLED.get(grid, (5000,)))
     if grid == "dims":
-        return [Point(grid, data, "vae" if m == "vae" else "vsc", 1.0 if m == "vae" else float(m[4:]), d,
-                      labelled, options) for m in models for d in dims]
+        return [Point(grid, data, *parse_model(m), d, labelled, options) for m in models for d in dims]
     if grid == "alpha":
         return [Point(grid, data, "vsc", float(a), alpha_dim, labelled, options) for a in alphas]
     if grid == "families":  # models: family names; alphas: the spike-and-slab families' one alpha

@@ -9,7 +9,7 @@ import platform
 from pathlib import Path
 
 from vsc_cli.common.safeio import atomic_write, atomic_write_text
-from vsc_cli.pipelines.experiment import CSV_FIELDS, Point, format_seconds
+from vsc_cli.pipelines.experiment import CSV_FIELDS, Point, format_seconds, model_key, model_label, parse_model
 
 
 def rows(results: list[dict]) -> list[dict]:
@@ -107,7 +107,7 @@ def _plots(grid, data, results, root) -> list[str]:
             if grid == "families":
                 key = r["family"]
             else:
-                key = "VAE" if r["model"] == "vae" else f"VSC, alpha {r['alpha']:g}"
+                key = model_label(r["model"], r["alpha"])
             by_model.setdefault(key, []).append(r)
         n = results[0]["accuracy"][-1]["labelled"]
         # the families grid's question is reconstruction against size (Fallah & Rozell's claim), not the ELBO,
@@ -193,7 +193,7 @@ def _report(grid, data, points, results, plots, command) -> str:
         dims = sorted({p.dim for p in points})
         models = []
         for p in points:
-            key = "vae" if p.model == "vae" else f"vsc:{p.alpha:g}"
+            key = model_key(p.model, p.alpha)
             if key not in models:
                 models.append(key)
         n = results[0]["accuracy"][-1]["labelled"] if results else 5000
@@ -212,7 +212,7 @@ def _report(grid, data, points, results, plots, command) -> str:
                         cells.append(f"{100 * a['accuracy_mean']:.1f} ± {100 * a['accuracy_std']:.1f}")
                     else:
                         cells.append(f"{r[metric]:.1f}")
-                name = "VAE" if m == "vae" else f"VSC, alpha {m[4:]}"
+                name = model_label(*parse_model(m))
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
     else:
@@ -275,10 +275,10 @@ def _time_table(results: list[dict]) -> list[str]:
 
 def grid_models(points: list[Point]) -> list[str]:
     """The grid's models as keys: vae, vsc:ALPHA (in the grid's order)."""
-    return list(dict.fromkeys("vae" if p.model == "vae" else f"vsc:{p.alpha:g}" for p in points))
+    return list(dict.fromkeys(model_key(p.model, p.alpha) for p in points))
 
 
 def _key(r: dict) -> str:
-    return "vae" if r["model"] == "vae" else f"vsc:{r['alpha']:g}"
+    return model_key(r["model"], r["alpha"])
 
 
