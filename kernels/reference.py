@@ -59,15 +59,21 @@ def kl_slab(mu: torch.Tensor, logvar: torch.Tensor, variance: float = 1.0) -> to
     return 0.5 * (math.log(variance) - logvar + (torch.exp(logvar) + mu * mu) / variance - 1.0)
 
 
-def kl_spike(log_gamma: torch.Tensor, alpha: float) -> torch.Tensor:
-    """KL(Bernoulli(gamma) || Bernoulli(alpha)) per element, the spike term of eq. 9."""
+def kl_bernoulli_logs(log_gamma, log_p, log1m_p):
+    """KL(Bernoulli(gamma) || Bernoulli(p)) per element from log gamma (<= 0) and the prior's log p and log(1 - p)
+    (numbers or tensors, each exact where it can be): the spike term of eq. 9. (1 - gamma) log(1 - gamma) is 0 at
+    gamma = 1, through a double where."""
     gamma = torch.exp(log_gamma)
     one_m_gamma = -torch.expm1(log_gamma)
     positive = one_m_gamma > 0
     safe = torch.where(positive, one_m_gamma, torch.ones_like(one_m_gamma))
-    log1m_alpha = math.log(max(1.0 - alpha, ALPHA_FLOOR))
-    inactive = torch.where(positive, safe * (torch.log(safe) - log1m_alpha), torch.zeros_like(safe))
-    return gamma * (log_gamma - math.log(alpha)) + inactive
+    inactive = torch.where(positive, safe * (torch.log(safe) - log1m_p), torch.zeros_like(safe))
+    return gamma * (log_gamma - log_p) + inactive
+
+
+def kl_spike(log_gamma: torch.Tensor, alpha: float) -> torch.Tensor:
+    """KL(Bernoulli(gamma) || Bernoulli(alpha)) per element, the spike term of eq. 9 (1 - alpha floored)."""
+    return kl_bernoulli_logs(log_gamma, math.log(alpha), math.log(max(1.0 - alpha, ALPHA_FLOOR)))
 
 
 def kl_spike_slab(mu, logvar, log_gamma, mu_p, logvar_p, log_gamma_p, log1m_gamma_p):
@@ -81,15 +87,13 @@ def kl_spike_slab(mu, logvar, log_gamma, mu_p, logvar_p, log_gamma_p, log1m_gamm
                                                   for t in (mu_p, logvar_p, log_gamma_p, log1m_gamma_p))
     gamma = torch.exp(log_gamma)
     slab = gamma * 0.5 * (logvar_p - logvar + (torch.exp(logvar) + (mu - mu_p) ** 2) * torch.exp(-logvar_p) - 1.0)
-    one_m_gamma = -torch.expm1(log_gamma)
-    positive = one_m_gamma > 0
-    safe = torch.where(positive, one_m_gamma, torch.ones_like(one_m_gamma))
-    inactive = torch.where(positive, safe * (torch.log(safe) - log1m_gamma_p), torch.zeros_like(safe))
-    return slab, gamma * (log_gamma - log_gamma_p) + inactive
+    return slab, kl_bernoulli_logs(log_gamma, log_gamma_p, log1m_gamma_p)
 
 
 def kl_bernoulli(p: torch.Tensor, alpha: float) -> torch.Tensor:
-    """KL(Bern(p) || Bern(alpha)) for p in [0, 1] (0 log 0 = 0; 1 - alpha floored as in kl_spike)."""
+    """KL(Bern(p) || Bern(alpha)) from probabilities p in [0, 1] that may be exactly 0 or 1 (rates averaged over
+    images, the aggregate rate term): kl_bernoulli_logs needs log p, and a rate of exactly 0 has none. 0 log 0 = 0;
+    1 - alpha floored as in kl_spike."""
     log1m_alpha = math.log(max(1.0 - alpha, ALPHA_FLOOR))
     on = torch.where(p > 0, p * (torch.log(torch.where(p > 0, p, torch.ones_like(p))) - math.log(alpha)),
                      torch.zeros_like(p))
