@@ -148,9 +148,7 @@ class TrainConfig:
     image_shape: list | None = setting(
         None, "Own data: (channels, height, width), filled in when training starts.", Shape(), "data", option=False)
     model: str = setting(
-        "vsc", "vsc: spike-and-slab prior; vae: the standard Gaussian VAE baseline (same networks); thresholded: "
-        "Fallah & Rozell's thresholded Gaussian posterior (ICML 2022; its objective is not an ELBO, see "
-        "docs/model.md).", Choice(FAMILIES), "model")
+        "vsc", FAMILIES.help() + ".", Choice(FAMILIES), "model")
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
     alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
                            Float(0, 1, lo_open=True), "model")
@@ -200,8 +198,7 @@ class TrainConfig:
     alpha_hold: int = setting(0, "VSC: iterations at --alpha-start before the fall.", Int(0), "beyond the paper",
                               settable=True, recipe=True)
     prior: str = setting(
-        "spike-slab", "VSC: spike-slab = eq. 4; pseudo-inputs = the authors' UAI 2019 learned prior, a different "
-        "model from the paper's; pseudo-mixture = its components as an equal-weight mixture (ours).",
+        "spike-slab", "VSC: " + PRIORS.help(" = ") + ".",
         Choice(PRIORS), "beyond the paper", settable=True, recipe=True)
     pseudo_inputs: int = setting(10, "Learned priors: number of pseudo-images K.", Int(1, 1 << 16),
                                  "beyond the paper", settable=True)

@@ -3,7 +3,8 @@
 
 Built-in entries are "module:attribute" strings, imported on first use, so that `vsc --help` lists the names
 without importing torch. `register(name, cls)` adds one at run time: a family of your own is one class and one
-line, `FAMILIES.register("mine", MyPosterior)` (tests/test_families.py trains one through the Python API).
+line, `FAMILIES.register("mine", MyPosterior, "a few words for --help")` (tests/test_families.py trains one through
+the Python API). `--model`'s and `--prior`'s help are made from these tables.
 """
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ import importlib
 
 
 class Registry:
-    """name -> class, for the values of one setting; iterates over the names in order."""
+    """name -> class, for the values of one setting, each with a few words for `--help`; iterates over the names
+    in order."""
 
-    def __init__(self, setting: str, built_in: dict[str, str]):
-        self.setting, self._entries = setting, dict(built_in)
+    def __init__(self, setting: str, built_in: dict[str, tuple[str, str]]):
+        self.setting = setting
+        self._entries = {name: target for name, (target, _) in built_in.items()}
+        self.summaries = {name: summary for name, (_, summary) in built_in.items()}
 
-    def register(self, name: str, obj) -> None:
-        self._entries[name] = obj
+    def register(self, name: str, obj, summary: str = "") -> None:
+        self._entries[name], self.summaries[name] = obj, summary
+
+    def help(self, sep: str = ": ") -> str:
+        """The names and their summaries, for the setting's help text."""
+        return "; ".join(f"{name}{sep}{summary}" for name, summary in self.summaries.items())
 
     def __contains__(self, name) -> bool:
         return name in self._entries
@@ -38,14 +46,18 @@ class Registry:
 
 # --model: q(z|x)'s class, which says everything the model, the loop and the evaluation ask of a family
 FAMILIES = Registry("model", {
-    "vsc": "vsc_cli.models.spike_slab:SpikeSlabPosterior",  # the paper's eq. 5
-    "vae": "vsc_cli.models.gaussian:Normal",  # the standard VAE
-    "thresholded": "vsc_cli.models.thresholded:Thresholded",  # Fallah & Rozell (ICML 2022)
+    "vsc": ("vsc_cli.models.spike_slab:SpikeSlabPosterior", "spike-and-slab prior"),
+    "vae": ("vsc_cli.models.gaussian:Normal", "the standard Gaussian VAE baseline (same networks)"),
+    "thresholded": ("vsc_cli.models.thresholded:Thresholded",
+                    "Fallah & Rozell's thresholded Gaussian posterior (ICML 2022; its objective is not an ELBO, "
+                    "see docs/model.md)"),
 })
 
 # --prior (the spike-and-slab family's): p(z)'s class, built by its from_config(cfg, pixels, posterior)
 PRIORS = Registry("prior", {
-    "spike-slab": "vsc_cli.models.spike_slab:PaperPrior",  # eq. 4
-    "pseudo-inputs": "vsc_cli.models.pseudo_inputs:PseudoInputPrior",  # the authors' UAI 2019 prior
-    "pseudo-mixture": "vsc_cli.models.pseudo_inputs:PseudoMixturePrior",  # its components as a mixture (ours)
+    "spike-slab": ("vsc_cli.models.spike_slab:PaperPrior", "eq. 4"),
+    "pseudo-inputs": ("vsc_cli.models.pseudo_inputs:PseudoInputPrior",
+                      "the authors' UAI 2019 learned prior, a different model from the paper's"),
+    "pseudo-mixture": ("vsc_cli.models.pseudo_inputs:PseudoMixturePrior",
+                       "its components as an equal-weight mixture (ours)"),
 })
