@@ -88,3 +88,10 @@ def assert_within(label, got, want, bound):
         pytest.fail(f"{label}: {int(bad.sum())} of {err.numel()} elements out of bounds; worst at {idx}: "
                     f"got {float(got.flatten()[i]):.9g}, reference {float(want.flatten()[i]):.9g}, "
                     f"|diff| {float(err.flatten()[i]):.3g} > bound {float(bound.flatten()[i]):.3g}")
+
+
+def rand(*shape, seed=0, scale=1.0):
+    """Seeded standard normal float64 numbers, times scale."""
+    import torch
+
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

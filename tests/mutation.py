@@ -90,23 +90,23 @@ MUTANTS = [
            REFERENCE),
     Mutant("pretrain-slab-unscaled", "spike pre-training: the sample's log-variance not scaled by lambda",
            "kernels/reference.py", "torch.exp(0.5 * lam * logvar) * eps", "torch.exp(0.5 * logvar) * eps",
-           ("tests/test_recipes.py", "tests/test_elbo.py")),
+           ("tests/test_spike_slab.py", "tests/test_elbo.py")),
     # C.2: c from 50 to 200, one step per iteration
     Mutant("c-schedule-shifted", "training: c_schedule(it + 1)", "vsc_cli/models/schedule.py",
            "return Step(c=c_schedule(it, cfg.iterations", "return Step(c=c_schedule(it + 1, cfg.iterations",
            ("tests/test_train.py::test_c_schedule_reaches_training",)),
     Mutant("c-schedule-endpoint", "schedule: reaches c_end one iteration after the last", "vsc_cli/models/schedule.py",
            "frac = min(max(iteration / (iterations - 1), 0.0), 1.0)", "frac = min(max(iteration / iterations, 0.0), 1.0)",
-           ("tests/test_reference.py", "tests/test_train.py::test_c_schedule_reaches_training")),
+           ("tests/test_schedule.py", "tests/test_train.py::test_c_schedule_reaches_training")),
     # D.2: unit L2 norm per image
     Mutant("unit-norm-l1", "data: unit L1 norm instead of L2", "vsc_cli/data/datasets.py",
            "norms = np.linalg.norm(x, axis=1, keepdims=True)", "norms = np.abs(x).sum(axis=1, keepdims=True)",
            ("tests/test_data.py",)),
     # 4.2: n labelled training codes, the whole test split
     Mutant("classify-all-codes", "classify: trains on every training code, whatever --labelled says",
-           "vsc_cli/evaluation/codes.py", "predict = train_linear(x_train[pick], y_train[pick], classes)",
+           "vsc_cli/evaluation/classify.py", "predict = train_linear(x_train[pick], y_train[pick], classes)",
            "predict = train_linear(x_train, y_train, classes)", ("tests/test_codes.py",)),
-    Mutant("classify-test-prefix", "classify: scores only the first 100 test codes", "vsc_cli/evaluation/codes.py",
+    Mutant("classify-test-prefix", "classify: scores only the first 100 test codes", "vsc_cli/evaluation/classify.py",
            "accs.append(float((predict(x_test) == y_test).mean()))",
            "accs.append(float((predict(x_test[:100]) == y_test[:100]).mean()))", ("tests/test_codes.py",)),
     # the deterministic code E_q[z] = gamma * mu

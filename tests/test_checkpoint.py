@@ -266,19 +266,26 @@ def test_fuzz_checkpoint_reader(valid_blob, tmp_path, data):
 
 
 @pytest.mark.parametrize("stored, want", [("cuda", "numba"), ("numba", "numba"), ("torch", "torch")])
-def test_a_run_rebuilt_on_the_cpu_gets_a_backend_that_runs_there(tmp_path, stored, want):
+def test_a_run_rebuilt_on_the_cpu_gets_a_backend_that_runs_there(tmp_path, monkeypatch, stored, want):
     """A GPU run (cuda backend) encoded or evaluated on a CPU: the numba backend, same values (the simulator
     would let the cuda backend take CPU tensors and hide the problem, so the backend itself is checked)."""
+    from vsc_cli.models import vae as vae_module
+
     state = tiny_state()
     state["config"]["backend"] = stored
     save_checkpoint(tmp_path / CHECKPOINT, state)
     model = build_model(load_checkpoint(tmp_path))
-    assert model.cfg.backend == want and model.decoder.backend == want
+    assert model.cfg.backend == want
     x = torch.rand(5, 16)
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     reference = tiny_state()["config"]
     ref_model = build_model({**load_checkpoint(tmp_path), "config": {**reference, "backend": "torch"}})
+    decoder_backends = []  # the backend the decoder's fused log-likelihood is called with
+    loglik = vae_module.gaussian_loglik
+    monkeypatch.setattr(vae_module, "gaussian_loglik",
+                        lambda *a, backend: decoder_backends.append(backend) or loglik(*a, backend=backend))
     got = model.elbo_terms(x, Step.evaluation(model.cfg.alpha), generator=gen())["elbo"]
+    assert decoder_backends == [want]
     expected = ref_model.elbo_terms(x, Step.evaluation(model.cfg.alpha), generator=gen())["elbo"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
 

@@ -1,16 +1,29 @@
 """The `vsc` command line through click's CliRunner: exit codes and one-line messages."""
+import importlib.util
 import urllib.error
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from vsc_cli.data import datasets as data
 from vsc_cli.cli import main
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.data import datasets as data
+
+from conftest import ROOT
 
 
 def run(*args, **kw):
     return CliRunner().invoke(main, [str(a) for a in args], **kw)
+
+
+def docs_tables():
+    """docs/make_option_table.py, the script that writes the docs' generated tables, as a module (test_recipes.py
+    reads it too)."""
+    spec = importlib.util.spec_from_file_location("make_option_table", ROOT / "docs" / "make_option_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_one_line_error(result, code, *fragments):
@@ -148,10 +161,9 @@ def test_bench_cuda_impl_needs_cuda_device():
 def test_each_setting_is_declared_once_and_everything_follows():
     """A TrainConfig field's declaration (config.setting) makes its `vsc train` option (flag, type, default, help,
     section of --help), its `--set` parsing, its checkpoint check and its row in docs/training.md."""
-    from pathlib import Path
-
     from vsc_cli.common import config as C
-    from vsc_cli.cli import _settings, option_table, train
+    from vsc_cli.cli import train
+    from vsc_cli.cli.options import settings_list
 
     options = {p.name: p for p in train.params}
     for name, f in C.SETTINGS.items():
@@ -161,17 +173,14 @@ def test_each_setting_is_declared_once_and_everything_follows():
         p = options[name]
         assert p.group == f.metadata["group"] and p.text == f.metadata["help"], name
         assert C.check(name, f.default), name  # the paper's default passes its own check
-        if f.metadata["recipe"]:
-            assert p.default is None and name in C.PAPER_RECIPE  # the recipe fills it in
     assert set(C.SETTABLE) == {n for n, f in C.SETTINGS.items() if f.metadata["settable"]}
-    assert _settings(["pretrain=7", "centre=yes", "encoder_scale=data", "rate_target=none", "lr=0.01"]) == \
+    assert settings_list(["pretrain=7", "centre=yes", "encoder_scale=data", "rate_target=none", "lr=0.01"]) == \
         {"pretrain": 7, "centre": True, "encoder_scale": "data", "rate_target": None, "lr": 0.01}
     for bad in ("pretrain=-1", "centre=maybe", "rate_target=1", "spike=max", "lr=none", "dim=3"):
         with pytest.raises(click.BadParameter):
-            _settings([bad])
+            settings_list([bad])
     # the docs' tables are generated from the same declarations (python docs/make_option_table.py --write)
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
-    assert option_table() in doc
+    assert docs_tables().option_table(train) in (ROOT / "docs" / "training.md").read_text()
     help_text = run("train", "--help").output
     assert help_text.index("Data:") < help_text.index("Model:") < help_text.index("Beyond the paper:") \
         < help_text.index("Run:")
@@ -182,3 +191,67 @@ def test_each_setting_is_declared_once_and_everything_follows():
     for option in ("--rate-weight", "--centre", "--threshold", "--kl-weight", "--pseudo-inputs"):
         assert option in beyond and option in full
     assert "target rate" not in help_text and "target rate" in " ".join(full.split())
+
+
+def test_recipe_options_on_the_command_line(tmp_path):
+    result = run("train", "--paper", "--pretrain", 100, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "--paper" in result.output and "--pretrain" in result.output
+    result = run("train", "--prior", "gaussian", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    result = run("train", "--help-all")
+    assert "a different model from the paper's" in " ".join(result.output.split())
+    for bad in ({"spike": "max"}, {"pretrain": -1}, {"prior": "x"}, {"prior_sharpness": 0}):
+        with pytest.raises(Exception, match="out of range"):
+            TrainConfig.from_dict({**TrainConfig().to_dict(), **bad})
+
+
+def test_a_run_started_with_data_settings_resumes_with_them(shared_data, tmp_path):
+    """--encoder-scale data / --logvar-init data are resolved to numbers when training starts and the checkpoint
+    keeps the numbers; resuming with the same words is the same run (and a vsc experiment point too)."""
+    from vsc_cli.trainers.checkpoint import load_checkpoint
+    from vsc_cli.trainers.recipes import same_setting
+
+    base = ["--data", "fmnist", "--data-dir", shared_data, "--dim", 4, "--train-size", 300, "--test-size", 50,
+            "--batch-size", 50, "--quiet", "--encoder-scale", "data", "--logvar-init", "data"]
+    result = run("train", *base, "--iterations", 4, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    cfg = load_checkpoint(tmp_path / "r")["config"]
+    assert isinstance(cfg["encoder_scale"], float) and cfg["encoder_scale"] > 1
+    result = run("train", "--resume", tmp_path / "r", "--encoder-scale", "data", "--logvar-init", "data",
+                 "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 0, result.output
+    result = run("train", "--resume", tmp_path / "r", "--encoder-scale", 3, "--data-dir", shared_data, "--quiet")
+    assert result.exit_code == 2 and "differs from the run being resumed" in result.output
+    assert same_setting(12.5, "data") and same_setting(None, None) and not same_setting(None, "data")
+    assert not same_setting(12.5, 3.0)
+
+
+def test_a_run_folder_holds_a_config_file_that_trains_it_again(shared_data, tmp_path):
+    """vsc train writes RUN/config.toml (every setting); `vsc train --config RUN/config.toml` builds the same
+    config, options given beside it win, and a bad file is one line, exit 2."""
+    from vsc_cli.trainers.checkpoint import load_checkpoint
+    from vsc_cli.common.config import from_toml, to_toml
+
+    base = ["--data-dir", shared_data, "--quiet"]
+    result = run("train", "--data", "fmnist", "--dim", 4, "--alpha", 0.2, "--iterations", 3, "--train-size", 200,
+                 "--test-size", 50, "--batch-size", 50, "--out", tmp_path / "a", *base)
+    assert result.exit_code == 0, result.output
+    first = load_checkpoint(tmp_path / "a")["config"]
+    # the file holds the backend asked for (auto), so that it trains on another device too; the checkpoint the one used
+    assert TrainConfig(**from_toml((tmp_path / "a" / "config.toml").read_text())).to_dict() == \
+        {**first, "backend": "auto"}
+    result = run("train", "--config", tmp_path / "a" / "config.toml", "--out", tmp_path / "b", *base)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "b")["config"] == first
+    assert (tmp_path / "a" / "log.csv").read_text().splitlines()[1].split(",")[:-1] == \
+        (tmp_path / "b" / "log.csv").read_text().splitlines()[1].split(",")[:-1]  # the same run again
+    result = run("train", "--config", tmp_path / "a" / "config.toml", "--seed", 5, "--out", tmp_path / "c", *base)
+    assert result.exit_code == 0 and load_checkpoint(tmp_path / "c")["config"]["seed"] == 5
+    # every kind of value survives the round trip, None included
+    cfg = TrainConfig(hidden=(3, 2), rate_target=0.05, centre=True, encoder_scale=12.5, data="/x/my data \"q\"")
+    assert TrainConfig(**from_toml(to_toml(cfg))) == cfg
+    for text, message in (("dims = 3\n", "unknown setting 'dims'"), ("alpha = 2.0\n", "alpha = 2.0"),
+                          ("alpha = \n", "not TOML")):
+        (tmp_path / "bad.toml").write_text(text)
+        result = run("train", "--config", tmp_path / "bad.toml", "--out", tmp_path / "d", *base)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output

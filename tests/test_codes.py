@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from vsc_cli.cli import main
-from vsc_cli.evaluation.codes import classify, sparsity_from_gamma
+from vsc_cli.evaluation.classify import classify
+from vsc_cli.evaluation.sparsity import sparsity_from_gamma
 from vsc_cli.evaluation.metrics import specificity
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.data.datasets import load_split
@@ -134,7 +135,7 @@ def test_classify_separable_and_shuffled(tmp_path):
 
 def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
     """Section 4.2: exactly n labelled training codes per draw (5,000 by default), scored on the whole test split."""
-    import vsc_cli.evaluation.codes as codes
+    import vsc_cli.evaluation.classify as classify_module
 
     rng = np.random.default_rng(1)
     centres = 6 * rng.standard_normal((10, 20))
@@ -144,7 +145,7 @@ def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
     yb[100:] = rng.integers(0, 10, 900)
     write_features(tmp_path / "codes.h5", xa, ya, xb, yb)
     seen = []
-    real = codes.train_linear
+    real = classify_module.train_linear
 
     def spy(x, y, classes):
         predict = real(x, y, classes)
@@ -153,7 +154,7 @@ def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
         seen.append({"train": len(x), "test": []})
         return lambda q: seen[-1]["test"].append(len(q)) or predict(q)
 
-    monkeypatch.setattr(codes, "train_linear", spy)
+    monkeypatch.setattr(classify_module, "train_linear", spy)
     r = classify(tmp_path / "codes.h5", labelled=[50, 700], repeats=2)
     assert [s["train"] for s in seen] == [50, 50, 700, 700]
     assert all(s["test"] == [1000] for s in seen) and r["test_examples"] == 1000
@@ -198,7 +199,9 @@ def test_sparsity_exact_numbers(tmp_path):
     assert r["sparsity"] == pytest.approx(gamma.mean())  # 7.02 / 20
     assert r["selected_fraction"] == pytest.approx(5 / 20)  # gamma > 0.5: one 1 in column 1, four in column 3
     assert r["active_per_example"] == pytest.approx(5 / 4)
-    assert (r["dims_never"], r["dims_sometimes"], r["dims_always"]) == (2, 2, 1)
+    # dimensions in use by their active sets (metrics.dimension_use; gamma > 0.5): active in 0, 1/4, 0 (0.5 is not
+    # above 0.5), 4/4 and 0 of the images: never 0, 2 and 4; sometimes 1; always 3
+    assert (r["dims_never"], r["dims_sometimes"], r["dims_always"]) == (3, 1, 1)
     with h5py.File(tmp_path / "g.h5", "w") as f:
         f.attrs["alpha"] = 0.3
         f.create_dataset("test/gamma", data=gamma)
@@ -217,6 +220,8 @@ def test_sparsity_exact_numbers(tmp_path):
     assert got["jaccard_same_class"] == pytest.approx(0.75)
     assert got["jaccard_different_class"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
     assert (got["dims_used"], got["dims_always_on"], got["dims_dead"]) == (2, 1, 3)
+    # one definition of a dimension in use: the sparsity rows and the example-specificity rows agree
+    assert (got["dims_never"], got["dims_always"]) == (got["dims_dead"], got["dims_always_on"])
     result = run("sparsity", tmp_path / "g.h5")
     assert result.exit_code == 0 and "mean Jaccard of active sets, same class" in result.output
     result = run("sparsity", tmp_path / "g.h5", "--conditional")

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vsc_cli.models.schedule import c_schedule
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, kl_spike, spike_slab_ref
 
 from naive import kl_loop, kl_monte_carlo, sample_loop
@@ -128,14 +127,6 @@ def test_gradcheck_reference_float64():
     v = v.clamp(max=-0.05)  # away from the kink of min(v, 0), where gradcheck's finite difference is one-sided
     args = [t.clone().requires_grad_(True) for t in (mu, logvar, v)]
     assert torch.autograd.gradcheck(lambda a, b, c_: spike_slab_ref(a, b, c_, eps, eta, 70.0, 0.3), args)
-
-
-def test_c_schedule_linear_50_to_200():
-    assert c_schedule(0, 20_000) == 50.0
-    assert c_schedule(19_999, 20_000) == 200.0
-    assert c_schedule(9_999, 20_000) == pytest.approx(50 + 150 * 9_999 / 19_999)
-    steps = [c_schedule(i, 101) for i in range(101)]
-    assert all(b - a == pytest.approx(1.5) for a, b in zip(steps, steps[1:]))
 
 
 def test_prior_validates_alpha_and_samples_sparsely():

@@ -7,12 +7,13 @@ import torch
 from click.testing import CliRunner
 
 from naive import gaussian_kl_loop, threshold_loop
+from vsc_kernels import kl_slab
 from vsc_cli.cli import main
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.models.distributions import draw_and_kl
 from vsc_cli.models.vae import VAE
 from vsc_cli.models.schedule import Step
-from vsc_cli.models.thresholded import Thresholded, ThresholdedPrior, kl_normal, threshold_ref, threshold_sample
+from vsc_cli.models.thresholded import Thresholded, ThresholdedPrior, threshold_ref, threshold_sample
 
 
 def inputs(B=6, J=5, seed=0):
@@ -51,15 +52,16 @@ def test_straight_through_gradient_is_exact_where_the_draw_is_not_zero():
 
 
 def test_kl_is_the_gaussian_kl_with_its_gradient():
+    """The family's KL, vsc_kernels.kl_slab at the prior's variance: KL(N(mu, sigma^2) || N(0, s))."""
     mu, logvar, _ = inputs()
     for s in (0.1, 1.0):
-        torch.testing.assert_close(kl_normal(mu, logvar, s).sum(-1), gaussian_kl_loop(mu, logvar, s),
+        torch.testing.assert_close(kl_slab(mu, logvar, s).sum(-1), gaussian_kl_loop(mu, logvar, s),
                                    rtol=1e-12, atol=1e-12)
         ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, torch.exp(0.5 * logvar)),
                                                 torch.distributions.Normal(0.0, math.sqrt(s)))
-        torch.testing.assert_close(kl_normal(mu, logvar, s), ref)
+        torch.testing.assert_close(kl_slab(mu, logvar, s), ref)
     args = [t[:2, :3].clone().requires_grad_() for t in (mu, logvar)]
-    assert torch.autograd.gradcheck(lambda m, lv: kl_normal(m, lv, 0.1), args)
+    assert torch.autograd.gradcheck(lambda m, lv: kl_slab(m, lv, 0.1), args)
 
 
 def test_gamma_is_the_probability_of_a_non_zero_draw_and_mean_is_the_expectation():
@@ -74,7 +76,7 @@ def test_gamma_is_the_probability_of_a_non_zero_draw_and_mean_is_the_expectation
 def test_pair_reports_the_base_kl_and_a_measured_active_fraction():
     mu, logvar, _ = inputs()
     q, p = Thresholded(mu, logvar, 0.4), ThresholdedPrior(0.1, 0.4, (5,))
-    z, kl = draw_and_kl(q, p, Step.evaluation(1.0), torch.Generator().manual_seed(3))
+    z, kl = draw_and_kl(q, p, None, Step.evaluation(1.0), torch.Generator().manual_seed(3))
     torch.testing.assert_close(kl["kl_slab"], gaussian_kl_loop(mu, logvar, 0.1))
     assert (kl["kl_spike"] == 0).all()
     torch.testing.assert_close(q.active_fraction(z), (z != 0).double().mean(-1))
@@ -90,7 +92,7 @@ def test_model_with_the_thresholded_posterior():
     assert net.encoder[-1].out_features == 12  # mu and log sigma^2 only
     x = torch.rand(4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     terms = net.elbo_terms(x, Step(50.0, 1.0, cfg.alpha), torch.Generator().manual_seed(1))
-    mu, logvar, _ = net.encode(x)
+    mu, logvar = net.encode(x)  # no spike head
     eps = torch.randn(mu.shape, dtype=mu.dtype, generator=torch.Generator().manual_seed(1))
     z = threshold_loop(mu.detach(), logvar.detach(), eps, 0.3)
     torch.testing.assert_close(terms["recon"], net.decoder.log_likelihood(x, z))
@@ -140,7 +142,7 @@ def test_a_thresholded_run_trains_and_its_codes_are_read(tmp_path, shared_data):
 
 
 def test_families_grid_points():
-    from vsc_cli.common.config import recipe_name
+    from vsc_cli.trainers.recipes import recipe_name
     from vsc_cli.pipelines.experiment import grid_points, point_config
 
     points = grid_points("families", "mnist", dims=(64, 256), models=("vae", "paper", "default", "thresholded"),

@@ -8,7 +8,7 @@
 `vsc --help` does not wait for torch.
 """
 
-__version__ = "0.3.0"
+from vsc_cli.common.version import __version__
 
 _API = ("load", "dataset", "Run", "Codes", "train_config", "fit")
 __all__ = ["__version__", *_API]

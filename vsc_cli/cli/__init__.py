@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vsc_cli import __version__
+from vsc_cli.common.version import __version__
 from vsc_cli.cli.options import (DataArg, GroupedCommand, check_backend, comma_list, data_dir_option, handle_errors,
                                  help_all, run_option, setting_option, setting_options, settings_list,
                                  usage_errors)

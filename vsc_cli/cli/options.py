@@ -12,9 +12,10 @@ from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import describe_os_error
 
 
-def comma_list(convert, what: str, *, minimum=None, choices=None, unique: bool = False):
-    """A click callback reading 'a,b,c' into a list (config.split_list), each item converted by `convert` and at
-    least `minimum` / one of `choices`; None stays None. BadParameter names `what` the option wants."""
+def comma_list(convert, what: str, *, minimum=None, choices=None, unique: bool = False, into=list):
+    """A click callback reading 'a,b,c' into a list (or `into`, e.g. tuple; config.split_list), each item converted
+    by `convert` and at least `minimum` / one of `choices`; None stays None. BadParameter names `what` the option
+    wants."""
     def callback(ctx, param, value):
         if value is None:
             return None
@@ -26,7 +27,7 @@ def comma_list(convert, what: str, *, minimum=None, choices=None, unique: bool =
                 or (choices is not None and any(i not in choices for i in items))
                 or (unique and len(set(items)) != len(items))):
             raise click.BadParameter(f"{value!r} is not {what}")
-        return items
+        return into(items)
 
     return callback
 
@@ -241,7 +242,7 @@ def setting_option(name: str, **overrides):
     else:
         decls = [flag, name]
         if isinstance(kind, C.Widths):
-            kw["callback"] = comma_list(int, "a list of layer widths, e.g. 400 or 2000,2000", minimum=1)
+            kw["callback"] = comma_list(int, "a list of layer widths, e.g. 400 or 2000,2000", minimum=1, into=tuple)
         elif isinstance(kind, C.DataOrNumber):
             kw["callback"] = _data_or_number(kind, _EXAMPLES.get(name, "1"))
         else:

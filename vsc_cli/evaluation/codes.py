@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsc_cli import __version__
+from vsc_cli.common.version import __version__
 from vsc_cli.evaluation.encoding import encode_batches
 from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
 from vsc_cli.data.datasets import image_shape

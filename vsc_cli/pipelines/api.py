@@ -164,8 +164,8 @@ def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = 
 
 def train_config(recipe: str = "default", **settings) -> TrainConfig:
     """The config `vsc train` builds from the same settings (TrainConfig fields, e.g. data="fmnist", dim=200,
-    alpha=0.01): vsc's default recipe unless recipe="paper", then the settings given (config.resolve)."""
-    from vsc_cli.common.config import resolve
+    alpha=0.01): vsc's default recipe unless recipe="paper", then the settings given (trainers.recipes.resolve)."""
+    from vsc_cli.trainers.recipes import resolve
 
     return resolve(recipe, **settings)
 

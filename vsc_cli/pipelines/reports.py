@@ -60,7 +60,7 @@ def _write_rows(path, table, fields):
 
 def _families_report(data, points, results, command, plots=()) -> str:
     """The families grid's table: one row per family and size (no verdicts: benchmarks/families_report.py)."""
-    from vsc_cli import __version__
+    from vsc_cli.common.version import __version__
 
     by = {r["point"]: r for r in results}
     lines = [f"# sparse-VAE families on {data}", "", f"- command: `{command}`", f"- machine: {_machine()}",
@@ -178,7 +178,7 @@ def _machine() -> str:
 def _report(grid, data, points, results, plots, command) -> str:
     """The sweep's tables (no verdicts: the paper's claims are judged by benchmarks/study, which
     `python benchmarks/results_summary.py --write` adds to the committed sweeps' reports)."""
-    from vsc_cli import __version__
+    from vsc_cli.common.version import __version__
 
     done = {r["point"] for r in results}
     missing = [p.name for p in points if p.name not in done]

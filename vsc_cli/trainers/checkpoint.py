@@ -26,7 +26,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from vsc_cli import __version__
+from vsc_cli.common.version import __version__
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write

@@ -17,7 +17,7 @@ from vsc_cli.common.progress import tqdm
 
 from vsc_kernels import default_backend
 
-from vsc_cli import __version__
+from vsc_cli.common.version import __version__
 from vsc_cli.trainers import dist
 from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, check_tensors, load_checkpoint, save_checkpoint  # noqa: F401
 from vsc_cli.common.config import TrainConfig, to_toml
