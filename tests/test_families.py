@@ -167,8 +167,7 @@ def toy_family():
     FAMILIES.register("toy", ToyPosterior, "a Gaussian kept with probability 3/4")  # the one line it takes
     TOY_DRAWS.clear()
     yield ToyPosterior
-    FAMILIES._entries.pop("toy", None)
-    FAMILIES.summaries.pop("toy", None)
+    FAMILIES.unregister("toy")
 
 
 def test_a_family_of_ones_own_trains_and_encodes_through_the_api(toy_family, tmp_path):

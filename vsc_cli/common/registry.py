@@ -23,6 +23,10 @@ class Registry:
     def register(self, name: str, obj, summary: str = "") -> None:
         self._entries[name], self.summaries[name] = obj, summary
 
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+        self.summaries.pop(name, None)
+
     def help(self, sep: str = ": ") -> str:
         """The names and their summaries, for the setting's help text."""
         return "; ".join(f"{name}{sep}{summary}" for name, summary in self.summaries.items())
