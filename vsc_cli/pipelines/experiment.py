@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vsc_cli.common.config import split_list
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.registry import FAMILIES as MODEL_FAMILIES
 from vsc_cli.trainers.recipes import first_difference
@@ -90,7 +91,8 @@ def parse_model(key: str) -> tuple[str, float]:
 
 
 def parse_models(text: str) -> list[str]:
-    models = [m.strip() for m in text.split(",") if m.strip()]
+    """'vae,vsc:0.01' -> ['vae', 'vsc:0.01'], each checked (parse_model)."""
+    models = [m for m in split_list(text, str) if m]
     for m in models:
         parse_model(m)
     return models
@@ -245,7 +247,7 @@ def _gpus() -> list[str]:
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:
-        return [g.strip() for g in visible.split(",") if g.strip()][:torch.cuda.device_count()]
+        return [g for g in split_list(visible, str) if g][:torch.cuda.device_count()]
     return [str(k) for k in range(torch.cuda.device_count())]
 
 
