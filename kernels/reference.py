@@ -59,11 +59,12 @@ def kl_slab(mu: torch.Tensor, logvar: torch.Tensor, variance: float = 1.0) -> to
     return 0.5 * (math.log(variance) - logvar + (torch.exp(logvar) + mu * mu) / variance - 1.0)
 
 
-def kl_bernoulli_logs(log_gamma, log_p, log1m_p):
+def kl_bernoulli_logs(log_gamma, log_p, log1m_p, gamma=None):
     """KL(Bernoulli(gamma) || Bernoulli(p)) per element from log gamma (<= 0) and the prior's log p and log(1 - p)
     (numbers or tensors, each exact where it can be): the spike term of eq. 9. (1 - gamma) log(1 - gamma) is 0 at
-    gamma = 1, through a double where."""
-    gamma = torch.exp(log_gamma)
+    gamma = 1, through a double where. gamma: exp(log gamma) when the caller has it (one node for both of eq. 9's
+    terms, so that their gradients meet before the exponential's, as eq. 9 written out does)."""
+    gamma = torch.exp(log_gamma) if gamma is None else gamma
     one_m_gamma = -torch.expm1(log_gamma)
     positive = one_m_gamma > 0
     safe = torch.where(positive, one_m_gamma, torch.ones_like(one_m_gamma))
@@ -87,7 +88,7 @@ def kl_spike_slab(mu, logvar, log_gamma, mu_p, logvar_p, log_gamma_p, log1m_gamm
                                                   for t in (mu_p, logvar_p, log_gamma_p, log1m_gamma_p))
     gamma = torch.exp(log_gamma)
     slab = gamma * 0.5 * (logvar_p - logvar + (torch.exp(logvar) + (mu - mu_p) ** 2) * torch.exp(-logvar_p) - 1.0)
-    return slab, kl_bernoulli_logs(log_gamma, log_gamma_p, log1m_gamma_p)
+    return slab, kl_bernoulli_logs(log_gamma, log_gamma_p, log1m_gamma_p, gamma)
 
 
 def kl_bernoulli(p: torch.Tensor, alpha: float) -> torch.Tensor:
