@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 24's CelebA probes: the 10,000-image subset, 800 dimensions, alpha 0.01, one variant per run folder
+# The CelebA probes of default-2's study: the 10,000-image subset, 800 dimensions, alpha 0.01, one variant per run folder
 # runs/celeba-VARIANT; each finished run's reconstruction and specificity numbers go to
 # docs/results/celeba/VARIANT.json (benchmarks/reconstruction.py), its log.csv to docs/results/celeba/curves/. Resumable: a half-trained run resumes.
 #   nohup setsid benchmarks/celeba.sh 0 3000 warm-centre > logs/celeba.log 2>&1 &
@@ -10,10 +10,10 @@ shift 2
 cd "${VSC_ROOT:-$(dirname "$0")/..}"  # VSC_ROOT: the checkout, when a copy of this script runs from elsewhere
 export OMP_NUM_THREADS=1
 DATA_DIR=${VSC_DATA_DIR:-../shared/data}
-# Every variant is on top of `vsc train`'s default recipe: default-2 since issue 24 (the rate term, weight 3, target 0.05, and
+# Every variant is on top of `vsc train`'s default recipe: default-2 (the rate term, weight 3, target 0.05, and
 # centred input), CelebA's lr 1e-4; the results named lr1e-3-* were made before, on default-1 at lr 1e-3.
 PLAIN="--spike sigmoid --pretrain 0 --pretrain-ramp 0 --alpha-hold 0 --alpha-anneal 0"  # no phases, alpha fixed
-NEW="--centre --rate-weight 3 --rate-target 0.05"  # issue 24's candidate default (rate 3, target 0.05, centred)
+NEW="--centre --rate-weight 3 --rate-target 0.05"  # default-2's candidate (rate 3, target 0.05, centred)
 settings() {
   case $1 in
     default) echo "" ;;

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 24's measurements: the default recipe (alpha 0.01, 200 dims, 20,000 iterations) with the aggregate
+# The specific-codes study's measurements: the default recipe (alpha 0.01, 200 dims, 20,000 iterations) with the aggregate
 # spike-rate term and/or centred encoder input, one variant per sweep folder docs/results/codes/codes-DATA-VARIANT.
 #   nohup setsid benchmarks/codes.sh fmnist 1 rate1 centre both1 > logs/codes-fmnist.log 2>&1 &
 # Resumable like sweeps.sh: finished points (result.json) are skipped, half-trained ones resume.
@@ -9,7 +9,7 @@ CORE=${2:?usage: codes.sh fmnist|mnist CORE VARIANT...}
 shift 2
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
-settings() {  # a variant's --set options on top of --recipe default-1 (the default before issue 24)
+settings() {  # a variant's --set options on top of --recipe default-1 (the default of vsc 0.3.0)
   case $1 in
     rate1) echo "--set rate_weight=1" ;;
     rate3) echo "--set rate_weight=3" ;;

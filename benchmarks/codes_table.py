@@ -1,4 +1,4 @@
-"""Issue 24's table: every combination tried (docs/results/codes/codes-DATA-VARIANT), beside the VAE, the paper's
+"""The specific-codes study's table: every combination tried (docs/results/codes/codes-DATA-VARIANT), beside the VAE, the paper's
 recipe and today's default recipe at alpha 0.01, 200 dimensions, 20,000 iterations, from the committed
 result.json files. Writes docs/results/codes/codes.md and prints it.
 
@@ -39,7 +39,7 @@ def row(name, r, data):
 
 
 def main():
-    lines = ["# Specific and informative codes (issue 24): every combination tried", "",
+    lines = ["# Specific and informative codes: every combination tried", "",
              "alpha 0.01, 200 dimensions, 20,000 iterations, one seed, test set; accuracy: linear classifier, "
              "5,000 labels, mean of 5 draws; Fig. 13: conditional samples kept in their class, N(0,1) values / "
              "values from the training codes. Each variant is `vsc experiment alpha --alphas 0.01 --recipe default-1` "

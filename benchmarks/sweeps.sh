@@ -1,5 +1,5 @@
 #!/bin/bash
-# Both series of issue 14 (the paper's recipe, then vsc's default recipe), one dataset per core, resumable:
+# Both series of the paper's sweeps (the paper's recipe, then vsc's default recipe), one dataset per core, resumable:
 #   nohup setsid benchmarks/sweeps.sh fmnist 1 > logs/sweeps-fmnist.log 2>&1 &
 #   nohup setsid benchmarks/sweeps.sh mnist 0 > logs/sweeps-mnist.log 2>&1 &
 # Each `vsc experiment` skips finished points (their result.json) and resumes half-trained ones, so the

@@ -1,4 +1,4 @@
-"""Figures of the codes (issue 5)."""
+"""Figures of the codes (vsc figure)."""
 import numpy as np
 import pytest
 import torch

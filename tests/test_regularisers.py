@@ -1,4 +1,4 @@
-"""Training terms beyond the ELBO (vsc_cli/models/regularisers.py): the aggregate spike-rate term (issue 24) and the
+"""Training terms beyond the ELBO (vsc_cli/models/regularisers.py): the aggregate spike-rate term and the
 KL's weight (warm-up, beta), against slow references; and how training adds them to the loss."""
 import dataclasses
 import math
