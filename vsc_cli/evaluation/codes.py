@@ -1,4 +1,5 @@
-"""Sparse codes out of a trained run: `encode` to HDF5, `classify` (paper 4.2, E.4), `sparsity` (E.2).
+"""The HDF5 codes file: `encode` writes a run's codes of a dataset into it, and its readers (features, labels, gamma)
+serve `vsc classify` (classify.py) and `vsc sparsity` (sparsity.py).
 
 HDF5 layout written by `encode` (format "vsc-codes/1"), one group per split ("train", "test"):
     <split>/mu, <split>/logvar, <split>/gamma   float32 (N, J)  the encoder's outputs (eq. 5, 12)
