@@ -150,3 +150,28 @@ def gaussian_kl_loop(mu, logvar, variance):
             total += 0.5 * (math.log(variance / s2) + (s2 + m * m) / variance - 1.0)
         rows.append(total)
     return torch.tensor(rows, dtype=torch.float64)
+
+
+def topk_loop(pre, k: int):
+    """The top-k code, plainly: per image, the k largest pre-activations through a ReLU, 0 elsewhere."""
+    z = torch.zeros_like(pre)
+    for i in range(pre.shape[0]):
+        for j in torch.argsort(pre[i], descending=True)[:k].tolist():
+            z[i, j] = torch.relu(pre[i, j])
+    return z
+
+
+def auxk_loop(decode, x, pre, k: int, k_aux: int, dead):
+    """AuxK's loss (Gao et al. 2024, through a decoder), image by image: the k_aux largest pre-activations among the
+    dead latents, through a ReLU, added to the top-k code; ||x - dec(z + z_aux)||^2 / ||x - dec(z)||^2, weighted 1/32
+    and averaged over the images."""
+    total = 0.0
+    z = topk_loop(pre, k)
+    for i in range(pre.shape[0]):
+        cand = [j for j in torch.argsort(pre[i], descending=True).tolist() if dead[j]][:k_aux]
+        z_aux = torch.zeros_like(pre[i])
+        for j in cand:
+            z_aux[j] = torch.relu(pre[i, j])
+        missed = ((x[i] - decode(z[i:i + 1])[0]) ** 2).sum()
+        total = total + ((x[i] - decode(z[i:i + 1] + z_aux[None])[0]) ** 2).sum() / missed
+    return total / pre.shape[0] / 32

@@ -151,7 +151,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
                    f"(prior alpha {cfg.alpha:g})")
     if not metrics.get("elbo_is_bound", True):
         click.echo(f"fraction of non-zero elements in the test draws: {metrics['test_sparsity']:.3f}  "
-                   "(recon - KL above is not an ELBO: the KL is not the posterior's own, docs/model.md)")
+                   f"(recon - KL above is not an ELBO: {FAMILIES[cfg.model].not_elbo_because}, docs/model.md)")
     elif cfg.kl_weight != 1.0:
         click.echo(f"trained with the KL weighted by {cfg.kl_weight:g}: the objective was not the ELBO above")
     if metrics["seconds_per_1000_iterations"]:

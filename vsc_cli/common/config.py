@@ -225,6 +225,16 @@ class TrainConfig:
     threshold: float = setting(
         0.52, "Thresholded: lambda; an element is zero when its noise |sigma eps| <= lambda (their Fashion-MNIST "
         "value 0.52).", Float(0, math.inf, hi_open=True), "beyond the paper", settable=True)
+    k: int = setting(
+        10, "Top-k: the number of latent elements kept per image.", Int(1, 1 << 20), "beyond the paper",
+        settable=True)
+    aux_k: int | None = setting(
+        None, "Top-k: AuxK (Gao et al. 2024): each step, the dead latents' AUX_K largest pre-activations reconstruct "
+        "what the code misses, weighted 1/32, so that dead latents come back. 0 = off.", Int(0, 1 << 20),
+        "beyond the paper", settable=True, shown_default="half of --dim")
+    dead_after: int = setting(
+        10_000, "Top-k: a latent not active in this many training images in a row counts as dead (AuxK).", Int(1),
+        "beyond the paper", settable=True)
     prior_variance: float = setting(
         0.1, "Thresholded: the variance of the Gaussian prior of the base sample (their spread 0.1).",
         Float(0, math.inf, lo_open=True, hi_open=True), "beyond the paper", settable=True)

@@ -55,6 +55,8 @@ FAMILIES = Registry("model", {
     "thresholded": ("vsc_cli.models.thresholded:Thresholded",
                     "Fallah & Rozell's thresholded Gaussian posterior (ICML 2022; its objective is not an ELBO, "
                     "see docs/model.md)"),
+    "topk": ("vsc_cli.models.topk:TopK", "the top-k sparse autoencoder (Makhzani & Frey 2013; Gao et al. 2024), "
+             "--k elements per image"),
 })
 
 # --prior (the spike-and-slab family's): p(z)'s class, built by its from_config(cfg, pixels, posterior)

@@ -59,6 +59,7 @@ class Posterior(Distribution):
 
     heads = ("mu", "logvar")  # the encoder's outputs per latent element, in order
     elbo_is_bound = True  # recon - KL of this family is the ELBO (a lower bound on log p(x))
+    not_elbo_because = ""  # why not, where it is not: a few words for vsc train's report
     active = "gamma"  # an element is active when P(z_j != 0) exceeds a threshold ("nonzero": in an exact draw)
     uses_alpha = False  # eq. 4's alpha is a setting of this family (run names, metrics, codes files)
     takes_recipe = False  # recipes fill in its settings; a family without them trains with the paper's
@@ -79,10 +80,16 @@ class Posterior(Distribution):
         """Starting values of the encoder's last layer, whose outputs are `heads` in order; the default: torch's."""
 
     @classmethod
-    def training_terms(cls, cfg, mean=None) -> list:
-        """The family's terms of the training loss beyond the ELBO: callables (terms, step) -> a number (mean:
-        how a batch statistic is averaged over processes under torchrun; None in one process)."""
+    def training_terms(cls, cfg, mean=None, model=None) -> list:
+        """The family's terms of the training loss beyond the ELBO: callables (terms, step, x) -> a number (mean:
+        how a batch statistic is averaged over processes under torchrun, None in one process; model: the model
+        being trained)."""
         return []
+
+    @classmethod
+    def buffers(cls, cfg) -> dict:
+        """State the family keeps on the model between steps (saved with it, so a resumed run goes on exactly)."""
+        return {}
 
     @classmethod
     def check(cls, cfg) -> str | None:

@@ -44,7 +44,7 @@ class AggregateRate:
     def __init__(self, weight: float, target: float | None = None, mean=None):
         self.weight, self.target, self.mean = float(weight), target, mean
 
-    def __call__(self, terms: dict, step) -> torch.Tensor:
+    def __call__(self, terms: dict, step, x=None) -> torch.Tensor:
         target = step.alpha if self.target is None else self.target
         return self.weight * aggregate_rate_kl(terms["gamma"], target, self.mean)
 
@@ -58,7 +58,7 @@ class KLWeight:
     def __init__(self, beta: float = 1.0):
         self.beta = float(beta)
 
-    def __call__(self, terms: dict, step):
+    def __call__(self, terms: dict, step, x=None):
         weight = step.kl_weight * self.beta
         if weight == 1.0:
             return 0.0
@@ -69,17 +69,18 @@ class Sum:
     def __init__(self, parts):
         self.parts = parts
 
-    def __call__(self, terms, step):
-        return sum(p(terms, step) for p in self.parts)
+    def __call__(self, terms, step, x=None):
+        return sum(p(terms, step, x) for p in self.parts)
 
 
-def penalty_of(cfg, family=None, mean=None):
+def penalty_of(cfg, family=None, mean=None, model=None):
     """The training terms `cfg` switches on, as one callable (terms, step) -> a number to add to the loss;
     None when there are none (the paper's recipe). The family's own come first (its `training_terms`: the
     spike-and-slab's aggregate rate term), then the KL's weight, which every family has. mean: how a batch's
-    rates are averaged over processes under torchrun (trainers.dist.global_mean), None in one process."""
+    rates are averaged over processes under torchrun (trainers.dist.global_mean), None in one process; model: the
+    model being trained, for a family's term that decodes (the top-k family's AuxK)."""
     family = FAMILIES[cfg.model] if family is None else family
-    parts = list(family.training_terms(cfg, mean))
+    parts = list(family.training_terms(cfg, mean, model))
     if cfg.kl_warmup or cfg.kl_weight != 1.0:
         parts.append(KLWeight(cfg.kl_weight))
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)

@@ -47,7 +47,7 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
             layer.weight[2 * dim:] *= 0.1
 
     @classmethod
-    def training_terms(cls, cfg, mean=None):
+    def training_terms(cls, cfg, mean=None, model=None):
         """The aggregate spike-rate term (regularisers.py) when cfg.rate_weight > 0."""
         return [AggregateRate(cfg.rate_weight, cfg.rate_target, mean)] if cfg.rate_weight else []
 

@@ -60,6 +60,7 @@ class Thresholded(Posterior):
     support = constraints.real
     has_rsample = True
     elbo_is_bound = False  # its KL is the base Gaussian's: recon - KL bounds nothing (module docstring)
+    not_elbo_because = "the KL is not the posterior's own"
     active = "nonzero"  # elements are non-zero at random (|sigma eps| > lambda): active = non-zero in a draw
     # the spike-and-slab's own settings, refused (a VAE ignores them: sweeps pass them to every model)
     refuses = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}

@@ -84,6 +84,8 @@ class VAE(nn.Module):
         self.family.init_encoder(self.encoder[-1], cfg)
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
+        for name, value in self.family.buffers(cfg).items():  # the family's state between steps, if any
+            self.register_buffer(name, value)
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
             self.register_buffer("x_mean", torch.zeros(pixels))
         # p(z), a distribution with its registered pair (distributions.py); a learned one is a submodule

@@ -51,7 +51,8 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
         terms = model.elbo_terms(xb, step, generator=gen)
         gamma = terms.pop("gamma", None)
         for k, val in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(val.double().sum())
+            if val.dim() == 1:  # the per-image terms (a family's (B, J) batch outputs are not averaged here)
+                sums[k] = sums.get(k, 0.0) + float(val.double().sum())
         if gamma is not None and model.cfg.rate_weight:
             gamma_sum = gamma.double().sum(0) + (0.0 if gamma_sum is None else gamma_sum)
     model.train()
@@ -200,7 +201,7 @@ def training_step(net, model: VAE, opt, xb, step: Step, noise_gen, log, iteratio
     terms = net(xb, step, generator=noise_gen)
     loss = -terms.get("objective", terms["elbo"]).mean()  # objective: the pseudo-input prior's, with its rate term
     if penalty is not None:
-        loss = loss + penalty(terms, step)
+        loss = loss + penalty(terms, step, xb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _check_finite(loss, terms, model, iteration, last_good, rebuild)
@@ -434,7 +435,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     cfg, run, x_train, x_test, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
     model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
     mean = dist.global_mean(world, device) if world.on else None  # a batch statistic over every process's batch
-    penalty, schedule, net = penalty_of(cfg, model.family, mean), Schedule(cfg), _parallel(model, world, device)
+    penalty, schedule, net = penalty_of(cfg, model.family, mean, model), Schedule(cfg), _parallel(model, world, device)
     t0, running = time.perf_counter(), None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
