@@ -240,9 +240,12 @@ def classify(codes, features, labelled, repeats, seed, as_json, quiet):
 @click.option("--active", type=click.Choice(["gamma", "nonzero"]), default=None,
               help="What makes an element active in the specificity rows: gamma above --threshold, or non-zero in "
                    "one exact draw per image (RUN_DIR only). Default: nonzero for a thresholded run, else gamma.")
+@click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A set with known factors (vsc synth's .npz, the one RUN_DIR was trained on): adds how well code "
+                   "elements match the true factors (MCC, factors recovered, support F1; docs/model.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def sparsity(source, split, threshold, data_dir, as_json, conditional, active, quiet):
+def sparsity(source, split, threshold, data_dir, as_json, conditional, active, truth, quiet):
     """Posterior sparsity of a codes file (CODES.h5) or of a run's encoder (RUN_DIR), beside the prior alpha."""
     from rich.console import Console
     from rich.table import Table
@@ -250,7 +253,7 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
     from vsc_cli.evaluation.sparsity import sparsity as run_sparsity
 
     r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json, conditional=conditional,
-                     active=active)
+                     active=active, truth=truth)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -273,6 +276,13 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
         table.add_row(f"{label} ({which})" if key == "active_mean" else label, text)
     if r["active"] == "nonzero":
         table.add_row("rate of non-zero elements over the draws", f"{r['nonzero_rate']:.4f}")
+    if truth is not None:
+        from vsc_cli.evaluation.truth import ROWS as TRUTH_ROWS
+
+        table.add_section()
+        for key, label in TRUTH_ROWS:
+            value = r[key]
+            table.add_row(label, f"{value} of {r['truth_factors']}" if isinstance(value, int) else f"{value:.3f}")
     if conditional:
         table.add_row("Fig. 13: conditional samples kept in their source's class",
                       f"{r['conditional_retention']:.3f}")
@@ -280,6 +290,68 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, q
                       f"{r['conditional_retention_data']:.3f}")
         table.add_row("  (the classifier's accuracy on real test images)", f"{r['image_classifier_accuracy']:.3f}")
     Console().print(table)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["sparse-linear", "manifolds"]))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help=".npz file to write (written to a temporary name, renamed when complete).")
+@click.option("--images", type=click.IntRange(min=10), default=20_000, show_default=True, help="Images in the set.")
+@click.option("--factors", type=click.IntRange(min=1), default=100, show_default=True,
+              help="sparse-linear: dictionary atoms K.")
+@click.option("--active", type=click.IntRange(min=1), default=5, show_default=True,
+              help="sparse-linear: atoms on per image.")
+@click.option("--values", type=click.Choice(["signed", "nonnegative"]), default="signed", show_default=True,
+              help="sparse-linear: the active atoms' values, N(0, 1) or |N(0, 1)|.")
+@click.option("--noise", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="sparse-linear: standard deviation of the pixel noise (before the map into [0, 1]).")
+@click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="manifolds: classes, each with its own factors.")
+@click.option("--per-class", type=click.IntRange(min=1), default=3, show_default=True,
+              help="manifolds: factors of each class.")
+@click.option("--side", type=click.IntRange(min=2, max=256), default=28, show_default=True,
+              help="Images are SIDE x SIDE pixels.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything in the set.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handle_errors
+def synth(kind, out, images, factors, active, values, noise, classes, per_class, side, seed, force):
+    """Make a set of images with known factors, to score whether code elements are features.
+
+    \b
+    sparse-linear  x = D s + noise: K random unit-norm atoms, ACTIVE of them on per image
+    manifolds      CLASSES classes, each with its own factors, through a fixed random network
+
+    Train on it like any own data and score the codes against its factors:
+
+    \b
+    vsc synth sparse-linear -o x.npz
+    vsc train --data x.npz --normalise 01 --dim 200 --out runs/x
+    vsc sparsity runs/x --truth x.npz
+    """
+    import numpy as np
+
+    from vsc_cli.common.safeio import atomic_write
+    from vsc_cli.data.synthetic import make
+
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    if out.suffix != ".npz":
+        raise click.UsageError(f"-o {out}: give a .npz file name")
+    if kind == "sparse-linear" and active > factors:
+        raise click.UsageError(f"--active {active} is more than the {factors} --factors")
+    sizes = (dict(images=images, factors=factors, active=active, values=values, noise=noise, side=side, seed=seed)
+             if kind == "sparse-linear" else dict(images=images, classes=classes, per_class=per_class, side=side,
+                                                  seed=seed))
+    arrays = make(kind, **sizes)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(out, write)
+    f = arrays["factors"]
+    click.echo(f"wrote {out}: {len(f)} images of {side}x{side}, {f.shape[1]} factors, "
+               f"{(f != 0).sum(1).mean():.1f} on per image")
 
 
 @main.command()

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from vsc_cli.common.errors import VscError
-from vsc_cli.data.sources import open_images
+from vsc_cli.data.sources import open_images, own_split
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.encoding import encode_batches, nonzero_draws
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
+from vsc_cli.evaluation.truth import truth_scores
 from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
 
 
@@ -35,20 +36,26 @@ def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float
 
 
 def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
-             conditional: bool = False, active: str | None = None) -> dict:
+             conditional: bool = False, active: str | None = None, truth: Path | None = None) -> dict:
     """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
     <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention.
     active: "gamma" (an element is active where gamma > threshold) or "nonzero" (where one exact draw is non-zero,
-    nonzero_draws; run directories only); None: "nonzero" for the thresholded family, else "gamma"."""
+    nonzero_draws; run directories only); None: the family's own (`Posterior.active`).
+    truth: a set with known factors (`vsc synth`'s .npz, run directories only) adds the scores of truth.py, on the
+    split's rows of its `factors` and the codes E[z] = gamma mu."""
     source = Path(source)
     is_run = source.is_dir() or source.suffix == ".safetensors"
     if conditional and not is_run:
         raise VscError("--conditional needs a run folder (it decodes samples), not a codes file")
+    if truth is not None and not is_run:
+        raise VscError("--truth needs a run folder (it encodes the set's images), not a codes file")
     if is_run:
         state = load_checkpoint(source)
         model = build_model(state)
         x = open_images(model.cfg.data, split, data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
-        gamma = np.concatenate([g for _, _, _, g in encode_batches(model, x, 1000, progress)])
+        blocks = [(mu, g) for _, mu, _, g in encode_batches(model, x, 1000, progress)]
+        gamma = np.concatenate([g for _, g in blocks])
+        codes = np.concatenate([g * mu for mu, g in blocks])
         alpha = model.cfg.alpha if model.family.uses_alpha else 1.0
         labels = x.labels
         active = active or model.family.active  # what "active" means for the family
@@ -68,5 +75,27 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         from vsc_cli.evaluation.metrics import conditional_retention_of
 
         out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
+    if truth is not None:
+        out.update(truth_scores(codes, active_sets(on, threshold if active == "gamma" else 0.5),
+                                read_factors(truth, split, len(codes))), truth=str(truth))
     out.update(source=str(source), split=split)
     return out
+
+
+def read_factors(path: Path, split: str, n: int) -> np.ndarray:
+    """The `factors` of the split's rows of a set with known factors (own data's split: every tenth is a test
+    image); VscError when the file has none or they do not fit the n images encoded."""
+    try:
+        with np.load(path) as f:
+            if "factors" not in f.files:
+                raise VscError(f"--truth {path}: no 'factors' array (make one with vsc synth)")
+            factors = np.asarray(f["factors"], dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise VscError(f"--truth {path}: not a readable .npz file ({exc})") from None
+    if factors.ndim != 2:
+        raise VscError(f"--truth {path}: 'factors' must be (images, factors), not {factors.shape}")
+    rows = own_split(len(factors), split)
+    if len(rows) != n:
+        raise VscError(f"--truth {path}: its {len(factors)} images give {len(rows)} {split} images, the run's data "
+                       f"{n}; give the file the run was trained on")
+    return factors[rows]
