@@ -199,10 +199,14 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Independent draws of the labelled set; mean and standard deviation are reported.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the draws of labelled codes.")
+@click.option("--sparse-probe", "probe_ks", callback=comma_list(int, "a comma-separated list of element counts, e.g. 1,2,5",
+                                                             minimum=1),
+              help="Instead, sparse probing: per class, one against the rest on a balanced set, a linear probe on the "
+                   "K elements whose mean differs most; the accuracy per K, e.g. 1,2,5.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def classify(codes, features, labelled, repeats, seed, as_json, quiet):
+def classify(codes, features, labelled, repeats, seed, probe_ks, as_json, quiet):
     """The paper's classification test: a linear softmax classifier on labelled codes, scored on the test split.
 
     Reads `vsc encode` files, or any HDF5 file with train/ and test/ groups holding `features` (N x J)
@@ -211,8 +215,21 @@ def classify(codes, features, labelled, repeats, seed, as_json, quiet):
     from rich.console import Console
     from rich.table import Table
 
-    from vsc_cli.evaluation.classify import classify as run_classify
+    from vsc_cli.evaluation.classify import classify as run_classify, sparse_probe
 
+    if probe_ks:
+        result = sparse_probe(codes, features, probe_ks, seed, progress=not quiet and not as_json)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+            return
+        table = Table(title=f"sparse probes on '{features}' of {codes}",
+                      caption=f"one class against the rest, balanced; the mean over {result['classes']} classes")
+        for col in ("elements", "accuracy %"):
+            table.add_column(col, justify="right")
+        for r in result["results"]:
+            table.add_row(str(r["k"]), f"{100 * r['accuracy_mean']:.2f}")
+        Console().print(table)
+        return
     result = run_classify(codes, features, labelled, repeats, seed, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2))

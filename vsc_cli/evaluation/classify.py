@@ -71,3 +71,42 @@ def classify(path: Path, features: str = "code", labelled=(5000,), repeats: int 
                          "accuracies": accs})
     return {"file": str(path), "features": features, "test_examples": len(x_test), "repeats": repeats,
             "seed": seed, "results": rows}
+
+
+def select_elements(x_pos: np.ndarray, x_neg: np.ndarray, k: int) -> np.ndarray:
+    """The k elements whose mean differs most between the positive and the negative codes (SAEBench's selection),
+    by |mean difference|; ties broken by the lower index."""
+    diff = np.abs(x_pos.mean(0, dtype=np.float64) - x_neg.mean(0, dtype=np.float64))
+    return np.argsort(-diff, kind="stable")[:k]
+
+
+def _balanced(y: np.ndarray, c: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of every image of class c and as many drawn from the other classes, and their 0/1 targets."""
+    pos = np.flatnonzero(y == c)
+    neg = rng.choice(np.flatnonzero(y != c), min(len(pos), int((y != c).sum())), replace=False)
+    return np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
+
+
+def sparse_probe(path: Path, features: str = "code", ks=(1, 2, 5), seed: int = 0, progress: bool = False) -> dict:
+    """Sparse probing (SAEBench, Karvonen et al. 2025): for each class, one class against the rest on a balanced set
+    (the class's images and as many of the others, drawn with `seed`), the k elements with the largest mean
+    difference on the training codes, then a linear (logistic) probe on those k alone, scored on the balanced
+    test set. An element that is the class's feature does well at k = 1. Accuracy per k, the mean over classes."""
+    x_train, y_train = read_features(path, "train", features)
+    x_test, y_test = read_features(path, "test", features)
+    classes = sorted(set(y_train.tolist()))
+    rng = np.random.default_rng(seed)
+    per_k = {k: [] for k in ks}
+    with tqdm(total=len(classes) * len(ks), desc="sparse probes", disable=not progress, leave=False) as bar:
+        for c in classes:
+            tr, t_tr = _balanced(y_train, c, rng)
+            te, t_te = _balanced(y_test, c, rng)
+            for k in ks:
+                if k > x_train.shape[1]:
+                    raise VscError(f"--sparse-probe {k} is more than the {x_train.shape[1]} elements of the codes")
+                sel = select_elements(x_train[tr][t_tr == 1], x_train[tr][t_tr == 0], k)
+                predict = train_linear(x_train[tr][:, sel], t_tr, 2)
+                per_k[k].append(float((predict(x_test[te][:, sel]) == t_te).mean()))
+                bar.update()
+    return {"file": str(path), "features": features, "classes": len(classes), "seed": seed,
+            "results": [{"k": k, "accuracy_mean": float(np.mean(v)), "per_class": v} for k, v in per_k.items()]}
