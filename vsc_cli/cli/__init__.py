@@ -260,9 +260,12 @@ def classify(codes, features, labelled, repeats, seed, probe_ks, as_json, quiet)
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A set with known factors (vsc synth's .npz, the one RUN_DIR was trained on): adds how well code "
                    "elements match the true factors (MCC, factors recovered, support F1; docs/model.md).")
+@click.option("--consistency", is_flag=True,
+              help="Also whether each element does the same thing wherever it is on (RUN_DIR only): the median cosine "
+                   "similarity of the pixel changes of a step in it, between images (docs/model.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def sparsity(source, split, threshold, data_dir, as_json, conditional, active, truth, quiet):
+def sparsity(source, split, threshold, data_dir, as_json, conditional, active, truth, consistency, quiet):
     """Posterior sparsity of a codes file (CODES.h5) or of a run's encoder (RUN_DIR), beside the prior alpha."""
     from rich.console import Console
     from rich.table import Table
@@ -270,7 +273,7 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, t
     from vsc_cli.evaluation.sparsity import sparsity as run_sparsity
 
     r = run_sparsity(source, split, data_dir, threshold, progress=not quiet and not as_json, conditional=conditional,
-                     active=active, truth=truth)
+                     active=active, truth=truth, consistency=consistency)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -293,6 +296,13 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, t
         table.add_row(f"{label} ({which})" if key == "active_mean" else label, text)
     if r["active"] == "nonzero":
         table.add_row("rate of non-zero elements over the draws", f"{r['nonzero_rate']:.4f}")
+    if consistency:
+        table.add_section()
+        value = r["consistency"]
+        table.add_row(f"consistency: median cosine of an element's pixel changes ({r['consistency_elements']} "
+                      "elements used by >= 1% of images)", "-" if value is None else f"{value:.3f}")
+        table.add_row("  most / least consistent elements",
+                      f"{','.join(map(str, r['consistency_best'][:3]))} / {','.join(map(str, r['consistency_worst'][:3]))}")
     if truth is not None:
         from vsc_cli.evaluation.truth import ROWS as TRUTH_ROWS
 

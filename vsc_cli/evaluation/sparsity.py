@@ -11,6 +11,7 @@ from vsc_cli.data.sources import open_images, own_split
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.encoding import encode_batches, nonzero_draws
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
+from vsc_cli.evaluation.consistency import consistency as consistency_of
 from vsc_cli.evaluation.truth import truth_scores
 from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
 
@@ -36,17 +37,21 @@ def sparsity_from_gamma(gamma: np.ndarray, alpha: float | None, threshold: float
 
 
 def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float = 0.5, progress: bool = False,
-             conditional: bool = False, active: str | None = None, truth: Path | None = None) -> dict:
+             conditional: bool = False, active: str | None = None, truth: Path | None = None,
+             consistency: bool = False) -> dict:
     """Sparsity and example-specificity of a codes file's <split>/gamma, or of a run directory's encoder on
     <split>; `conditional` (run directories of MNIST or Fashion-MNIST) adds Fig. 13's class retention.
     active: "gamma" (an element is active where gamma > threshold) or "nonzero" (where one exact draw is non-zero,
     nonzero_draws; run directories only); None: the family's own (`Posterior.active`).
     truth: a set with known factors (`vsc synth`'s .npz, run directories only) adds the scores of truth.py, on the
-    split's rows of its `factors` and the codes E[z] = gamma mu."""
+    split's rows of its `factors` and the codes E[z] = gamma mu. consistency (run directories only): the score of
+    consistency.py on the same codes and active sets."""
     source = Path(source)
     is_run = source.is_dir() or source.suffix == ".safetensors"
     if conditional and not is_run:
         raise VscError("--conditional needs a run folder (it decodes samples), not a codes file")
+    if consistency and not is_run:
+        raise VscError("--consistency needs a run folder (it decodes), not a codes file")
     if truth is not None and not is_run:
         raise VscError("--truth needs a run folder (it encodes the set's images), not a codes file")
     if is_run:
@@ -75,6 +80,8 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         from vsc_cli.evaluation.metrics import conditional_retention_of
 
         out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
+    if consistency:
+        out.update(consistency_of(model, codes, active_sets(on, threshold if active == "gamma" else 0.5)))
     if truth is not None:
         out.update(truth_scores(codes, active_sets(on, threshold if active == "gamma" else 0.5),
                                 read_factors(truth, split, len(codes))), truth=str(truth))
