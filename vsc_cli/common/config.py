@@ -155,6 +155,9 @@ class TrainConfig:
     hidden: tuple = setting(
         (400,), "Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(), "model",
         shown_default="2000,2000 for celeba, 400 otherwise")
+    decoder: str = setting(
+        "mlp", "Decoder network: mlp (the hidden layers of --hidden, the paper's) or linear (x's mean = D z + b, a "
+        "dictionary: classic sparse coding), for every family.", Choice(("mlp", "linear")), "model", settable=True)
     likelihood: str = setting(
         "gaussian", "Decoder likelihood: Gaussian with learned per-pixel mean and log-variance (A.1), or Bernoulli.",
         Choice(("gaussian", "bernoulli")), "model", settable=True)

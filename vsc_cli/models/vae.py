@@ -26,7 +26,9 @@ def mlp(sizes) -> nn.Sequential:
 
 
 class Decoder(nn.Module):
-    """p(x|z): an MLP giving the per-pixel mean and log-variance of a Gaussian (A.1), or Bernoulli logits.
+    """p(x|z): an MLP giving the per-pixel mean and log-variance of a Gaussian (A.1), or Bernoulli logits; with
+    network="linear" one linear layer, so that x's mean = D z + b (a dictionary: classic sparse coding; Fallah &
+    Rozell's dictionary experiment), its log-variance linear in z too.
 
     The Gaussian's log-variance has a soft floor, min_logvar + softplus(raw - min_logvar): pixels
     that are zero in every image (MNIST's border) otherwise let the variance go to 0 and the
@@ -35,11 +37,11 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
-                 logvar_init: float | None = None):
+                 logvar_init: float | None = None, network: str = "mlp"):
         super().__init__()
         self.likelihood, self.min_logvar = likelihood, min_logvar
         outputs = 2 * pixels if likelihood == "gaussian" else pixels
-        self.net = mlp([dim, *hidden, outputs])
+        self.net = mlp([dim, outputs] if network == "linear" else [dim, *hidden, outputs])
         if likelihood == "gaussian" and logvar_init is not None:
             # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
             # pixels of ~0.02, which makes the reconstruction gradient tiny beside the KL's early on)
@@ -83,7 +85,7 @@ class VAE(nn.Module):
         self.encoder = mlp([pixels, *cfg.hidden, len(self.family.heads) * cfg.dim])
         self.family.init_encoder(self.encoder[-1], cfg)
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
-        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init)
+        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, cfg.decoder)
         for name, value in self.family.buffers(cfg).items():  # the family's state between steps, if any
             self.register_buffer(name, value)
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
