@@ -274,3 +274,19 @@ def test_encode_refuses_images_of_another_shape(tmp_path):
     result = run("encode", tmp_path / "run", "--data", tmp_path / "grey.npy", "-o", tmp_path / "c.h5", "--quiet")
     assert_one_line_error(result, 1, "1x12x12", "trained on 3x8x6")
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_a_non_finite_first_step_on_unscaled_images_names_their_scale(tmp_path):
+    """Own 8-bit images with --normalise none stay 0..255; the paper's networks then step to a non-finite loss, and
+    the error says why and what to use instead (not only "try a lower --lr")."""
+    from click.testing import CliRunner
+
+    from vsc_cli.cli import main
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (200, 8, 8)).astype(np.uint8))
+    r = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "x.npy"), "--normalise", "none", "--paper",
+                                  "--iterations", "20", "--batch-size", "20", "--dim", "8", "--out",
+                                  str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 1 and "non-finite" in r.output, r.output
+    assert "pixel values reach 255 (--normalise none)" in r.output and "--normalise unit" in r.output
+    assert "Traceback" not in r.output

@@ -308,7 +308,7 @@ def noise_seed(seed: int, rank: int) -> int:
 
 def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
     """(train Images, test Images, cfg with image_shape / logvar_init / encoder_scale resolved, the training
-    images' mean for centred encoder input: float32, None unless cfg.centre)."""
+    images' mean for centred encoder input: float32, None unless cfg.centre, the largest pixel value seen)."""
     from vsc_cli.data.sources import READ_BLOCK, Memory, is_path, open_images
 
     def load():
@@ -348,7 +348,7 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
         cfg = dataclasses.replace(cfg, logvar_init=float(np.log(var)))
     if cfg.encoder_scale == "data":  # likewise
         cfg = dataclasses.replace(cfg, encoder_scale=float(1.0 / np.sqrt(var)))
-    return x_train, x_test, cfg, mean
+    return x_train, x_test, cfg, mean, float(hi)
 
 
 class RunState:
@@ -365,6 +365,7 @@ class RunState:
         self.noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps, eta
         self.perm, self.pos, self.iteration = torch.randperm(n, generator=self.data_gen), 0, 0
         self.seconds, self.last_good = 0.0, None  # training time of earlier sessions; the last checkpoint
+        self.data_max = 0.0  # the largest pixel value of the training images (set by _setup)
         self.epoch = self._shard(self.perm)
 
     def _shard(self, perm: torch.Tensor) -> torch.Tensor:
@@ -446,6 +447,12 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
             exc.vsc_iteration = it + 1
             raise
+        except VscError as exc:  # a non-finite step: name the images' scale when it is far from the paper's
+            if "non-finite" in str(exc) and run.data_max > 10:
+                raise VscError(f"{exc}; the images' pixel values reach {run.data_max:g} (--normalise "
+                               f"{cfg.normalisation}): --normalise unit (the paper's) or 01 puts them on a scale the "
+                               "networks' initialisation expects") from None
+            raise
         run.iteration = it + 1
         running = value if running is None else 0.98 * running + 0.02 * value
         if run.iteration % cfg.log_every == 0 or run.iteration == cfg.iterations:
@@ -479,7 +486,7 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
     asked_backend = cfg.backend
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
-    x_train, x_test, cfg, x_mean = load_data(cfg, data_dir, world, progress)
+    x_train, x_test, cfg, x_mean, data_max = load_data(cfg, data_dir, world, progress)
     if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
         atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
     n, pixels, dtype = len(x_train), x_train.pixels, getattr(torch, cfg.dtype)
@@ -492,6 +499,7 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
     if cfg.centre and state is None:  # a resumed run restores its mean with the weights
         model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
     run = RunState(cfg, model, n, pixels, world, device)
+    run.data_max = data_max  # named in a non-finite step's error when the images are on a large scale
     if state is not None:
         run.restore(state, ckpt_path)
     log = _Log(out_dir / LOG, run.iteration if state is not None else None, world, device)
