@@ -67,3 +67,17 @@ def test_the_command_on_a_run(tmp_path):
     out = json.loads(r.output)
     assert out["consistency_elements"] == len(out["consistency_per_element"])
     assert out["consistency"] is None or -1 <= out["consistency"] <= 1
+    png = tmp_path / "c.png"
+    r = runner.invoke(main, ["figure", "consistency", str(tmp_path / "run"), "-o", str(png), "--elements", "2",
+                             "--count", "3", "--save-arrays"])
+    if out["consistency"] is None:  # no element used by 1% of the images: said in one line
+        assert r.exit_code == 1 and "nothing to draw" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "c.npz") as f:
+        elements, scores, images, changes = f["elements"], f["scores"], f["images"], f["changes"]
+    per = out["consistency_per_element"]
+    best = list(per)[:2]  # the figure's first rows are the most consistent elements, with their scores
+    assert [str(j) for j in elements[:len(best)]] == best
+    assert scores[:len(best)] == pytest.approx([per[j] for j in best])
+    assert images.shape == (len(elements), 3) and changes.shape[:2] == (len(elements), 3)

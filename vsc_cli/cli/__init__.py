@@ -382,7 +382,7 @@ def synth(kind, out, images, factors, active, values, noise, classes, per_class,
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["codes", "alter", "interpolate", "prior", "conditional"]))
+@click.argument("kind", type=click.Choice(["codes", "alter", "interpolate", "prior", "conditional", "consistency"]))
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG file to write (written to a temporary name, renamed when complete).")
@@ -418,6 +418,7 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
     interpolate  two images A, B; the largest elements of B - A moved one at a time on each
     prior        ancestral samples from the spike-and-slab prior, decoded
     conditional  N(0, 1) draws along only the dimensions an image activates, decoded
+    consistency  the ELEMENTS most and least consistent elements: a step in each, in COUNT images
 
     Example: vsc figure alter runs/fmnist-vsc-d200-a0.01-s0 -o alter.png --index 0
     """

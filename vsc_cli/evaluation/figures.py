@@ -1,4 +1,5 @@
-"""Pictures of the sparse codes: the paper's Figs. 7 (codes), 4 (alter), 5 (interpolate), 12 (prior), 13 (conditional).
+"""Pictures of the sparse codes: the paper's Figs. 7 (codes), 4 (alter), 5 (interpolate), 12 (prior), 13 (conditional),
+and the most and least consistent elements (consistency.py): what a step in each does to several images.
 
 The code of an image is the posterior mean E_q[z] = gamma * mu (see codes.py); "active" elements are
 those with gamma > threshold. Decoded images are the decoder's mean. Images are unit-norm vectors
@@ -23,7 +24,8 @@ from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write, check_writable_folder
 
-KINDS = ("codes", "alter", "interpolate", "prior", "conditional")
+KINDS = ("codes", "alter", "interpolate", "prior", "conditional", "consistency")
+CONSISTENCY_IMAGES = 2000  # the split's first images over which the consistency figure scores the elements
 CELL = 1.1  # inches per image tile
 TITLE = 0.7  # inches for the figure title (two lines) and the first row's labels
 ACTIVE, INACTIVE, ALTERED = "tab:blue", "0.7", "tab:orange"
@@ -159,7 +161,7 @@ def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "tes
     loaded = load(run_dir, data_dir, split, need_data=kind != "prior")
     # a VAE's gamma is 1 everywhere: its figures work the same, with every element active
     draw = {"codes": _codes, "alter": _alter, "interpolate": _interpolate, "prior": _prior,
-            "conditional": _conditional}[kind]
+            "conditional": _conditional, "consistency": _consistency}[kind]
     fig, arrays = draw(loaded, indices=indices, count=count, elements=elements, steps=steps, span=span,
                        threshold=threshold, rng=np.random.default_rng(seed))
     fig.suptitle(f"{_TITLES[kind]}\n{loaded.title}", fontsize=9)
@@ -188,6 +190,7 @@ _TITLES = {
     "interpolate": "Altering the largest elements of the interpolation vector B - A, one at a time (paper Fig. 5)",
     "prior": "Ancestral samples from the spike-and-slab prior (paper Fig. 12)",
     "conditional": "Conditional samples: N(0,1) only along the source's active dimensions (paper Fig. 13)",
+    "consistency": "Most and least consistent elements: a step in each, image by image (red +, blue -)",
 }
 
 
@@ -313,3 +316,53 @@ def _conditional(loaded, indices, count, threshold, rng, **_):
             _image(fig.add_subplot(grid[r, s + 2]), imgs[s], "samples" if s == 0 and r == 0 else None)
     return fig, {"indices": np.array(idx), "gamma": enc["gamma"], "codes": np.stack(codes),
                  "decoded": np.stack(decoded)}
+
+
+def _change(ax, img, label=None):
+    """A signed pixel change (C, H, W) in red (+) and blue (-), scaled by its own largest magnitude."""
+    c = img.mean(0)
+    m = float(np.abs(c).max()) or 1.0
+    ax.imshow(c, cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if label:
+        ax.set_title(label, fontsize=7, pad=2)
+
+
+def _consistency(loaded, count, elements, threshold, rng, **_):
+    from vsc_cli.evaluation.consistency import consistency
+    from vsc_cli.evaluation.encoding import nonzero_draws
+
+    model, n = loaded.model, min(len(loaded.x), CONSISTENCY_IMAGES)
+    x = loaded.x[list(range(n))]
+    enc = encode(model, x)
+    active = nonzero_draws(model, x) > 0 if model.family.active == "nonzero" else enc["gamma"] > threshold
+    scores = consistency(model, enc["code"], active)["consistency_per_element"]
+    if not scores:
+        raise VscError("no element is active in at least 1% of the images: nothing to draw")
+    order = list(scores)  # most consistent first
+    chosen = list(dict.fromkeys(order[:elements] + order[::-1][:elements]))
+    cols = count or 6
+    fig = _figure(cols, len(chosen))
+    grid = fig.add_gridspec(len(chosen), cols, left=0.01, right=0.99, bottom=0.02,
+                            top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.45, wspace=0.08)
+    picked = np.full((len(chosen), cols), -1, dtype=np.int64)  # -1 / NaN: fewer active images than columns
+    changes = np.full((len(chosen), cols, *loaded.shape), np.nan, dtype=np.float32)
+    for r, key in enumerate(chosen):
+        j = int(key)
+        on = np.flatnonzero(active[:, j])
+        idx = np.sort(rng.choice(on, min(cols, len(on)), replace=False))
+        spread = float(np.std(enc["code"][on, j]))
+        z = enc["code"][idx].copy()
+        step = z.copy()
+        step[:, j] += spread if spread > 0 else 1.0
+        change = decode(model, step, loaded.shape) - decode(model, z, loaded.shape)
+        picked[r, :len(idx)], changes[r, :len(idx)] = idx, change
+        for s in range(cols):
+            ax = fig.add_subplot(grid[r, s])
+            if s < len(idx):
+                _change(ax, change[s], f"element {j}: {scores[key]:.2f}" if s == 0 else f"#{idx[s]}")
+            else:
+                ax.axis("off")
+    return fig, {"elements": np.array([int(k) for k in chosen]), "scores": np.array([scores[k] for k in chosen]),
+                 "images": picked, "changes": changes}
