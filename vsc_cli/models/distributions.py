@@ -54,6 +54,11 @@ def draw_and_kl(q, p, x, step, generator=None, backend: str = "torch"):
     return pair(q, p)(q, p, x, step, generator, backend)
 
 
+# settings only the spike-and-slab family reads, at the values that switch them off: a family without a spike
+# refuses them (`refuses`; the VAE ignores them instead, as the sweeps pass them to every model)
+SPIKE_SLAB_ONLY = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
+
+
 class Posterior(Distribution):
     """The base of a family's q(z|x): the defaults of everything the model and the evaluation ask of a family."""
 

@@ -37,7 +37,7 @@ from torch.distributions import Distribution, constraints
 
 from vsc_kernels import kl_slab
 
-from vsc_cli.models.distributions import Posterior, register
+from vsc_cli.models.distributions import SPIKE_SLAB_ONLY, Posterior, register
 
 
 def threshold_ref(mu, logvar, eps, threshold: float):
@@ -62,8 +62,7 @@ class Thresholded(Posterior):
     elbo_is_bound = False  # its KL is the base Gaussian's: recon - KL bounds nothing (module docstring)
     not_elbo_because = "the KL is not the posterior's own"
     active = "nonzero"  # elements are non-zero at random (|sigma eps| > lambda): active = non-zero in a draw
-    # the spike-and-slab's own settings, refused (a VAE ignores them: sweeps pass them to every model)
-    refuses = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
+    refuses = SPIKE_SLAB_ONLY  # the spike-and-slab's own settings
 
     def __init__(self, mu, logvar, threshold: float):
         self.mu, self.logvar, self.threshold = mu, logvar, float(threshold)

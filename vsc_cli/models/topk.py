@@ -30,7 +30,7 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from vsc_cli.common.errors import VscError
-from vsc_cli.models.distributions import Posterior, register
+from vsc_cli.models.distributions import SPIKE_SLAB_ONLY, Posterior, register
 
 
 class TopK(Posterior):
@@ -42,8 +42,7 @@ class TopK(Posterior):
     has_rsample = True
     elbo_is_bound = False  # no KL: the objective is the reconstruction alone
     not_elbo_because = "an autoencoder has no KL"
-    # the spike-and-slab's own settings, refused (a VAE ignores them: sweeps pass them to every model)
-    refuses = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
+    refuses = SPIKE_SLAB_ONLY  # the spike-and-slab's own settings
 
     def __init__(self, pre, k: int):
         self.pre, self.k = pre, int(k)
