@@ -62,6 +62,12 @@ def exact_draws(model, x, seed: int, batch_size: int = 1000):
         yield xb, draw_and_kl(model.posterior(xb), model.prior, xb, step, gen, model.cfg.backend)[0]
 
 
+def active_elements(model, x, gamma: np.ndarray, threshold: float, active: str = "gamma") -> np.ndarray:
+    """(N, J) bool: the elements active in each image, gamma > threshold, or (active "nonzero", a family whose
+    elements are non-zero at random) non-zero in one exact draw per image (nonzero_draws)."""
+    return nonzero_draws(model, x) > 0 if active == "nonzero" else np.asarray(gamma) > threshold
+
+
 def nonzero_draws(model, x, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
     """(N, J) float64 0/1: which elements of one exact draw z ~ q(z|x) per image are non-zero (seeded). For the
     thresholded family, whose elements are non-zero at random (|sigma eps| > lambda), this is what "active"

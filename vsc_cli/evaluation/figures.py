@@ -331,12 +331,12 @@ def _change(ax, img, label=None):
 
 def _consistency(loaded, count, elements, threshold, rng, **_):
     from vsc_cli.evaluation.consistency import consistency
-    from vsc_cli.evaluation.encoding import nonzero_draws
+    from vsc_cli.evaluation.encoding import active_elements
 
     model, n = loaded.model, min(len(loaded.x), CONSISTENCY_IMAGES)
     x = loaded.x[list(range(n))]
     enc = encode(model, x)
-    active = nonzero_draws(model, x) > 0 if model.family.active == "nonzero" else enc["gamma"] > threshold
+    active = active_elements(model, x, enc["gamma"], threshold, model.family.active)
     scores = consistency(model, enc["code"], active)["consistency_per_element"]
     if not scores:
         raise VscError("no element is active in at least 1% of the images: nothing to draw")

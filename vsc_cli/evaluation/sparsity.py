@@ -9,7 +9,7 @@ import numpy as np
 from vsc_cli.common.errors import VscError
 from vsc_cli.data.sources import open_images, own_split
 from vsc_cli.evaluation.codes import read_gamma, read_labels
-from vsc_cli.evaluation.encoding import encode_batches, nonzero_draws
+from vsc_cli.evaluation.encoding import active_elements, encode_batches
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
 from vsc_cli.evaluation.consistency import consistency as consistency_of
 from vsc_cli.evaluation.truth import truth_scores
@@ -69,9 +69,9 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
             raise VscError("active elements as non-zero draws need a run folder (it draws from the encoder)")
         gamma, alpha = read_gamma(source, split)
         labels = read_labels(source, split)
-        active = "gamma"
-    on = nonzero_draws(model, x) if active == "nonzero" else gamma
-    out = sparsity_from_gamma(gamma, alpha, threshold, active_sets(on, threshold if active == "gamma" else 0.5))
+        active, model, x = "gamma", None, None
+    on = active_elements(model, x, gamma, threshold, active)
+    out = sparsity_from_gamma(gamma, alpha, threshold, on)
     out.update(specificity(on, labels, threshold))
     out["active"] = active
     if active == "nonzero":  # the rate of non-zero elements over the test draws, and the active set's count
@@ -81,10 +81,9 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
 
         out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
     if consistency:
-        out.update(consistency_of(model, codes, active_sets(on, threshold if active == "gamma" else 0.5)))
+        out.update(consistency_of(model, codes, on))
     if truth is not None:
-        out.update(truth_scores(codes, active_sets(on, threshold if active == "gamma" else 0.5),
-                                read_factors(truth, split, len(codes))), truth=str(truth))
+        out.update(truth_scores(codes, on, read_factors(truth, split, len(codes))), truth=str(truth))
     out.update(source=str(source), split=split)
     return out
 

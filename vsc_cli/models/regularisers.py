@@ -74,7 +74,7 @@ class Sum:
 
 
 def penalty_of(cfg, family=None, mean=None, model=None):
-    """The training terms `cfg` switches on, as one callable (terms, step) -> a number to add to the loss;
+    """The training terms `cfg` switches on, as one callable (terms, step, x) -> a number to add to the loss;
     None when there are none (the paper's recipe). The family's own come first (its `training_terms`: the
     spike-and-slab's aggregate rate term), then the KL's weight, which every family has. mean: how a batch's
     rates are averaged over processes under torchrun (trainers.dist.global_mean), None in one process; model: the

@@ -25,6 +25,7 @@ Not built: BatchTopK (k per batch rather than per image).
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import torch
 from torch.distributions import Distribution, constraints
@@ -83,9 +84,10 @@ class TopK(Posterior):
     def logvar(self):
         return torch.full_like(self.pre, -math.inf)  # a point mass: no spread
 
-    @property
+    @cached_property
     def kept(self):
-        """(B, J) 0/1: the k largest pre-activations of each image."""
+        """(B, J) 0/1: the k largest pre-activations of each image (found once per distribution: the draw, gamma
+        and the batch outputs all read it)."""
         idx = torch.topk(self.pre, min(self.k, self.pre.shape[-1]), dim=-1).indices
         return torch.zeros_like(self.pre).scatter(-1, idx, 1.0)
 
