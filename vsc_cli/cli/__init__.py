@@ -106,8 +106,8 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.UsageError("--device cuda: no usable CUDA device here; use --device cpu")
     check_backend(opts["backend"], device)
-    if opts["image_size"] is not None and not is_path(opts["data"]):
-        raise click.UsageError(f"--image-size is for your own data; {opts['data']} has a fixed size")
+    if opts["image_size"] is not None and not is_path(opts["data"]) and opts["data"].lower() != "celeba":
+        raise click.UsageError(f"--image-size is for CelebA and your own data; {opts['data']} has a fixed size")
     recipe_typed = ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE
     if paper and recipe_typed and recipe != "paper":
         raise click.UsageError(f"--paper is --recipe paper; it cannot be combined with --recipe {recipe}")

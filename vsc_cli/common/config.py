@@ -144,20 +144,34 @@ class TrainConfig:
         "labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (docs/datasets.md); a path is stored "
         "absolute.", Text(), "data")
     image_size: int | None = setting(
-        None, "Own data: resize every image to S x S pixels (needed when their sizes differ).", Int(1, 1 << 14), "data")
+        None, "Own data: resize every image to S x S pixels (needed when their sizes differ). CelebA: its side "
+        "(the paper's 32; 64 with the conv network).", Int(1, 1 << 14), "data",
+        shown_default="own data: their size; celeba: 64 with the conv network, else 32")
     image_shape: list | None = setting(
-        None, "Own data: (channels, height, width), filled in when training starts.", Shape(), "data", option=False)
+        None, "The images' (channels, height, width) (own data and the conv network), filled in when training starts.",
+        Shape(), "data", option=False)
     model: str = setting(
         "vsc", FAMILIES.help() + ".", Choice(FAMILIES), "model")
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
     alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
                            Float(0, 1, lo_open=True), "model")
     hidden: tuple = setting(
-        (400,), "Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(), "model",
+        (400,), "MLP network: hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(),
+        "model",
         shown_default="2000,2000 for celeba, 400 otherwise")
+    network: str = setting(
+        "mlp", "Encoder and decoder networks, for every family: mlp (fully connected, the layers of --hidden: the "
+        "paper's) or conv (strided 4x4 convolutions of --channels down to 4x4, then a linear layer to the heads; the "
+        "decoder its mirror; images of at least 8x8, padded to powers of two).", Choice(("mlp", "conv")), "model",
+        settable=True, shown_default="conv for celeba and for own colour or 32-pixel-or-larger images, mlp "
+        "otherwise and with --paper")
+    channels: tuple = setting(
+        (32, 64, 128, 256), "Conv network: channels of its layers, from the image down (the last repeated when the "
+        "image needs more layers).", Widths(), "model", settable=True, shown_default="32,64,128,256")
     decoder: str = setting(
-        "mlp", "Decoder network: mlp (the hidden layers of --hidden, the paper's) or linear (x's mean = D z + b, a "
-        "dictionary: classic sparse coding), for every family.", Choice(("mlp", "linear")), "model", settable=True)
+        "mlp", "Decoder: mlp (the encoder's network mirrored: --network's fully connected or conv layers) or linear "
+        "(x's mean = D z + b, a dictionary: classic sparse coding), for every family.", Choice(("mlp", "linear")),
+        "model", settable=True)
     likelihood: str = setting(
         "gaussian", "Decoder likelihood: Gaussian with learned per-pixel mean and log-variance (A.1), or Bernoulli.",
         Choice(("gaussian", "bernoulli")), "model", settable=True)
@@ -169,7 +183,7 @@ class TrainConfig:
     lr: float = setting(
         1e-3, "Adam learning rate (paper D.1: 0.001 to 0.01; at 0.001 CelebA's 2x2000 network collapses to the "
         "mean face, even as a VAE).", Float(0, lo_open=True), "training", settable=True,
-        shown_default="1e-4 for celeba, 1e-3 otherwise")
+        shown_default="1e-4 for celeba's MLP, 1e-3 otherwise")
     c_start: float = setting(C_START, "VSC: the sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
                              Float(0, lo_open=True), "training", settable=True)
     c_end: float = setting(C_END, "VSC: c at the last iteration, reached linearly (C.2).",
@@ -261,7 +275,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
         return d
 
     @classmethod
@@ -277,6 +291,10 @@ class TrainConfig:
         if not Widths().check(hidden):
             raise VscError(f"config entry hidden={hidden!r} is not a list of layer widths")
         d["hidden"] = tuple(hidden)
+        if "channels" in d:
+            if not Widths().check(d["channels"]):
+                raise VscError(f"config entry channels={d['channels']!r} is not a list of layer widths")
+            d["channels"] = tuple(d["channels"])
         cfg = cls(**d)
         for name in SETTINGS:
             if not check(name, getattr(cfg, name)):
@@ -346,7 +364,7 @@ def from_toml(text: str, where: str = "config file") -> dict:
             raise VscError(f"{where}: unknown setting {key!r}; the settings are those of `vsc train --help`")
         if value == "none" and SETTINGS[key].default is None:
             value = None
-        elif key in ("hidden",) and isinstance(value, list):
+        elif key in ("hidden", "channels") and isinstance(value, list):
             value = tuple(value)
         elif _is_int(value) and isinstance(SETTINGS[key].metadata["kind"], (Float, DataOrNumber)):
             value = float(value)  # TOML writes 3.0 as 3.0, but a person may write 3

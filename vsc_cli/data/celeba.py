@@ -1,4 +1,5 @@
-"""CelebA (paper appendix D.2): aligned faces, centre-cropped and downsampled to 32x32 RGB.
+"""CelebA (paper appendix D.2): aligned faces, centre-cropped and downsampled to 32x32 RGB (or another size:
+`--image-size`; the conv network's default is 64x64).
 
 Source: the official `img_align_celeba.zip` (202,599 JPEGs of 178x218 under `img_align_celeba/`),
 its extracted folder, or any zip/folder with the same layout at another resolution, such as
@@ -8,7 +9,7 @@ so `vsc download celeba --from DIR` copies a zip you downloaded (after checking 
 
 Crop: the square of side 148/178 of the width whose top-left corner is at (15/178 of the width,
 40/218 of the height), i.e. rows 40..188 and columns 15..163 of an official image: the face,
-without most of the background. It is then averaged down (box filter) to 32x32 and, like the other
+without most of the background. It is then averaged down (box filter) to 32x32 (or S x S) and, like the other
 sets, scaled to unit L2 norm per image by `data.normalise`. The prepared uint8 array is cached in
 $VSC_CACHE_DIR (default ~/.cache/vsc), never beside the source, which may be a read-only copy.
 
@@ -32,7 +33,7 @@ from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write
 
 FOLDER = "celeba"
-SIZE = 32  # output images are SIZE x SIZE RGB
+SIZE = 32  # output images are SIZE x SIZE RGB unless another size is asked for
 CROP_LEFT, CROP_TOP, CROP_SIDE = 15 / 178, 40 / 218, 148 / 178  # fractions of width, height, width
 TEST_FRACTION = 0.1
 SOURCES = ("img_align_celeba.zip", "img_align_celeba", "img_align_celeba_subset.zip")
@@ -48,14 +49,14 @@ def crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + min(side, height)
 
 
-def preprocess(data: bytes, what: str) -> np.ndarray:
-    """JPEG/PNG bytes -> uint8 (3, SIZE, SIZE): crop the face, average down to SIZE x SIZE."""
+def preprocess(data: bytes, what: str, size: int = SIZE) -> np.ndarray:
+    """JPEG/PNG bytes -> uint8 (3, size, size): crop the face, average down to size x size."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
-            im = im.crop(crop_box(*im.size)).resize((SIZE, SIZE), Image.Resampling.BOX)
+            im = im.crop(crop_box(*im.size)).resize((size, size), Image.Resampling.BOX)
             return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise VscError(f"{what}: not a readable image ({exc})") from None
@@ -104,29 +105,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vsc"
 
 
-def _cache_path(source: Path) -> Path:
+def _cache_path(source: Path, size: int = SIZE) -> Path:
     st = source.stat()
-    key = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{SIZE}|{CROP_LEFT}|{CROP_TOP}|{CROP_SIDE}|{CACHE_VERSION}"
-    return cache_dir() / f"celeba-{SIZE}px-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
+    key = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{CROP_LEFT}|{CROP_TOP}|{CROP_SIDE}|{CACHE_VERSION}"
+    return cache_dir() / f"celeba-{size}px-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
 
-def load_images(data_dir: Path, progress: bool = True) -> np.ndarray:
-    """uint8 (N, 3, SIZE, SIZE) of every image, in name order; cached in cache_dir() for the next time."""
+def load_images(data_dir: Path, progress: bool = True, size: int | None = None) -> np.ndarray:
+    """uint8 (N, 3, size, size) of every image (size None: SIZE), in name order; cached in cache_dir() per size."""
+    size = int(size or SIZE)
     from vsc_cli.common.progress import tqdm
 
     source = find_source(data_dir)
-    cache = _cache_path(source) if source.is_file() else None
+    cache = _cache_path(source, size) if source.is_file() else None
     if cache is not None and cache.is_file():
         try:
             images = np.load(cache, allow_pickle=False)
-            if images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (3, SIZE, SIZE):
+            if images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (3, size, size):
                 return images
         except (OSError, ValueError):
             pass  # a damaged cache is rebuilt
     entries, zf = _entries(source)
     if not entries:
         raise VscError(f"{source}: no .jpg or .png images inside")
-    images = np.empty((len(entries), 3, SIZE, SIZE), np.uint8)
+    images = np.empty((len(entries), 3, size, size), np.uint8)
     try:
         for i, (name, read) in enumerate(tqdm(entries, desc="preparing celeba", unit="img", disable=not progress,
                                                leave=False)):
@@ -134,7 +136,7 @@ def load_images(data_dir: Path, progress: bool = True) -> np.ndarray:
                 data = read()
             except (zipfile.BadZipFile, OSError, EOFError) as exc:  # e.g. a bad CRC-32
                 raise VscError(f"{source}: entry {name} cannot be read ({exc})") from None
-            images[i] = preprocess(data, f"{source}: entry {name}")
+            images[i] = preprocess(data, f"{source}: entry {name}", size)
     finally:
         if zf is not None:
             zf.close()
@@ -162,9 +164,9 @@ def split_indices(n: int, split: str) -> np.ndarray:
     raise VscError(f"unknown split {split!r}; choose train or test")
 
 
-def load_split(split: str, data_dir: Path, limit: int | None = None, progress: bool = True):
-    """(images uint8 (N, 3, 32, 32), labels int64 (N,) of -1) for split train or test."""
-    images = load_images(data_dir, progress)
+def load_split(split: str, data_dir: Path, limit: int | None = None, progress: bool = True, size: int | None = None):
+    """(images uint8 (N, 3, size, size), labels int64 (N,) of -1) for split train or test (size None: SIZE)."""
+    images = load_images(data_dir, progress, size)
     idx = split_indices(len(images), split)
     if limit is not None:
         idx = idx[:limit]

@@ -232,12 +232,13 @@ def normalise(images: np.ndarray, how: str) -> np.ndarray:
 
 
 def load_split(name: str, split: str, data_dir: Path | None = None, normalisation: str = "unit",
-               limit: int | None = None, fetch_missing: bool = True, progress: bool = True):
-    """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test'."""
+               limit: int | None = None, fetch_missing: bool = True, progress: bool = True,
+               image_size: int | None = None):
+    """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test' (image_size: CelebA's side)."""
     if canonical(name) == "celeba":
         from vsc_cli.data import celeba
 
-        images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit, progress)
+        images, labels = celeba.load_split(split, Path(data_dir or default_data_dir()), limit, progress, image_size)
         return normalise(images, normalisation), labels
     ds = spec(name)
     cache = fetch(name, data_dir, progress=progress) if fetch_missing else Path(data_dir or default_data_dir()) / ds.folder

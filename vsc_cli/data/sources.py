@@ -499,5 +499,5 @@ def open_images(data: str, split: str, data_dir=None, normalisation: str = "unit
         images = open_own(data, image_size, normalisation, progress)
         idx = own_split(len(images), split)
         return images.subset(idx[:limit] if limit is not None else idx)
-    x, labels = load_split(data, split, data_dir, normalisation, limit, progress=progress)
+    x, labels = load_split(data, split, data_dir, normalisation, limit, progress=progress, image_size=image_size)
     return Memory(x, labels, image_shape(data, x.shape[1]), data)

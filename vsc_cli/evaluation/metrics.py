@@ -200,8 +200,8 @@ def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, ima
 
     if canonical(data) not in ("mnist", "fmnist"):
         raise VscError(f"the conditional-sample check needs class labels: {data} has none (use mnist or fmnist)")
-    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation)
-    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation)
+    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
+    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
     classes = int(y_train.max()) + 1
     predict = train_image_classifier(x_train, y_train, classes, seed=seed)
     pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))

@@ -10,25 +10,17 @@ from torch.nn import functional as F
 from vsc_kernels import gaussian_loglik
 
 from vsc_cli.common.config import TrainConfig
+from vsc_cli.common.errors import VscError
 from vsc_cli.common.registry import FAMILIES
+from vsc_cli.models import networks
 from vsc_cli.models.distributions import draw_and_kl
 from vsc_cli.models.schedule import Step
 
 
-def mlp(sizes) -> nn.Sequential:
-    """Fully connected layers with ReLU between them (none after the last)."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class Decoder(nn.Module):
-    """p(x|z): an MLP giving the per-pixel mean and log-variance of a Gaussian (A.1), or Bernoulli logits; with
-    network="linear" one linear layer, so that x's mean = D z + b (a dictionary: classic sparse coding; Fallah &
-    Rozell's dictionary experiment), its log-variance linear in z too.
+    """p(x|z): a network (networks.py: the MLP of --hidden, the conv network's mirror, or with network="linear" one
+    linear layer, so that x's mean = D z + b, a dictionary: classic sparse coding; Fallah & Rozell's dictionary
+    experiment) giving the per-pixel mean and log-variance of a Gaussian (A.1), or Bernoulli logits.
 
     The Gaussian's log-variance has a soft floor, min_logvar + softplus(raw - min_logvar): pixels
     that are zero in every image (MNIST's border) otherwise let the variance go to 0 and the
@@ -37,17 +29,18 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
-                 logvar_init: float | None = None, network: str = "mlp"):
+                 logvar_init: float | None = None, network: str = "mlp", shape=None, channels=(32,)):
         super().__init__()
         self.likelihood, self.min_logvar = likelihood, min_logvar
-        outputs = 2 * pixels if likelihood == "gaussian" else pixels
-        self.net = mlp([dim, outputs] if network == "linear" else [dim, *hidden, outputs])
+        groups = 2 if likelihood == "gaussian" else 1
+        self.net = networks.decoder(network, shape, dim, hidden, channels, pixels, groups)
         if likelihood == "gaussian" and logvar_init is not None:
             # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
             # pixels of ~0.02, which makes the reconstruction gradient tiny beside the KL's early on)
             target = torch.tensor(max(float(logvar_init) - min_logvar, 1e-3))
+            bias = self.net.logvar_bias() if hasattr(self.net, "logvar_bias") else self.net[-1].bias[pixels:]
             with torch.no_grad():
-                self.net[-1].bias[pixels:] = min_logvar + torch.log(torch.expm1(target))
+                bias.fill_(float(min_logvar + torch.log(torch.expm1(target))))
 
     def forward(self, z):
         out = self.net(z)
@@ -82,10 +75,17 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg, self.pixels = cfg, pixels
         self.family = FAMILIES[cfg.model]  # q(z|x)'s class: everything the model asks of a family
-        self.encoder = mlp([pixels, *cfg.hidden, len(self.family.heads) * cfg.dim])
+        shape = cfg.image_shape  # (C, H, W): filled in when training starts; the conv network needs it
+        if cfg.network == "conv" and (shape is None or int(torch.tensor(shape).prod()) != pixels):
+            raise VscError(f"the conv network needs the images' shape (channels, height, width) of {pixels} pixels; "
+                           f"the config has {shape}")
+        self.encoder = networks.encoder(cfg.network, shape, pixels, cfg.hidden, cfg.channels,
+                                        len(self.family.heads) * cfg.dim)
         self.family.init_encoder(self.encoder[-1], cfg)
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
-        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, cfg.decoder)
+        decoder = "linear" if cfg.decoder == "linear" else cfg.network
+        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, decoder, shape,
+                               cfg.channels)
         for name, value in self.family.buffers(cfg).items():  # the family's state between steps, if any
             self.register_buffer(name, value)
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)

@@ -179,7 +179,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
                     progress=progress)
     t_trained = time.perf_counter()  # metrics["seconds"] is the training time, over every session of a resumed point
     model = build_model(load_checkpoint(folder))
-    x_train, _ = load_split(point.data, "train", data_dir, model.cfg.normalisation, model.cfg.train_size)
+    x_train, _ = load_split(point.data, "train", data_dir, model.cfg.normalisation, model.cfg.train_size,
+                            image_size=model.cfg.image_size)
     train_elbo = evaluate(model, torch.from_numpy(x_train), model.cfg.seed)["elbo"]
     codes = folder / "codes.h5"
     if not codes.is_file():  # train_size (tests) limits the encoded images like the training set
@@ -189,7 +190,8 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     sp = sparsity_from_gamma(gamma, point.alpha)
     labels = read_labels(codes, "test")
     if point.grid == "families":  # active = non-zero in one exact draw, the one definition every family shares
-        x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation)[0][:len(gamma)]  # as encoded
+        x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation,
+                            image_size=model.cfg.image_size)[0][:len(gamma)]  # as encoded
         on = nonzero_draws(model, x_test, seed=model.cfg.seed)
         spec = {**specificity(on, labels), "nonzero_rate": float(on.mean()), "sse": reconstruction_sse(model, x_test)}
     else:

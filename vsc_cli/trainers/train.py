@@ -318,7 +318,7 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
                 open_images(cfg.data, "test", limit=cfg.test_size, **kw))
 
     x_train, x_test = dist.main_first(world, load)  # rank 0 may download; the others then find the files
-    if is_path(cfg.data):
+    if is_path(cfg.data) or cfg.network == "conv":  # the conv network needs the shape, not only the size
         if cfg.image_shape is not None and list(cfg.image_shape) != list(x_train.shape):
             raise VscError(f"{cfg.data}: images are now {x_train.shape}, the run was trained on "
                            f"{tuple(cfg.image_shape)}")
