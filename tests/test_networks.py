@@ -188,3 +188,37 @@ def test_a_size_the_conv_network_cannot_take_is_one_line(tmp_path):
     res = CliRunner().invoke(main, ["train", "--data", str(data), "--network", "conv", "--dim", "3",
                                     "--iterations", "2", "--batch-size", "8", "--out", str(tmp_path / "r"), "--quiet"])
     assert res.exit_code == 1 and "at least 8x8" in res.output and "Traceback" not in res.output
+
+
+def test_the_conv_benchmark_times_every_layer_and_the_obvious_version():
+    from vsc_cli.pipelines import bench as B
+
+    cfg = TrainConfig(network="conv", channels=(4, 8), dim=5, image_shape=[3, 16, 16])
+    model = VAE(cfg, 768)
+    calls = []
+    real = torch.ops.aten.convolution_backward
+    step = B._compute_only_step(model, torch.rand(6, 768), "cpu", torch.float32)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    try:  # every conv layer's backward runs once per step, the data's layer without its input gradient
+        torch.ops.aten.convolution_backward = lambda *a: calls.append(a[-1]) or real(*a)
+        step()
+    finally:
+        torch.ops.aten.convolution_backward = real
+    assert len(calls) == len(layers) == 4 and calls[0] == [False, True, False] and calls[1] == [True, True, False]
+    # the obvious version is the same network: its loss is finite and its decoder's output has the vsc layout
+    obvious = B.ObviousConvVSC((3, 16, 16), (4, 8), 5, "gaussian")
+    assert obvious.decode(torch.zeros(2, 5)).shape == (2, 2 * 768) and torch.isfinite(obvious.loss(
+        torch.rand(2, 768), 50.0, 0.5))
+    r = B.run_conv_bench(dim=5, batch_size=4, shape=(3, 16, 16), channels=(4, 8), repeats=1, warmup=0)
+    rows = {row["step"]: row for row in r["rows"]}
+    assert set(rows) == {"vsc (NCHW)", "vsc (channels-last)", "convolutions + matrix products", "obvious eager"}
+    mm = rows["convolutions + matrix products"]["ms_per_iteration"]
+    assert all(abs(row["x_matrix_products"] - row["ms_per_iteration"] / mm) < 1e-9 for row in rows.values())
+
+
+def test_vsc_bench_train_network_conv_prints_its_table():
+    res = CliRunner().invoke(main, ["bench", "--train", "--network", "conv", "--dim", "8", "--repeats", "1",
+                                    "--warmup", "0", "--threads", "1"])
+    assert res.exit_code == 0 and "x convolutions + matrix products" in res.output, res.output
+    res = CliRunner().invoke(main, ["bench", "--network", "conv"])
+    assert res.exit_code == 2 and "--network is for --train" in res.output

@@ -574,16 +574,24 @@ def batch_by_dim(text: str) -> tuple:
                    "likelihood, beside the same step's matrix products alone and the obvious eager-PyTorch VSC.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads for torch and numba [default: torch's default, all cores].")
-@click.option("--dim", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Latent dimensions for --train.")
+@click.option("--network", type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True,
+              help="For --train: mlp (the paper's 784-400-DIM, batch 256, both likelihoods) or conv (the conv "
+                   "network on 64x64 colour images, CelebA's size, batch 64, Gaussian; its step also with "
+                   "channels-last memory).")
+@click.option("--dim", type=click.IntRange(min=1),
+              help="Latent dimensions for --train [default: 200 for the MLP, 256 for the conv network].")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @handle_errors
-def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, threads, dim, as_json):
+def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, threads, network, dim, as_json):
     """Time the spike-and-slab op (forward + backward) per backend, against torch eager and torch.compile.
 
-    With --train: whole training steps, as ms, as a multiple of their matrix products' time, and as a speed-up
-    over the obvious eager version."""
+    With --train: whole training steps, as ms, as a multiple of their matrix products' (and convolutions') time,
+    and as a speed-up over the obvious eager version."""
     import torch
+
+    if network == "conv" and not train_mode:
+        raise click.UsageError("--network is for --train")
+    dim = dim or (256 if network == "conv" else 200)
 
     if threads:  # for this command only (it may run inside another program, e.g. a test)
         import numba
@@ -592,14 +600,14 @@ def bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, 
         torch.set_num_threads(threads)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json)
+            return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, network, dim, as_json)
         finally:
             torch.set_num_threads(before[0])
             numba.set_num_threads(before[1])
-    return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json)
+    return _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, network, dim, as_json)
 
 
-def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, dim, as_json):
+def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode, network, dim, as_json):
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -613,7 +621,9 @@ def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode,
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         report = (lambda what: status.update(f"benchmarking {what}")) if not as_json else None
-        if train_mode:
+        if train_mode and network == "conv":
+            result = B.run_conv_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=report)
+        elif train_mode:
             result = B.run_train_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=report)
         else:
             if no_compile and impls is None:
@@ -627,7 +637,18 @@ def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode,
     m = result["machine"]
     title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
     out = Console()
-    if train_mode:
+    if train_mode and network == "conv":
+        table = Table(title=f"training step, conv network {'x'.join(map(str, result['shape']))} "
+                            f"({','.join(map(str, result['channels']))}) - {result['dim']}, batch "
+                            f"{result['batch_size']}, median of {repeats}: {title}")
+        for col in ("step", "ms / iteration", "iterations / s", "x convolutions + matrix products", "x obvious eager"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            table.add_row(r["step"], f"{r['ms_per_iteration']:.1f}", f"{r['iterations_per_second']:.2f}",
+                          f"{r['x_matrix_products']:.2f}", f"{r['speedup_vs_obvious']:.2f}")
+        table.caption = ("x convolutions + matrix products: the step's time over its layers' forward and backward "
+                         "alone; x obvious eager: the obvious version's time over this step's")
+    elif train_mode:
         table = Table(title=f"training step, {result['pixels']}-{result['hidden']}-{result['dim']}, batch "
                             f"{result['batch_size']}, median of {repeats}: {title}")
         for col in ("step", "ms / iteration", "iterations / s", "x matrix products", "x obvious eager"):

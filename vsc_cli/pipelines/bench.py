@@ -155,14 +155,20 @@ class ObviousVSC(torch.nn.Module):
         self.fc3 = nn.Linear(dim, hidden)
         self.fc4 = nn.Linear(hidden, pixels * (2 if likelihood == "gaussian" else 1))
 
+    def features(self, x):
+        return torch.relu(self.fc1(x))
+
+    def decode(self, z):
+        return self.fc4(torch.relu(self.fc3(z)))
+
     def loss(self, x, c: float, alpha: float):
         F = torch.nn.functional
-        h = F.relu(self.fc1(x))
+        h = self.features(x)
         mu, logvar, logspike = self.fc_mu(h), self.fc_logvar(h), -F.relu(-self.fc_spike(h))
         std = torch.exp(0.5 * logvar)
         eps, eta = torch.randn_like(std), torch.rand_like(std)
         z = torch.sigmoid(c * (eta + logspike.exp() - 1)) * (mu + eps * std)
-        out = self.fc4(F.relu(self.fc3(z)))
+        out = self.decode(z)
         if self.likelihood == "bernoulli":
             recon = F.binary_cross_entropy(torch.sigmoid(out), x, reduction="sum")
         else:
@@ -173,6 +179,139 @@ class ObviousVSC(torch.nn.Module):
         prior = (-0.5 * torch.sum(spike * (1 + logvar - mu.pow(2) - logvar.exp()))
                  + torch.sum((1 - spike) * torch.log((1 - spike) / (1 - alpha)) + spike * torch.log(spike / alpha)))
         return (recon + prior) / x.shape[0]
+
+
+class ObviousConvVSC(ObviousVSC):
+    """The same obvious VSC with the conv network (networks.py's layers, written out as nn.Sequential in NCHW):
+    the yardstick of `vsc bench --train --network conv`."""
+
+    def __init__(self, shape, channels, dim: int, likelihood: str, min_logvar: float = -10.0):
+        torch.nn.Module.__init__(self)
+        from vsc_cli.models.networks import ConvLayout
+
+        nn = torch.nn
+        self.likelihood, self.min_logvar = likelihood, min_logvar
+        self.lay = lay = ConvLayout(shape, channels)
+        enc, before = [], lay.c
+        for w in lay.widths:
+            enc += [nn.Conv2d(before, w, 4, 2, 1), nn.ReLU()]
+            before = w
+        self.enc = nn.Sequential(*enc, nn.Flatten())
+        self.fc_mu, self.fc_logvar, self.fc_spike = (nn.Linear(lay.features, dim) for _ in range(3))
+        self.fc3 = nn.Linear(dim, lay.features)
+        dec, ws = [], lay.widths[::-1]
+        for a, b in zip(ws[:-1], ws[1:]):
+            dec += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.ReLU()]
+        groups = 2 if likelihood == "gaussian" else 1
+        self.dec = nn.Sequential(*dec, nn.ConvTranspose2d(ws[-1], groups * lay.c, 4, 2, 1))
+
+    def features(self, x):
+        return self.enc(x.reshape(-1, self.lay.c, self.lay.h, self.lay.w))
+
+    def decode(self, z):
+        h = torch.relu(self.fc3(z)).reshape(-1, self.lay.widths[-1], *self.lay.small)
+        out = self.dec(h)  # (B, groups*C, H, W): the means' channels, then the log-variances'
+        return out.reshape(len(z), 2, -1).flatten(1) if self.likelihood == "gaussian" else out.flatten(1)
+
+
+def _compute_only_step(model, x, device, dtype):
+    """The training step's convolutions and matrix products alone: every Conv2d, ConvTranspose2d and Linear layer
+    of `model` (found with forward hooks on one call with batch x, so the shapes are the step's), forward and
+    backward (the weight gradient; the input gradient except for the layer that reads the data), on random tensors,
+    bias, activations, loss and optimizer left out. Everything else a step does is the overhead measured against
+    this."""
+    from torch.nn import functional as F
+
+    nn, shapes, hooks = torch.nn, [], []
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            hooks.append(mod.register_forward_hook(
+                lambda m, inp, out: shapes.append((m, tuple(inp[0].shape), tuple(out.shape)))))
+    with torch.no_grad():
+        model.encode(x) if hasattr(model, "encode") else None
+        model.decoder(torch.zeros(len(x), model.cfg.dim, device=device, dtype=dtype))
+    for h in hooks:
+        h.remove()
+    g = torch.Generator(device=device).manual_seed(0)
+    r = lambda shape: torch.randn(*shape, generator=g, device=device, dtype=dtype)  # noqa: E731
+    ops = []
+    for i, (m, shape_in, shape_out) in enumerate(shapes):
+        a, w, grad = r(shape_in), m.weight.detach().clone(), r(shape_out)
+        if isinstance(m, nn.Linear):
+            ops.append(lambda a=a, w=w, grad=grad, first=(i == 0): (
+                torch.mm(a, w.t()), torch.mm(grad.t(), a), None if first else torch.mm(grad, w)))
+        else:
+            transposed = isinstance(m, nn.ConvTranspose2d)
+            conv = F.conv_transpose2d if transposed else F.conv2d
+            ops.append(lambda a=a, w=w, grad=grad, conv=conv, transposed=transposed, first=(i == 0): (
+                conv(a, w, None, m.stride, m.padding),
+                torch.ops.aten.convolution_backward(grad, a, w, None, m.stride, m.padding, m.dilation, transposed,
+                                                    [0, 0], 1, [not first, True, False])))
+
+    def step():
+        for op in ops:
+            op()
+
+    return step
+
+
+def run_conv_bench(device="cpu", dim=256, batch_size=64, shape=(3, 64, 64), channels=(32, 64, 128, 256),
+                   repeats=30, warmup=5, progress=None, likelihood="gaussian", backend="numba"):
+    """Training steps of the conv network (default: CelebA's 64x64 colour faces, batch 64, 256 dims): vsc's own
+    step (train.training_step) in the layout PyTorch gives (NCHW) and with channels-last weights and activations,
+    the same step's convolutions and matrix products alone (_compute_only_step), and the obvious eager version
+    (ObviousConvVSC with Adam); timed in alternating blocks as run_train_bench."""
+    from vsc_cli.common.config import TrainConfig
+    from vsc_cli.models.schedule import Step
+    from vsc_cli.models.vae import VAE
+    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
+
+    pixels = int(shape[0] * shape[1] * shape[2])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size * 4, pixels, generator=g)
+    x = (x / x.norm(dim=1, keepdim=True)).to(device)
+    batches = [x[i * batch_size:(i + 1) * batch_size] for i in range(4)]
+    cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend, likelihood=likelihood, network="conv",
+                      channels=tuple(channels), image_shape=list(shape))
+    steps = {}
+    for name, layout in (("vsc (NCHW)", torch.contiguous_format), ("vsc (channels-last)", torch.channels_last)):
+        torch.manual_seed(0)
+        model = VAE(cfg, pixels).to(device)
+        if layout is torch.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = make_optimizer(model, cfg.lr)
+        noise = torch.Generator(device=device).manual_seed(1)
+        log = _Log(None, None, device=device)
+
+        def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62)),
+                 at=Step(120.0, 1.0, cfg.alpha)):
+            i = next(counter)
+            training_step(model, model, opt, batches[i % 4], at, noise, log, i + 1, None)
+            if log.count >= 100:
+                log.reset()
+
+        steps[name] = step
+    steps["convolutions + matrix products"] = _compute_only_step(model, batches[0], device, torch.float32)
+    torch.manual_seed(0)
+    obvious = ObviousConvVSC(shape, channels, dim, likelihood).to(device)
+    opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
+
+    def step_obvious(model=obvious, opt=opt, counter=iter(range(1 << 62))):
+        loss = model.loss(batches[next(counter) % 4], 120.0, 0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    steps["obvious eager"] = step_obvious
+    if progress:
+        progress("conv training steps")
+    times = _interleaved(steps, repeats, warmup, device)
+    mm, obv = times["convolutions + matrix products"], times["obvious eager"]
+    rows = [{"step": name, "ms_per_iteration": t * 1e3, "iterations_per_second": 1 / t,
+             "x_matrix_products": t / mm, "speedup_vs_obvious": obv / t} for name, t in times.items()]
+    return {"machine": machine(device), "network": "conv", "shape": list(shape), "channels": list(channels),
+            "dim": dim, "batch_size": batch_size, "likelihood": likelihood, "backend": backend, "repeats": repeats,
+            "rows": rows}
 
 
 def _matmul_step(batch: int, layers, device, dtype):
