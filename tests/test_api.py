@@ -129,4 +129,5 @@ def test_the_api_and_the_cli_build_the_same_model(shared_data, tmp_path):
     with pytest.raises(VscError, match="recipe"):
         vsc.train_config("fancy")
     assert vsc.train_config(data="celeba").hidden == (2000, 2000)  # paper D.1, as `vsc train --data celeba`
-    assert vsc.train_config(data="celeba").lr == 1e-4 and vsc.train_config(data="celeba", lr=0.01).lr == 0.01
+    assert vsc.train_config(data="celeba", network="mlp").lr == 1e-4  # the 2x2000 MLP's; the conv network's 1e-3
+    assert vsc.train_config(data="celeba").lr == 1e-3 and vsc.train_config(data="celeba", lr=0.01).lr == 0.01

@@ -100,8 +100,15 @@ def test_celeba_defaults_to_the_two_layer_network(monkeypatch, tmp_path):
                 "test_sparsity": 0.1, "seconds_per_1000_iterations": None}
 
     monkeypatch.setattr("vsc_cli.trainers.train.train", fake_train)
-    assert run("train", "--data", "celeba", "--out", tmp_path / "a").exit_code == 0
+    assert run("train", "--data", "celeba", "--paper", "--out", tmp_path / "a").exit_code == 0
     assert seen["cfg"].hidden == (2000, 2000) and seen["cfg"].lr == 1e-4  # at 1e-3 even the VAE collapses
+    assert (seen["cfg"].network, seen["cfg"].image_size) == ("mlp", None)  # the paper's MLP at 32x32
+    assert run("train", "--data", "celeba", "--network", "mlp", "--out", tmp_path / "m").exit_code == 0
+    assert (seen["cfg"].hidden, seen["cfg"].lr, seen["cfg"].image_size) == ((2000, 2000), 1e-4, None)
+    assert run("train", "--data", "celeba", "--out", tmp_path / "d").exit_code == 0  # the default: conv at 64x64
+    assert (seen["cfg"].network, seen["cfg"].image_size, seen["cfg"].lr) == ("conv", 64, 1e-3)
+    assert run("train", "--data", "celeba", "--image-size", "32", "--out", tmp_path / "e").exit_code == 0
+    assert (seen["cfg"].network, seen["cfg"].image_size) == ("conv", 32)
     assert run("train", "--data", "fmnist", "--out", tmp_path / "b").exit_code == 0
     assert seen["cfg"].hidden == (400,) and seen["cfg"].lr == 1e-3
     assert run("train", "--data", "celeba", "--hidden", "300", "--lr", "0.002", "--out", tmp_path / "c").exit_code == 0

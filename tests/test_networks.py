@@ -222,3 +222,8 @@ def test_vsc_bench_train_network_conv_prints_its_table():
     assert res.exit_code == 0 and "x convolutions + matrix products" in res.output, res.output
     res = CliRunner().invoke(main, ["bench", "--network", "conv"])
     assert res.exit_code == 2 and "--network is for --train" in res.output
+
+
+def test_colour_images_too_small_for_the_conv_network_get_the_mlp(tmp_path):
+    np.save(tmp_path / "tiny.npy", np.zeros((20, 8, 6, 3), np.uint8))
+    assert vsc_cli.train_config(data=str(tmp_path / "tiny.npy")).network == "mlp"

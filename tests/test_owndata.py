@@ -214,7 +214,7 @@ def test_data_argument_errors(tmp_path):
     result = run("train", "--data", tmp_path / "missing.npy", "--quiet")
     assert result.exit_code == 2 and "neither a dataset" in result.output
     result = run("train", "--data", "fmnist", "--image-size", "16", "--quiet")
-    assert result.exit_code == 2 and "--image-size is for your own data" in result.output
+    assert result.exit_code == 2 and "--image-size is for CelebA and your own data" in result.output
     np.save(tmp_path / "few.npy", images(8))
     result = run("train", "--data", tmp_path / "few.npy", "--out", tmp_path / "r", *TINY)
     assert_one_line_error(result, 1, "no test images")

@@ -89,6 +89,7 @@ CELEBA_CONV_SIZE = 64
 def default_network(data: str, recipe: str, image_size=None, normalisation: str = "unit") -> str:
     """conv or mlp: the network a run gets when --network is not given (the paper's recipe: always the MLP)."""
     from vsc_cli.data.sources import is_path, open_own
+    from vsc_cli.models.networks import MIN_SIDE
 
     if recipe == "paper":
         return "mlp"
@@ -98,6 +99,8 @@ def default_network(data: str, recipe: str, image_size=None, normalisation: str 
         c, h, w = open_own(data, image_size, normalisation).shape
     except VscError:
         return "mlp"  # unreadable: training says why
+    if min(h, w) < MIN_SIDE:  # too small for the conv network
+        return "mlp"
     return "conv" if c == 3 or min(h, w) >= CONV_FROM_SIDE else "mlp"
 
 
