@@ -258,3 +258,14 @@ def test_cuda_kernels_under_ddp_match_torch(tmp_path, data, monkeypatch):
     metrics = json.loads((tmp_path / "cuda" / "metrics.json").read_text())
     assert metrics["device"] == ("cuda:0" if device == "cuda" else "cpu")  # where rank 0 really trained
     assert metrics["rank_parameter_sha256"] == [parameter_sha256(tmp_path / "cuda")] * 2
+
+
+def test_torchrun_trains_the_conv_network(tmp_path, data):
+    name, env = data
+    out = tmp_path / "conv"
+    proc = torchrun(["train", "--data", name, "--network", "conv", "--channels", "4,8", "--iterations", "10",
+                     "--out", out, *SMALL], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["rank_parameter_sha256"] == [parameter_sha256(out)] * 2
+    assert TrainConfig.from_dict(load_checkpoint(out)["config"]).network == "conv"

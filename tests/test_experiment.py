@@ -199,3 +199,14 @@ def test_results_of_an_older_default_are_not_taken_for_todays(tmp_path, monkeypa
     result = run(*args[:-3], "--out", tmp_path / "new", "--quiet", "--recipe", "default")
     assert result.exit_code == 0, result.output
     assert trained[0][0].options["recipe"] == "default-2" and E.point_config(trained[0][0]).rate_weight == 3.0
+
+
+def test_a_sweep_with_the_conv_network(shared_data, tmp_path):
+    out = tmp_path / "conv"
+    result = run("experiment", "dims", "--data", "fmnist", "--dims", "4", "--models", "vsc:0.2", "--iterations", 5,
+                 "--train-size", 300, "--labelled", 100, "--set", "network=conv", "--set", "channels=4,8",
+                 "--data-dir", shared_data, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    point = json.loads((out / "points" / "fmnist-vsc-d4-a0.2" / "result.json").read_text())
+    assert point["options"]["network"] == "conv" and point["options"]["channels"] == [4, 8]
+    assert point["accuracy"][0]["labelled"] == 100 and 0 < point["accuracy"][0]["accuracy_mean"] <= 1
