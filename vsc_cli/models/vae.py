@@ -29,7 +29,7 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
-                 logvar_init: float | None = None, network: str = "mlp", shape=None, channels=(32,)):
+                 logvar_init: float | None = None, network: str = "mlp", shape=None, channels=None):
         super().__init__()
         self.likelihood, self.min_logvar = likelihood, min_logvar
         groups = 2 if likelihood == "gaussian" else 1

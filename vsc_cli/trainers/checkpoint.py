@@ -215,7 +215,9 @@ def build_model(state: dict, device="cpu"):
 
 def check_tensors(expected: dict, stored: dict, cfg: TrainConfig, pixels: int) -> None:
     """VscError naming the first missing, extra or wrongly shaped tensor."""
-    what = (f"a {cfg.model} model with dim {cfg.dim}, hidden {','.join(map(str, cfg.hidden))}, "
+    net = (f"conv network {','.join(map(str, cfg.channels))}" if cfg.network == "conv"
+           else f"hidden {','.join(map(str, cfg.hidden))}")
+    what = (f"a {cfg.model} model with dim {cfg.dim}, {net}, "
             f"{pixels} pixels, {cfg.likelihood} likelihood")
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
