@@ -107,6 +107,7 @@ def test_celeba_defaults_to_the_two_layer_network(monkeypatch, tmp_path):
     assert (seen["cfg"].hidden, seen["cfg"].lr, seen["cfg"].image_size) == ((2000, 2000), 1e-4, None)
     assert run("train", "--data", "celeba", "--out", tmp_path / "d").exit_code == 0  # the default: conv at 64x64
     assert (seen["cfg"].network, seen["cfg"].image_size, seen["cfg"].lr) == ("conv", 64, 1e-3)
+    assert seen["cfg"].logvar_init == "data"  # the conv network's default start of the decoder's variance
     assert run("train", "--data", "celeba", "--image-size", "32", "--out", tmp_path / "e").exit_code == 0
     assert (seen["cfg"].network, seen["cfg"].image_size) == ("conv", 32)
     assert run("train", "--data", "fmnist", "--out", tmp_path / "b").exit_code == 0

@@ -227,3 +227,10 @@ def test_vsc_bench_train_network_conv_prints_its_table():
 def test_colour_images_too_small_for_the_conv_network_get_the_mlp(tmp_path):
     np.save(tmp_path / "tiny.npy", np.zeros((20, 8, 6, 3), np.uint8))
     assert vsc_cli.train_config(data=str(tmp_path / "tiny.npy")).network == "mlp"
+
+
+def test_the_conv_network_starts_its_decoder_variance_at_the_datas():
+    assert vsc_cli.train_config(data="celeba").logvar_init == "data"
+    assert vsc_cli.train_config(data="fmnist", network="conv").logvar_init == "data"
+    assert vsc_cli.train_config(data="fmnist", network="conv", logvar_init=-3.0).logvar_init == -3.0
+    assert vsc_cli.train_config(data="fmnist").logvar_init is None  # the MLP keeps PyTorch's init

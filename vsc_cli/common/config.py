@@ -192,7 +192,7 @@ class TrainConfig:
     logvar_init: float | str | None = setting(
         None, "Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) or a "
         "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True,
-        shown_default="PyTorch's init, about 0")
+        shown_default="'data' with the conv network, else PyTorch's init, about 0")
     gamma_init: float | None = setting(
         None, "VSC: start every spike probability near this value (with eq. 12 about half the elements otherwise "
         "start at gamma = 1 with zero gradient). Not in the paper.", Float(0, 1, lo_open=True, hi_open=True),
