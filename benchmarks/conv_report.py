@@ -33,6 +33,7 @@ for p in sorted((root / "conv-vs-mlp").glob("*.json")):
     r = json.loads(p.read_text())
     m, c, s = r["metrics"], r["classify"]["results"][0], r["sparsity"]
     data = p.stem.split("-")[0]
-    print(f"| {data} | {r['network']} | {r['model']} | {s.get('alpha') if r['model'] != 'vae' else '-'} | {100 * c['accuracy_mean']:.1f} "
+    extra = f" ({r['settings']})" if r.get("settings") else ""
+    print(f"| {data} | {r['network']}{extra} | {r['model']} | {s.get('alpha') if r['model'] != 'vae' else '-'} | {100 * c['accuracy_mean']:.1f} "
           f"± {100 * c['accuracy_std']:.1f} | {m['test_elbo']:.1f} | {s['active_mean']:.1f} | {s['dims_used']} | "
           f"{s['jaccard_different_class']:.2f} / {s['jaccard_same_class']:.2f} | {minutes(m['seconds'])} |")
