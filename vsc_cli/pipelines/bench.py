@@ -181,6 +181,26 @@ class ObviousVSC(torch.nn.Module):
         return (recon + prior) / x.shape[0]
 
 
+def _vsc_step(model, cfg, batches, device):
+    """One call = one vsc training step (train.training_step, the loop's own) on the next of `batches`, mid-training
+    (c 120, the slab on), with Adam as `vsc train` makes it."""
+    from vsc_cli.models.schedule import Step
+    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
+
+    opt = make_optimizer(model, cfg.lr)
+    noise = torch.Generator(device=device).manual_seed(1)
+    log = _Log(None, None, device=device)
+    counter, at = iter(range(1 << 62)), Step(120.0, 1.0, cfg.alpha)
+
+    def step():
+        i = next(counter)
+        training_step(model, model, opt, batches[i % len(batches)], at, noise, log, i + 1, None)
+        if log.count >= 100:
+            log.reset()
+
+    return step
+
+
 class ObviousConvVSC(ObviousVSC):
     """The same obvious VSC with the conv network (networks.py's layers, written out as nn.Sequential in NCHW):
     the yardstick of `vsc bench --train --network conv`."""
@@ -262,9 +282,7 @@ def run_conv_bench(device="cpu", dim=256, batch_size=64, shape=(3, 64, 64), chan
     the same step's convolutions and matrix products alone (_compute_only_step), and the obvious eager version
     (ObviousConvVSC with Adam); timed in alternating blocks as run_train_bench."""
     from vsc_cli.common.config import TrainConfig
-    from vsc_cli.models.schedule import Step
     from vsc_cli.models.vae import VAE
-    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
 
     pixels = int(shape[0] * shape[1] * shape[2])
     g = torch.Generator().manual_seed(0)
@@ -279,18 +297,7 @@ def run_conv_bench(device="cpu", dim=256, batch_size=64, shape=(3, 64, 64), chan
         model = VAE(cfg, pixels).to(device)
         if layout is torch.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt = make_optimizer(model, cfg.lr)
-        noise = torch.Generator(device=device).manual_seed(1)
-        log = _Log(None, None, device=device)
-
-        def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62)),
-                 at=Step(120.0, 1.0, cfg.alpha)):
-            i = next(counter)
-            training_step(model, model, opt, batches[i % 4], at, noise, log, i + 1, None)
-            if log.count >= 100:
-                log.reset()
-
-        steps[name] = step
+        steps[name] = _vsc_step(model, cfg, batches, device)
     steps["convolutions + matrix products"] = _compute_only_step(model, batches[0], device, torch.float32)
     torch.manual_seed(0)
     obvious = ObviousConvVSC(shape, channels, dim, likelihood).to(device)
@@ -344,8 +351,6 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
     obvious version."""
     from vsc_cli.common.config import TrainConfig
     from vsc_cli.models.vae import VAE
-    from vsc_cli.models.schedule import Step
-    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
 
     backends = list(backends or [b for b in available_backends() if b != "cuda" or device == "cuda"])
     g = torch.Generator().manual_seed(0)
@@ -363,19 +368,8 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
             torch.manual_seed(0)
             cfg = TrainConfig(dim=dim, batch_size=batch_size, backend=backend, likelihood=likelihood, hidden=(hidden,))
             model = VAE(cfg, pixels).to(device)
-            opt = make_optimizer(model, cfg.lr)
-            noise = torch.Generator(device=device).manual_seed(1)
-            log = _Log(None, None, device=device)
-
-            def step(model=model, opt=opt, noise=noise, log=log, counter=iter(range(1 << 62)),
-                     at=Step(120.0, 1.0, cfg.alpha)):
-                i = next(counter)
-                training_step(model, model, opt, batches[i % 8], at, noise, log, i + 1, None)
-                if log.count >= 100:
-                    log.reset()
-
             name = f"vsc {backend} ({likelihood})"
-            steps[name], kinds[name] = step, (likelihood, "vsc")
+            steps[name], kinds[name] = _vsc_step(model, cfg, batches, device), (likelihood, "vsc")
         torch.manual_seed(0)
         obvious = ObviousVSC(pixels, hidden, dim, likelihood).to(device)
         opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
