@@ -637,27 +637,23 @@ def _bench(sizes, impls, no_compile, repeats, warmup, dtype, device, train_mode,
     m = result["machine"]
     title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
     out = Console()
-    if train_mode and network == "conv":
-        table = Table(title=f"training step, conv network {'x'.join(map(str, result['shape']))} "
-                            f"({','.join(map(str, result['channels']))}) - {result['dim']}, batch "
-                            f"{result['batch_size']}, median of {repeats}: {title}")
-        for col in ("step", "ms / iteration", "iterations / s", "x convolutions + matrix products", "x obvious eager"):
+    if train_mode:
+        conv = network == "conv"
+        net = (f"conv network {'x'.join(map(str, result['shape']))} ({','.join(map(str, result['channels']))})"
+               if conv else f"{result['pixels']}-{result['hidden']}")
+        base = "convolutions + matrix products" if conv else "matrix products"
+        table = Table(title=f"training step, {net}-{result['dim']}, batch {result['batch_size']}, median of "
+                            f"{repeats}: {title}")
+        for col in ("step", "ms / iteration", "iterations / s", f"x {base}", "x obvious eager"):
             table.add_column(col, justify="right")
+        ms, per_s = (".1f", ".2f") if conv else (".2f", ".1f")  # a conv step is ~0.2 s, an MLP step ~20 ms
         for r in result["rows"]:
-            table.add_row(r["step"], f"{r['ms_per_iteration']:.1f}", f"{r['iterations_per_second']:.2f}",
+            table.add_row(r["step"], format(r["ms_per_iteration"], ms), format(r["iterations_per_second"], per_s),
                           f"{r['x_matrix_products']:.2f}", f"{r['speedup_vs_obvious']:.2f}")
-        table.caption = ("x convolutions + matrix products: the step's time over its layers' forward and backward "
-                         "alone; x obvious eager: the obvious version's time over this step's")
-    elif train_mode:
-        table = Table(title=f"training step, {result['pixels']}-{result['hidden']}-{result['dim']}, batch "
-                            f"{result['batch_size']}, median of {repeats}: {title}")
-        for col in ("step", "ms / iteration", "iterations / s", "x matrix products", "x obvious eager"):
-            table.add_column(col, justify="right")
-        for r in result["rows"]:
-            table.add_row(r["step"], f"{r['ms_per_iteration']:.2f}", f"{r['iterations_per_second']:.1f}",
-                          f"{r['x_matrix_products']:.2f}", f"{r['speedup_vs_obvious']:.2f}")
-        table.caption = ("x matrix products: the step's time over its matrix products' alone (1.00 = nothing else "
-                         "costs); x obvious eager: the obvious version's time over this step's")
+        alone = ("its layers' forward and backward alone" if conv
+                 else "its matrix products' alone (1.00 = nothing else costs)")
+        table.caption = (f"x {base}: the step's time over {alone}; x obvious eager: the obvious version's time over "
+                         "this step's")
     else:
         table = Table(title=f"spike-slab op, forward + backward, {result['dtype']}, median of {repeats}: {title}")
         for col in ("size", "impl", "ms", "x eager", "GB/s", "x bandwidth bound"):

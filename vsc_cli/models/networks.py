@@ -80,11 +80,6 @@ class ConvEncoder(nn.Module):
     def forward(self, x):
         return self.head(self.convs(self.layout.pad(x)).flatten(1))
 
-    def __getitem__(self, i):  # encoder[-1] is the layer whose outputs are the heads, as an MLP's (init_encoder)
-        if i != -1:
-            raise IndexError("only [-1], the heads' layer, is indexed")
-        return self.head
-
 
 class ConvDecoder(nn.Module):
     """z (B, J) -> flat (B, groups*C*H*W): a linear layer to the smallest feature map, then transposed convolutions;
@@ -110,10 +105,16 @@ class ConvDecoder(nn.Module):
 
 
 def encoder(network: str, shape, pixels: int, hidden, channels, outputs: int) -> nn.Module:
-    """The encoder network: flat images (B, pixels) -> (B, outputs); its [-1] is the heads' linear layer."""
+    """The encoder network: flat images (B, pixels) -> (B, outputs), ending in the heads' linear layer
+    (heads_layer)."""
     if network == "conv":
         return ConvEncoder(ConvLayout(shape, channels), outputs)
     return mlp([pixels, *hidden, outputs])
+
+
+def heads_layer(encoder: nn.Module) -> nn.Linear:
+    """The encoder's last layer, whose outputs are the family's heads (Posterior.init_encoder sets its start)."""
+    return encoder.head if isinstance(encoder, ConvEncoder) else encoder[-1]
 
 
 def decoder(network: str, shape, dim: int, hidden, channels, pixels: int, groups: int) -> nn.Module:

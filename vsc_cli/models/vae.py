@@ -3,6 +3,8 @@ decoder, and the ELBO's terms. What differs between families is asked of the fam
 (models/distributions.py), found by the `--model` value in common.registry.FAMILIES."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -76,12 +78,12 @@ class VAE(nn.Module):
         self.cfg, self.pixels = cfg, pixels
         self.family = FAMILIES[cfg.model]  # q(z|x)'s class: everything the model asks of a family
         shape = cfg.image_shape  # (C, H, W): filled in when training starts; the conv network needs it
-        if cfg.network == "conv" and (shape is None or int(torch.tensor(shape).prod()) != pixels):
+        if cfg.network == "conv" and (shape is None or math.prod(shape) != pixels):
             raise VscError(f"the conv network needs the images' shape (channels, height, width) of {pixels} pixels; "
                            f"the config has {shape}")
         self.encoder = networks.encoder(cfg.network, shape, pixels, cfg.hidden, cfg.channels,
                                         len(self.family.heads) * cfg.dim)
-        self.family.init_encoder(self.encoder[-1], cfg)
+        self.family.init_encoder(networks.heads_layer(self.encoder), cfg)
         init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         decoder = "linear" if cfg.decoder == "linear" else cfg.network
         self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, decoder, shape,

@@ -201,6 +201,20 @@ def _vsc_step(model, cfg, batches, device):
     return step
 
 
+def _obvious_step(obvious, batches):
+    """One call = one step of the obvious version (its loss, plain Adam at 1e-3) on the next of `batches`."""
+    opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
+    counter = iter(range(1 << 62))
+
+    def step():
+        loss = obvious.loss(batches[next(counter) % len(batches)], 120.0, 0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 class ObviousConvVSC(ObviousVSC):
     """The same obvious VSC with the conv network (networks.py's layers, written out as nn.Sequential in NCHW):
     the yardstick of `vsc bench --train --network conv`."""
@@ -230,8 +244,7 @@ class ObviousConvVSC(ObviousVSC):
 
     def decode(self, z):
         h = torch.relu(self.fc3(z)).reshape(-1, self.lay.widths[-1], *self.lay.small)
-        out = self.dec(h)  # (B, groups*C, H, W): the means' channels, then the log-variances'
-        return out.reshape(len(z), 2, -1).flatten(1) if self.likelihood == "gaussian" else out.flatten(1)
+        return self.dec(h).flatten(1)  # (B, groups*C*H*W): the means' channels, then the log-variances'
 
 
 def _compute_only_step(model, x, device, dtype):
@@ -248,7 +261,7 @@ def _compute_only_step(model, x, device, dtype):
             hooks.append(mod.register_forward_hook(
                 lambda m, inp, out: shapes.append((m, tuple(inp[0].shape), tuple(out.shape)))))
     with torch.no_grad():
-        model.encode(x) if hasattr(model, "encode") else None
+        model.encode(x)
         model.decoder(torch.zeros(len(x), model.cfg.dim, device=device, dtype=dtype))
     for h in hooks:
         h.remove()
@@ -263,7 +276,7 @@ def _compute_only_step(model, x, device, dtype):
         else:
             transposed = isinstance(m, nn.ConvTranspose2d)
             conv = F.conv_transpose2d if transposed else F.conv2d
-            ops.append(lambda a=a, w=w, grad=grad, conv=conv, transposed=transposed, first=(i == 0): (
+            ops.append(lambda a=a, w=w, grad=grad, m=m, conv=conv, transposed=transposed, first=(i == 0): (
                 conv(a, w, None, m.stride, m.padding),
                 torch.ops.aten.convolution_backward(grad, a, w, None, m.stride, m.padding, m.dilation, transposed,
                                                     [0, 0], 1, [not first, True, False])))
@@ -300,16 +313,7 @@ def run_conv_bench(device="cpu", dim=256, batch_size=64, shape=(3, 64, 64), chan
         steps[name] = _vsc_step(model, cfg, batches, device)
     steps["convolutions + matrix products"] = _compute_only_step(model, batches[0], device, torch.float32)
     torch.manual_seed(0)
-    obvious = ObviousConvVSC(shape, channels, dim, likelihood).to(device)
-    opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
-
-    def step_obvious(model=obvious, opt=opt, counter=iter(range(1 << 62))):
-        loss = model.loss(batches[next(counter) % 4], 120.0, 0.5)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    steps["obvious eager"] = step_obvious
+    steps["obvious eager"] = _obvious_step(ObviousConvVSC(shape, channels, dim, likelihood).to(device), batches)
     if progress:
         progress("conv training steps")
     times = _interleaved(steps, repeats, warmup, device)
@@ -371,17 +375,9 @@ def run_train_bench(backends=None, device="cpu", dim=200, batch_size=256, repeat
             name = f"vsc {backend} ({likelihood})"
             steps[name], kinds[name] = _vsc_step(model, cfg, batches, device), (likelihood, "vsc")
         torch.manual_seed(0)
-        obvious = ObviousVSC(pixels, hidden, dim, likelihood).to(device)
-        opt = torch.optim.Adam(obvious.parameters(), lr=1e-3)
-
-        def step_obvious(model=obvious, opt=opt, counter=iter(range(1 << 62))):
-            loss = model.loss(batches[next(counter) % 8], 120.0, 0.5)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
         name = f"obvious eager ({likelihood})"
-        steps[name], kinds[name] = step_obvious, (likelihood, "obvious")
+        steps[name] = _obvious_step(ObviousVSC(pixels, hidden, dim, likelihood).to(device), batches)
+        kinds[name] = (likelihood, "obvious")
     if progress:
         progress("training steps")
     times = _interleaved(steps, repeats, warmup, device)
