@@ -20,6 +20,8 @@ settings() {
     vae) echo "--model vae" ;;
     thresholded) echo "--model thresholded" ;;
     vsc-rate30) echo "--model vsc --encoder-scale data --rate-weight 30" ;;  # the best MLP run's rate term
+    vsc-target0.1) echo "--model vsc --rate-target 0.1" ;;  # twice the default's spike-rate target: more on per face
+    thresholded-kl0.01) echo "--model thresholded --kl-weight 0.01" ;;  # Fallah & Rozell's KL weight
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }
