@@ -139,3 +139,16 @@ def test_a_resumed_run_goes_on_exactly_with_its_auxk_counter(topk_run):
     whole, again = load_checkpoint(root / "whole")["model"], load_checkpoint(cut)["model"]
     for name in whole:
         assert torch.equal(whole[name], again[name]), name
+
+
+def test_the_family_starts_from_gao_et_als_input_handling_unless_told_otherwise():
+    """Centred, unit-scale encoder input by default (the pre-encoder bias): without it the mean image decides every
+    pre-activation and the same k latents win for every image; a given setting still wins, under either recipe."""
+    from vsc_cli.trainers.recipes import resolve
+
+    for recipe in ("default", "paper"):
+        cfg = resolve(recipe, model="topk", k=3, dim=10)
+        assert (cfg.centre, cfg.encoder_scale) == (True, "data")
+        cfg = resolve(recipe, model="topk", k=3, dim=10, centre=False, encoder_scale=None)
+        assert (cfg.centre, cfg.encoder_scale) == (False, None)
+    assert resolve("paper", model="vae").centre is False  # the other families keep theirs

@@ -135,6 +135,20 @@ def test_synth_train_and_score_through_the_commands(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["truth_factors"] == 10 and 0 <= out["truth_mcc"] <= 1 and len(out["truth_matched_corr"]) == 10
+    # the codes' reconstruction error against the mean training image's, as a user would compute it
+    import vsc_cli
+
+    run = vsc_cli.load(tmp_path / "run")
+    train, _ = vsc_cli.dataset(str(x), "train", normalisation="01")
+    test, _ = vsc_cli.dataset(str(x), "test", normalisation="01")
+    recon = run.decode(run.encode(test).code).numpy().astype(np.float64)
+    sse = ((test - recon) ** 2).sum((1, 2, 3))
+    sse_mean = ((test - train.astype(np.float64).mean(0)) ** 2).sum((1, 2, 3))
+    assert out["reconstruction_sse"] == pytest.approx(sse.mean(), rel=1e-4)
+    assert out["mean_image_sse"] == pytest.approx(sse_mean.mean(), rel=1e-6)
+    assert out["reconstruction_error"] == pytest.approx(sse.mean() / sse_mean.mean(), rel=1e-4)
+    r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 0 and "reconstruction error of the codes" in r.output, r.output
     other = tmp_path / "m.npz"
     assert runner.invoke(main, ["synth", "manifolds", "-o", str(other), "--images", "50", "--side", "6"]).exit_code == 0
     r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--truth", str(other)])

@@ -296,6 +296,8 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, t
         table.add_row(f"{label} ({which})" if key == "active_mean" else label, text)
     if r["active"] == "nonzero":
         table.add_row("rate of non-zero elements over the draws", f"{r['nonzero_rate']:.4f}")
+    if r.get("reconstruction_error") is not None:  # run folders: the decoded codes against the mean image
+        table.add_row("reconstruction error of the codes / the mean training image's", f"{r['reconstruction_error']:.3f}")
     if consistency:
         table.add_section()
         value = r["consistency"]

@@ -45,7 +45,8 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
     nonzero_draws; run directories only); None: the family's own (`Posterior.active`).
     truth: a set with known factors (`vsc synth`'s .npz, run directories only) adds the scores of truth.py, on the
     split's rows of its `factors` and the codes E[z] = gamma mu. consistency (run directories only): the score of
-    consistency.py on the same codes and active sets."""
+    consistency.py on the same codes and active sets. A run directory's result also has the reconstruction error of
+    its codes (reconstruction_error)."""
     source = Path(source)
     is_run = source.is_dir() or source.suffix == ".safetensors"
     if conditional and not is_run:
@@ -80,12 +81,39 @@ def sparsity(source: Path, split: str = "test", data_dir=None, threshold: float 
         from vsc_cli.evaluation.metrics import conditional_retention_of
 
         out.update(conditional_retention_of(model, model.cfg.data, gamma, labels, data_dir, threshold=threshold))
+    if is_run:
+        out.update(reconstruction_error(model, x, codes, data_dir))
     if consistency:
         out.update(consistency_of(model, codes, on))
     if truth is not None:
         out.update(truth_scores(codes, on, read_factors(truth, split, len(codes))), truth=str(truth))
     out.update(source=str(source), split=split)
     return out
+
+
+def reconstruction_error(model, x, codes: np.ndarray, data_dir=None, batch: int = 1000) -> dict:
+    """How much of the images the codes keep: the summed squared error per image of the decoded code (the decoder's
+    mean at E[z] = gamma mu), over that of the mean training image (1: no better than the mean image; 0: exact),
+    with both errors. Codes of any family compare on the same scale, whatever their likelihood."""
+    import torch
+
+    cfg = model.cfg
+    train = open_images(cfg.data, "train", data_dir, cfg.normalisation, image_size=cfg.image_size)
+    total = np.zeros(int(np.prod(train.shape)), dtype=np.float64)
+    for start in range(0, len(train), batch):  # the mean image, in blocks (CelebA's training images are large)
+        total += train[np.arange(start, min(start + batch, len(train)))].sum(0, dtype=np.float64)
+    mean_image = total / len(train)
+    dtype = next(model.parameters()).dtype
+    err_code = err_mean = 0.0
+    with torch.no_grad():
+        for start in range(0, len(codes), batch):
+            rows = x[np.arange(start, min(start + batch, len(codes)))].astype(np.float64)
+            recon = model.decoder.mean(torch.from_numpy(codes[start:start + len(rows)]).to(dtype)).double().numpy()
+            err_code += float(((rows - recon) ** 2).sum())
+            err_mean += float(((rows - mean_image) ** 2).sum())
+    n = len(codes)
+    return {"reconstruction_error": err_code / err_mean if err_mean > 0 else None,
+            "reconstruction_sse": err_code / n, "mean_image_sse": err_mean / n}
 
 
 def read_factors(path: Path, split: str, n: int) -> np.ndarray:

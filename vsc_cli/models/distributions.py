@@ -8,7 +8,8 @@ A family's posterior class (a subclass of `Posterior`) says:
   active          what makes an element active in the codes' statistics: "gamma" (P(z_j != 0) above a
                   threshold) or "nonzero" (non-zero in an exact draw)
   elbo_is_bound   whether recon - KL is an ELBO; uses_alpha: whether eq. 4's alpha is one of its settings;
-  takes_recipe    whether recipes fill in its settings; refuses: settings that make no sense with it
+  takes_recipe    whether recipes fill in its settings; refuses: settings that make no sense with it;
+  own_defaults    its own values of settings not given (over the recipe's)
   init_encoder, training_terms, batch_terms: its starting values, its terms of the loss, its per-batch outputs
 and `common.registry.FAMILIES` maps the `--model` value to the class.
 
@@ -69,6 +70,7 @@ class Posterior(Distribution):
     uses_alpha = False  # eq. 4's alpha is a setting of this family (run names, metrics, codes files)
     takes_recipe = False  # recipes fill in its settings; a family without them trains with the paper's
     refuses: dict = {}  # setting -> its only allowed value: settings of other families that make no sense here
+    own_defaults: dict = {}  # setting -> the value this family trains with when the setting is not given
 
     @classmethod
     def from_heads(cls, heads: tuple, cfg) -> "Posterior":

@@ -44,6 +44,11 @@ class TopK(Posterior):
     elbo_is_bound = False  # no KL: the objective is the reconstruction alone
     not_elbo_because = "an autoencoder has no KL"
     refuses = SPIKE_SLAB_ONLY  # the spike-and-slab's own settings
+    # Gao et al.'s input handling: the encoder sees x minus the training mean (their pre-encoder bias) at unit scale
+    # (they scale inputs to a fixed norm). Without it the mean image dominates every pre-activation and the same k
+    # latents win for every image: on the non-negative sparse-linear set (k 5, 2,000 iterations) 5 latents used,
+    # MCC 0.01; centred 33 and 0.24; centred and scaled 50 and 0.44 (docs/results/features)
+    own_defaults = {"centre": True, "encoder_scale": "data"}
 
     def __init__(self, pre, k: int):
         self.pre, self.k = pre, int(k)

@@ -174,7 +174,8 @@ def resolve(recipe: str = "default", **settings) -> TrainConfig:
     if base.model not in FAMILIES:
         raise VscError(f"model {base.model!r}: choose {', '.join(FAMILIES)}")
     family = FAMILIES[base.model]
-    given = recipe_settings(recipe if family.takes_recipe else "paper", base.iterations, base.alpha)
+    given = {**recipe_settings(recipe if family.takes_recipe else "paper", base.iterations, base.alpha),
+             **family.own_defaults}
     cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
     problem = family.check(cfg)
     if problem:
