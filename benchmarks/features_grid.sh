@@ -4,10 +4,11 @@
 # SET: s100 / n100 (sparse-linear, K = 100 atoms, 5 on per image, signed / non-negative values), n50, n200, s50, s200
 # (K = 50 or 200), m (the union of manifolds: 10 classes x 3 factors); 20,000 images each (2,000 test), vsc synth's
 # defaults otherwise. FAMILY: vae, paper (VSC, the paper's recipe, alpha 0.05), default (VSC, the default recipe,
-# alpha 0.05), thresholded, topk (k = the default's mean active count on that set, rounded: matched L0; so run
-# SET-default first), dl (scikit-learn's dictionary learning + OMP with the set's true count of non-zeros, 200 atoms:
+# alpha 0.05), defaultlv (the same with --logvar-init data), thresholded, topk (k = defaultlv's mean active count on
+# that set, rounded: matched L0; so run SET-defaultlv first), dl (scikit-learn's dictionary learning + OMP with the set's true count of non-zeros, 200 atoms:
 # benchmarks/dictionary_anchor.py, outside vsc). Each result: docs/results/features/grid/SET-FAMILY.json (vsc
-# sparsity RUN --truth SET --json, with the settings and wall time). Runs and sets live in runs/features/.
+# sparsity RUN --truth SET --json, with the settings and wall time); SET-FAMILY-sN: the same with --seed N. Runs and
+# sets live in runs/features/.
 set -u
 CORE=${1:?usage: features_grid.sh CORE SET-FAMILY...}
 shift
@@ -34,7 +35,8 @@ make_set() {  # SET -> its .npz path (made once)
 }
 true_k() { case $1 in m) echo 3 ;; *) echo 5 ;; esac; }
 for NAME in "$@"; do
-  SET=${NAME%%-*}; FAM=${NAME#*-}
+  SET=${NAME%%-*}; FAM=${NAME#*-}; SEED=""
+  case $FAM in *-s[0-9]*) SEED="--seed ${FAM##*-s}"; FAM=${FAM%-s*} ;; esac  # SET-FAMILY-sN: seed N
   RESULT=$OUT/$NAME.json
   [ -f "$RESULT" ] && { echo "== $NAME done"; continue; }
   DATA=$(make_set "$SET") || exit 2
@@ -42,10 +44,11 @@ for NAME in "$@"; do
     vae) S="--model vae" ;;
     paper) S="--model vsc --alpha 0.05 --paper" ;;
     default) S="--model vsc --alpha 0.05" ;;
+    defaultlv) S="--model vsc --alpha 0.05 --logvar-init data" ;;
     thresholded) S="--model thresholded" ;;
     topk)
-      [ -f "$OUT/$SET-default.json" ] || { echo "== $NAME: run $SET-default first (top-k's k is its L0)"; continue; }
-      K=$(python -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['active_mean'])))" "$OUT/$SET-default.json")
+      [ -f "$OUT/$SET-defaultlv.json" ] || { echo "== $NAME: run $SET-defaultlv first (top-k's k is its L0)"; continue; }
+      K=$(python -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['active_mean'])))" "$OUT/$SET-defaultlv.json")
       S="--model topk --k $K" ;;
     dl) S="" ;;
     *) echo "unknown family $FAM" >&2; exit 2 ;;
@@ -57,16 +60,16 @@ for NAME in "$@"; do
       > /dev/null || exit 1
   else
     RUN=$WORK/$NAME
-    taskset -c "$CORE" vsc train --data "$DATA" --normalise 01 --dim 200 --iterations "$ITER" $S --out "$RUN" --force \
+    taskset -c "$CORE" vsc train --data "$DATA" --normalise 01 --dim 200 --iterations "$ITER" $S $SEED --out "$RUN" --force \
       --quiet > /dev/null || exit 1
     taskset -c "$CORE" vsc sparsity "$RUN" --truth "$DATA" --json --quiet > "$RESULT.part" || exit 1
   fi
-  python - "$RESULT.part" "$S" "$ITER" "$(( $(date +%s) - START ))" <<'PY' && mv "$RESULT.part" "$RESULT"
+  python - "$RESULT.part" "$S $SEED" "$ITER" "$(( $(date +%s) - START ))" <<'PY' && mv "$RESULT.part" "$RESULT"
 import json, sys
 path, settings, iterations, seconds = sys.argv[1:]
 r = json.load(open(path))
 r.pop("dimension_rates", None)
-r.update(settings=settings or "dictionary learning + OMP", iterations=int(iterations), wall_seconds=int(seconds))
+r.update(settings=settings.strip() or "dictionary learning + OMP", iterations=int(iterations), wall_seconds=int(seconds))
 json.dump(r, open(path, "w"), indent=2)
 PY
 done

@@ -3,8 +3,8 @@
 # classifier on 5,000 labels, consistency and the codes' metrics, 200 dims, 20,000 iterations, one thread:
 #   benchmarks/features_real.sh CORE DATA-FAMILY...        e.g. benchmarks/features_real.sh 1 mnist-default mnist-topk
 # DATA: mnist, fmnist. FAMILY: vae; default (VSC, the default recipe, alpha 0.01); default2 (the same with
-# --recipe default-2); default2-scaled (default-2 with the decoder's log-variance started at the data's and the
-# encoder's input at unit scale); topk (k = the default's mean active count, rounded: matched L0; run DATA-default first).
+# --recipe default-2); default2-lv (default-2 with the decoder's log-variance started at the
+# data's); topk (k = default2-lv's mean active count, rounded: matched L0; run DATA-default2-lv first).
 # Each result: docs/results/features/real/DATA-FAMILY.json = {"sparse_probe", "classify", "sparsity", settings,
 # wall time}. Runs and codes live in runs/features/.
 set -u
@@ -25,10 +25,10 @@ for NAME in "$@"; do
     vae) S="--model vae" ;;
     default) S="--model vsc --alpha 0.01" ;;
     default2) S="--model vsc --alpha 0.01 --recipe default-2" ;;
-    default2-scaled) S="--model vsc --alpha 0.01 --recipe default-2 --logvar-init data --encoder-scale data" ;;
+    default2-lv) S="--model vsc --alpha 0.01 --recipe default-2 --logvar-init data" ;;
     topk)
-      [ -f "$OUT/$DATA-default.json" ] || { echo "== $NAME: run $DATA-default first (top-k's k is its L0)"; continue; }
-      K=$(python -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['sparsity']['active_mean'])))" "$OUT/$DATA-default.json")
+      [ -f "$OUT/$DATA-default2-lv.json" ] || { echo "== $NAME: run $DATA-default2-lv first (top-k's k is its L0)"; continue; }
+      K=$(python -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['sparsity']['active_mean'])))" "$OUT/$DATA-default2-lv.json")
       S="--model topk --k $K" ;;
     *) echo "unknown family $FAM" >&2; exit 2 ;;
   esac

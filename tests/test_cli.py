@@ -255,3 +255,24 @@ def test_a_run_folder_holds_a_config_file_that_trains_it_again(shared_data, tmp_
         (tmp_path / "bad.toml").write_text(text)
         result = run("train", "--config", tmp_path / "bad.toml", "--out", tmp_path / "d", *base)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_train_warns_of_posterior_collapse(monkeypatch, tmp_path):
+    """Codes that carry almost nothing about the image (KL < 1 nat per test image) get a warning with what to try;
+    codes that carry more, and an autoencoder (no KL), do not."""
+    import vsc_cli.trainers.train as T
+
+    seen = {}
+
+    def fake_train(cfg, out, **kw):
+        return {"test_elbo": 100.0, "test_recon": 100.5, "test_kl_slab": seen["kl"][0], "test_kl_spike": seen["kl"][1],
+                "test_sparsity": 0.05, "seconds_per_1000_iterations": 1.0, "elbo_is_bound": seen.get("bound", True)}
+
+    monkeypatch.setattr(T, "train", fake_train)
+    args = ["train", "--data", "fmnist", "--dim", "4", "--iterations", "2", "--quiet"]
+    for kl, bound, warned in (((0.3, 0.2), True, True), ((0.3, 0.8), True, False), ((0.0, 0.0), False, False)):
+        seen.update(kl=kl, bound=bound)
+        result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / f"r{kl}{bound}")])
+        assert result.exit_code == 0, result.output
+        assert ("warning: posterior collapse: the codes carry 0.50 nats" in result.output) == warned, result.output
+        assert ("--logvar-init data" in result.output) == warned

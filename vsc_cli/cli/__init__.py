@@ -156,6 +156,14 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
         click.echo(f"trained with the KL weighted by {cfg.kl_weight:g}: the objective was not the ELBO above")
     if metrics["seconds_per_1000_iterations"]:
         click.echo(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
+    if metrics.get("elbo_is_bound", True) and metrics["test_kl_slab"] + metrics["test_kl_spike"] < COLLAPSED_KL:
+        # the codes say almost nothing about the image: every q(z|x) is (nearly) the prior
+        click.echo(f"warning: posterior collapse: the codes carry {metrics['test_kl_slab'] + metrics['test_kl_spike']:.2f} "
+                   f"nats per test image (KL < {COLLAPSED_KL:g}); train longer, or start the decoder's variance at the "
+                   "data's (--logvar-init data) when the pixels' spread is small (docs/model.md)")
+
+
+COLLAPSED_KL = 1.0  # nats per image: below this the codes are (nearly) the prior for every image
 
 
 @main.command()
