@@ -64,6 +64,24 @@ def test_a_code_that_is_the_factors_scores_perfectly_and_a_random_one_does_not()
     assert r["truth_mcc"] < 0.3 and r["truth_recovered_07"] == 0 and r["truth_support_f1"] < 0.5
 
 
+def test_a_code_that_splits_signed_factors_into_halves_scores_high_on_the_halves_only():
+    data = sparse_linear(images=2000, factors=6, active=2, side=4, seed=1)  # signed N(0, 1) values
+    s = data["factors"]
+    halves = np.concatenate([np.maximum(s, 0), np.maximum(-s, 0)], axis=1)  # 12 one-signed elements
+    r = truth_scores(halves[:, ::-1] * 3.0, halves[:, ::-1] != 0, s)
+    assert r["truth_halves"] == 12 and r["truth_halves_mcc"] == pytest.approx(1.0)
+    assert r["truth_halves_recovered_09"] == 12
+    # against the signed factors each half correlates ~0.6 (by hand: cov(s, max(s, 0)) over the set's images)
+    a, b = s[:, 0], np.maximum(s[:, 0], 0)
+    assert r["truth_matched_corr"][0] == pytest.approx(abs(np.corrcoef(a, b)[0, 1]), abs=0.1)
+    assert r["truth_mcc"] < 0.9 and r["truth_recovered_09"] == 0
+    # the factors themselves: 1 on the factors, and each half matched to one signed element scores below 1
+    r = truth_scores(s, s != 0, s)
+    assert r["truth_mcc"] == pytest.approx(1.0) and r["truth_halves_recovered_09"] < 12
+    # non-negative factors have no halves to score
+    assert "truth_halves_mcc" not in truth_scores(np.abs(s), s != 0, np.abs(s))
+
+
 def scores_loop(codes, active, factors):
     """Support F1 and the L0 error by sets, through the best matching found by trying every one."""
     corr = abs_correlation(codes, factors)

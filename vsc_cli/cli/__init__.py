@@ -318,8 +318,10 @@ def sparsity(source, split, threshold, data_dir, as_json, conditional, active, t
 
         table.add_section()
         for key, label in TRUTH_ROWS:
-            value = r[key]
-            table.add_row(label, f"{value} of {r['truth_factors']}" if isinstance(value, int) else f"{value:.3f}")
+            if key not in r:  # the halves' rows: signed factors only
+                continue
+            value, of = r[key], r["truth_halves" if key.startswith("truth_halves") else "truth_factors"]
+            table.add_row(label, f"{value} of {of}" if isinstance(value, int) else f"{value:.3f}")
     if conditional:
         table.add_row("Fig. 13: conditional samples kept in their source's class",
                       f"{r['conditional_retention']:.3f}")

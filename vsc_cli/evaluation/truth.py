@@ -8,6 +8,9 @@
   support F1      per image, the F1 of the true support {k: s_k != 0} against {k: element j(k) is active},
                   averaged over images (1 for two empty sets)
   L0 error        per image, |active elements - true non-zero factors|, averaged
+  halves          signed factors only: MCC and recovered (>= 0.9) against the 2K one-signed halves max(s_k, 0) and
+                  max(-s_k, 0), each matched to its own element: a code that keeps a factor's positive and negative
+                  values in two elements scores low above and high here
 """
 from __future__ import annotations
 
@@ -84,7 +87,22 @@ def truth_scores(codes: np.ndarray, active: np.ndarray, factors: np.ndarray) -> 
     return {"truth_factors": int(factors.shape[1]), "truth_mcc": float(score.sum() / factors.shape[1]),
             "truth_recovered_09": int((score >= 0.9).sum()), "truth_recovered_07": int((score >= 0.7).sum()),
             "truth_support_f1": float(f1.mean()), "truth_l0_error": float(l0.mean()),
-            "truth_matched_corr": [float(c) for c in corr[element_of[has], np.flatnonzero(has)]]}
+            "truth_matched_corr": [float(c) for c in corr[element_of[has], np.flatnonzero(has)]],
+            **halves_scores(codes, factors)}
+
+
+def halves_scores(codes: np.ndarray, factors: np.ndarray) -> dict:
+    """MCC and recovered factors (>= 0.9) against the one-signed halves of signed factors (module docstring);
+    nothing when no factor is ever negative."""
+    factors = np.asarray(factors, dtype=np.float64)
+    if not (factors < 0).any():
+        return {}
+    halves = np.concatenate([np.maximum(factors, 0), np.maximum(-factors, 0)], axis=1)
+    corr = abs_correlation(codes, halves)
+    elements, matched = linear_sum_assignment(-corr)
+    score = corr[elements, matched]
+    return {"truth_halves": int(halves.shape[1]), "truth_halves_mcc": float(score.sum() / halves.shape[1]),
+            "truth_halves_recovered_09": int((score >= 0.9).sum())}
 
 
 # (key, label) rows for `vsc sparsity --truth`'s table
@@ -94,4 +112,6 @@ ROWS = (
     ("truth_recovered_07", "factors recovered, matched |corr| >= 0.7"),
     ("truth_support_f1", "support F1 per image, through the matching"),
     ("truth_l0_error", "|active elements - true factors| per image"),
+    ("truth_halves_mcc", "signed factors: MCC against their one-signed halves"),
+    ("truth_halves_recovered_09", "signed factors: halves recovered, matched |corr| >= 0.9"),
 )
