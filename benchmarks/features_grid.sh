@@ -5,7 +5,8 @@
 # (K = 50 or 200), m (the union of manifolds: 10 classes x 3 factors); 20,000 images each (2,000 test), vsc synth's
 # defaults otherwise. FAMILY: vae, paper (VSC, the paper's recipe, alpha 0.05), default (VSC, the default recipe,
 # alpha 0.05), defaultlv (the same with --logvar-init data), thresholded, topk (k = defaultlv's mean active count on
-# that set, rounded: matched L0; so run SET-defaultlv first), dl (scikit-learn's dictionary learning + OMP with the set's true count of non-zeros, 200 atoms:
+# that set, rounded: matched L0; so run SET-defaultlv first), vaelv / paperlv / thresholdedlv / topklv (the family with
+# --logvar-init data), dl (scikit-learn's dictionary learning + OMP with the set's true count of non-zeros, 200 atoms:
 # benchmarks/dictionary_anchor.py, outside vsc). Each result: docs/results/features/grid/SET-FAMILY.json (vsc
 # sparsity RUN --truth SET --json, with the settings and wall time); SET-FAMILY-sN: the same with --seed N. Runs and
 # sets live in runs/features/.
@@ -40,6 +41,8 @@ for NAME in "$@"; do
   RESULT=$OUT/$NAME.json
   [ -f "$RESULT" ] && { echo "== $NAME done"; continue; }
   DATA=$(make_set "$SET") || exit 2
+  LV=""
+  case $FAM in defaultlv) ;; *lv) LV="--logvar-init data"; FAM=${FAM%lv} ;; esac  # FAMILYlv: --logvar-init data
   case $FAM in
     vae) S="--model vae" ;;
     paper) S="--model vsc --alpha 0.05 --paper" ;;
@@ -60,11 +63,11 @@ for NAME in "$@"; do
       > /dev/null || exit 1
   else
     RUN=$WORK/$NAME
-    taskset -c "$CORE" vsc train --data "$DATA" --normalise 01 --dim 200 --iterations "$ITER" $S $SEED --out "$RUN" --force \
+    taskset -c "$CORE" vsc train --data "$DATA" --normalise 01 --dim 200 --iterations "$ITER" $S $LV $SEED --out "$RUN" --force \
       --quiet > /dev/null || exit 1
     taskset -c "$CORE" vsc sparsity "$RUN" --truth "$DATA" --json --quiet > "$RESULT.part" || exit 1
   fi
-  python - "$RESULT.part" "$S $SEED" "$ITER" "$(( $(date +%s) - START ))" <<'PY' && mv "$RESULT.part" "$RESULT"
+  python - "$RESULT.part" "$S $LV $SEED" "$ITER" "$(( $(date +%s) - START ))" <<'PY' && mv "$RESULT.part" "$RESULT"
 import json, sys
 path, settings, iterations, seconds = sys.argv[1:]
 r = json.load(open(path))

@@ -16,9 +16,10 @@ SETS = {"s100": "sparse-linear, signed, K 100", "n100": "sparse-linear, non-nega
         "s50": "sparse-linear, signed, K 50", "n50": "sparse-linear, non-negative, K 50",
         "s200": "sparse-linear, signed, K 200", "n200": "sparse-linear, non-negative, K 200",
         "m": "union of manifolds, 10 x 3"}
-FAMILIES = {"vae": "VAE", "paper": "VSC, paper recipe", "default": "VSC, default recipe",
-            "defaultlv": "VSC, default + --logvar-init data", "thresholded": "thresholded",
-            "topk": "top-k (matched L0)", "dl": "dictionary learning + OMP"}
+FAMILIES = {"vae": "VAE", "vaelv": "VAE + lv", "paper": "VSC, paper recipe", "paperlv": "VSC, paper recipe + lv",
+            "default": "VSC, default recipe", "defaultlv": "VSC, default recipe + lv", "thresholded": "thresholded",
+            "thresholdedlv": "thresholded + lv", "topk": "top-k (matched L0)", "dl": "dictionary learning + OMP"}
+# "+ lv": with --logvar-init data (the decoder's log-variance started at the data's)
 REAL = {"vae": "VAE", "default": "VSC, default recipe", "default2": "VSC, default-2",
         "default2-lv": "VSC, default-2 + --logvar-init data", "topk": "top-k (matched L0)"}
 
@@ -75,7 +76,7 @@ def plot(grid: dict, real: dict, out: Path):
 
     sets = [s for s in SETS if any(k.startswith(s + "-") for k in grid)]
     fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2), squeeze=False)
-    markers = dict(zip(FAMILIES, "os^vDxP"))
+    markers = dict(zip(FAMILIES, "oOs^v<>DxP"))
     for ax, s in zip(axes[0], sets):
         for fam, label in FAMILIES.items():
             r = grid.get(f"{s}-{fam}")
