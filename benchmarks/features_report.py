@@ -33,18 +33,20 @@ def f3(v):
 
 
 def grid_table(grid: dict) -> str:
-    lines = ["| set | family | MCC | recovered 0.9 / 0.7 | support F1 | L0 error | active / image | dims used | "
+    lines = ["| set | family | MCC | recovered 0.9 / 0.7 (signed: halves at 0.9, of 2K) | support F1 | L0 error | active / image | dims used | "
              "error / mean image's | time |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in SETS:
-        for fam, label in FAMILIES.items():
-            r = grid.get(f"{s}-{fam}")
-            if r is None:
-                continue
-            k = f" (k {r['settings'].split('--k ')[1]})" if fam == "topk" else ""
-            lines.append(f"| {s} | {label}{k} | {r['truth_mcc']:.2f} | {r['truth_recovered_09']} / "
-                         f"{r['truth_recovered_07']} | {r['truth_support_f1']:.2f} | {r['truth_l0_error']:.1f} | "
-                         f"{r['active_mean']:.1f} | {r['dims_used']} | {f3(r.get('reconstruction_error'))} | "
-                         f"{r['wall_seconds']} s |")
+    runs = [(s, fam, label, seed) for s in SETS for fam, label in FAMILIES.items() for seed in ("", "-s1", "-s2")]
+    for s, fam, label, seed in runs:
+        r = grid.get(f"{s}-{fam}{seed}")
+        if r is None:
+            continue
+        k = f" (k {r['settings'].split('--k ')[1].split()[0]})" if fam == "topk" else ""
+        halves = f" (halves {r['truth_halves_recovered_09']})" if "truth_halves" in r else ""
+        seeded = f", seed {r['settings'].split('--seed ')[1]}" if "--seed" in r["settings"] else ""
+        lines.append(f"| {s} | {label}{k}{seeded} | {r['truth_mcc']:.2f} | {r['truth_recovered_09']} / "
+                     f"{r['truth_recovered_07']}{halves} | {r['truth_support_f1']:.2f} | {r['truth_l0_error']:.1f} | "
+                     f"{r['active_mean']:.1f} | {r['dims_used']} | {f3(r.get('reconstruction_error'))} | "
+                     f"{r['wall_seconds']} s |")
     return "\n".join(lines)
 
 
@@ -60,12 +62,12 @@ def real_table(real: dict) -> str:
             sp, s = r["sparse_probe"], r["sparsity"]
             probe = " / ".join(f"{100 * p['accuracy_mean']:.1f}" for p in sp["results"])
             acc = [a for a in r["classify"]["results"] if a["labelled"] == 5000][0]
-            k = f" (k {r['settings'].split('--k ')[1]})" if fam == "topk" else ""
+            k = f" (k {r['settings'].split('--k ')[1].split()[0]})" if fam == "topk" else ""
             lines.append(f"| {data} | {label}{k} | {probe} % | {100 * acc['accuracy_mean']:.1f} % | "
                          f"{f3(s.get('consistency'))} ({s.get('consistency_elements')}) | {s['active_mean']:.1f} | "
                          f"{s['dims_used']} / {s['dims_always_on']} | {f3(s['jaccard_different_class'])} / "
                          f"{f3(s['jaccard_same_class'])} | {f3(s.get('reconstruction_error'))} | "
-                         f"{r['test_elbo']:.1f} | {r['wall_seconds']} s |")
+                         f"{r['test_elbo']:.1f}{' (recon.: no KL)' if fam == 'topk' else ''} | {r['wall_seconds']} s |")
     return "\n".join(lines)
 
 
