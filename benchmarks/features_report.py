@@ -78,7 +78,7 @@ def plot(grid: dict, real: dict, out: Path):
 
     sets = [s for s in SETS if any(k.startswith(s + "-") for k in grid)]
     fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2), squeeze=False)
-    markers = dict(zip(FAMILIES, "oOs^v<>DxP"))
+    markers = dict(zip(FAMILIES, "o8s^v<>DxP"))
     for ax, s in zip(axes[0], sets):
         for fam, label in FAMILIES.items():
             r = grid.get(f"{s}-{fam}")
