@@ -20,7 +20,7 @@ FAMILIES = {"vae": "VAE", "vaelv": "VAE + lv", "paper": "VSC, paper recipe", "pa
             "default": "VSC, default recipe", "defaultlv": "VSC, default recipe + lv", "thresholded": "thresholded",
             "thresholdedlv": "thresholded + lv", "topk": "top-k (matched L0)", "dl": "dictionary learning + OMP"}
 # "+ lv": with --logvar-init data (the decoder's log-variance started at the data's)
-REAL = {"vae": "VAE", "default": "VSC, default recipe", "default2": "VSC, default-2",
+REAL = {"vae": "VAE", "paper": "VSC, paper recipe", "thresholded": "thresholded", "default": "VSC, default recipe", "default2": "VSC, default-2",
         "default2-lv": "VSC, default-2 + --logvar-init data", "topk": "top-k (matched L0)"}
 
 
