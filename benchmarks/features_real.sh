@@ -2,9 +2,10 @@
 # Is an element a feature, on MNIST and Fashion-MNIST: sparse probes (k = 1, 2, 5 elements per class), the linear
 # classifier on 5,000 labels, consistency and the codes' metrics, 200 dims, 20,000 iterations, one thread:
 #   benchmarks/features_real.sh CORE DATA-FAMILY...        e.g. benchmarks/features_real.sh 1 mnist-default mnist-topk
-# DATA: mnist, fmnist. FAMILY: vae; paper (VSC, the paper's recipe, alpha 0.01); thresholded; default (VSC, the default recipe, alpha 0.01); default2 (the same with
-# --recipe default-2); default2-lv (default-2 with the decoder's log-variance started at the
-# data's); topk (k = default2-lv's mean active count, rounded: matched L0; run DATA-default2-lv first).
+# DATA: mnist, fmnist. FAMILY: vae; paper (VSC, the paper's recipe, alpha 0.01); thresholded; default (VSC, the
+# default recipe, alpha 0.01); default2 (the same with --recipe default-2); default2-lv (default-2 with the decoder's
+# log-variance started at the data's); topk (k = default2-lv's mean active count, rounded: matched L0; run
+# DATA-default2-lv first).
 # Each result: docs/results/features/real/DATA-FAMILY.json = {"sparse_probe", "classify", "sparsity", settings,
 # wall time}. Runs and codes live in runs/features/.
 set -u
