@@ -9,18 +9,20 @@
 # --logvar-init data), dl (scikit-learn's dictionary learning + OMP with the set's true count of non-zeros, 200 atoms:
 # benchmarks/dictionary_anchor.py, outside vsc). Each result: docs/results/features/grid/SET-FAMILY.json (vsc
 # sparsity RUN --truth SET --json, with the settings and wall time); SET-FAMILY-sN: the same with --seed N. Runs and
-# sets live in runs/features/.
+# sets live in runs/features/. ITER (iterations, 5000), OUT (results folder) and WORK (runs folder) may be set:
+# `ITER=20000 OUT=docs/results/features/grid-20k WORK=runs/features-20k benchmarks/features_grid.sh 0 n100-defaultlv`.
 set -u
 CORE=${1:?usage: features_grid.sh CORE SET-FAMILY...}
 shift
 cd "${VSC_ROOT:-$(dirname "$0")/..}"
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 ITER=${ITER:-5000}
-OUT=docs/results/features/grid
-WORK=runs/features
-mkdir -p "$OUT" "$WORK/sets"
+OUT=${OUT:-docs/results/features/grid}  # e.g. ITER=20000 OUT=docs/results/features/grid-20k WORK=runs/features-20k
+WORK=${WORK:-runs/features}
+SETS=runs/features/sets  # shared by every ITER
+mkdir -p "$OUT" "$WORK" "$SETS"
 make_set() {  # SET -> its .npz path (made once)
-  local f="$WORK/sets/$1.npz" args
+  local f="$SETS/$1.npz" args
   case $1 in
     s100) args="sparse-linear --values signed" ;;
     n100) args="sparse-linear --values nonnegative" ;;

@@ -1,5 +1,5 @@
 """Tables and the plot of the features comparison: every family on the known-factor sets (benchmarks/features_grid.sh,
-docs/results/features/grid/; at 20,000 iterations benchmarks/features_long.sh, grid-20k/) and on MNIST / Fashion-MNIST (benchmarks/features_real.sh, docs/results/features/real/).
+docs/results/features/grid/; at 20,000 iterations the same with ITER and OUT set, grid-20k/) and on MNIST / Fashion-MNIST (benchmarks/features_real.sh, docs/results/features/real/).
 
     python benchmarks/features_report.py            # print the tables
     python benchmarks/features_report.py --plot     # and draw docs/results/features/error-vs-l0.png
@@ -102,7 +102,7 @@ def main():
     grid, real = load("grid"), load("real")
     print(grid_table(grid))
     print()
-    print(grid_table(load("grid-20k")))  # the default recipe + lv at 20,000 iterations (features_long.sh)
+    print(grid_table(load("grid-20k")))  # the default recipe + lv at 20,000 iterations (features_grid.sh, ITER=20000)
     print()
     print(real_table(real))
     if args.plot:

@@ -10,12 +10,12 @@ import argparse
 import json
 
 import numpy as np
-import torch
 
-from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.data.sources import open_images
 from vsc_cli.evaluation.encoding import encode_batches
 from vsc_cli.evaluation.metrics import specificity
-from vsc_cli.data.sources import open_images
+from vsc_cli.evaluation.sparsity import reconstruction_error
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
 
 
 def main():
@@ -25,21 +25,14 @@ def main():
     args = ap.parse_args()
     model = build_model(load_checkpoint(args.run))
     cfg = model.cfg
-    train = open_images(cfg.data, "train", args.data_dir, cfg.normalisation, image_size=cfg.image_size)
     test = open_images(cfg.data, "test", args.data_dir, cfg.normalisation, image_size=cfg.image_size)
-    mean_image = train[np.arange(len(train))].mean(0)
-    x = test[np.arange(len(test))]
-    gammas, errors = [], []
-    with torch.no_grad():
-        for start, mu, _, gamma in encode_batches(model, x, 500):
-            recon = model.decoder.mean(torch.from_numpy(gamma * mu)).numpy()
-            errors.append(((x[start:start + len(mu)] - recon) ** 2).sum(1))
-            gammas.append(gamma)
-    err = float(np.concatenate(errors).mean())
-    mean_err = float(((x - mean_image) ** 2).sum(1).mean())
-    spec = specificity(np.concatenate(gammas), test.labels)
-    print(json.dumps({"run": args.run, "test_images": len(x), "sse_code": err, "sse_mean_image": mean_err,
-                      "ratio": err / mean_err, **spec}, indent=2))
+    blocks = [(mu, gamma) for _, mu, _, gamma in encode_batches(model, test, 500)]
+    gamma = np.concatenate([g for _, g in blocks])
+    codes = np.concatenate([g * mu for mu, g in blocks])
+    err = reconstruction_error(model, test, codes, args.data_dir)  # the same numbers as `vsc sparsity RUN`
+    print(json.dumps({"run": args.run, "test_images": len(codes), "sse_code": err["reconstruction_sse"],
+                      "sse_mean_image": err["mean_image_sse"], "ratio": err["reconstruction_error"],
+                      **specificity(gamma, test.labels)}, indent=2))
 
 
 if __name__ == "__main__":
