@@ -21,6 +21,7 @@ settings() {
     thresholded) echo "--model thresholded" ;;
     vsc-rate30) echo "--model vsc --encoder-scale data --rate-weight 30" ;;  # the best MLP run's rate term
     vsc-target0.1) echo "--model vsc --rate-target 0.1" ;;  # twice the default's spike-rate target: more on per face
+    vsc-target0.2) echo "--model vsc --rate-target 0.2" ;;  # four times it: about 50 of 256 on per face
     thresholded-kl0.01) echo "--model thresholded --kl-weight 0.01" ;;  # Fallah & Rozell's KL weight
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
