@@ -1,4 +1,4 @@
-"""The tables of the conv network's results (docs/results/conv/README.md) from the finished runs' JSON:
+"""The tables of the conv network's results (docs/results/celeba-conv/README.md) from the finished runs' JSON:
 
     python benchmarks/conv_report.py [RESULTS_DIR]
 
