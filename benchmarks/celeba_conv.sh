@@ -23,6 +23,7 @@ settings() {
     vsc-target0.1) echo "--model vsc --rate-target 0.1" ;;  # twice the default's spike-rate target: more on per face
     vsc-target0.2) echo "--model vsc --rate-target 0.2" ;;  # four times it: about 50 of 256 on per face
     thresholded-kl0.01) echo "--model thresholded --kl-weight 0.01" ;;  # Fallah & Rozell's KL weight
+    vsc-ch16) echo "--model vsc --channels 16,32,64,128" ;;  # half the channels: a quarter of the conv weights, less to memorise
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
 }
