@@ -8,7 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, load_checkpoint
+from vsc_cli.trainers.checkpoint import CHECKPOINT
+from vsc_cli.trainers.run import Run
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.metrics import conditional_retention_of
 from vsc_cli.common.safeio import atomic_write_text
@@ -28,10 +29,10 @@ def main():
             if not (folder / CHECKPOINT).is_file() or not (folder / "codes.h5").is_file():
                 print(f"{folder}: no run folder here, skipped")
                 continue
-            model = build_model(load_checkpoint(folder))
+            run = Run.open(folder, data_dir=args.data_dir)
             gamma, _ = read_gamma(folder / "codes.h5", "test")
             labels = read_labels(folder / "codes.h5", "test")
-            got = conditional_retention_of(model, r["data"], gamma, labels, args.data_dir)
+            got = conditional_retention_of(run, gamma, labels)
             if abs(got["conditional_retention"] - r["conditional_retention"]) > 1e-9:
                 print(f"{folder}: warning: the N(0,1) number is now {got['conditional_retention']:.4f}, "
                       f"result.json has {r['conditional_retention']:.4f}")

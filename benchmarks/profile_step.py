@@ -16,7 +16,9 @@ from torch.profiler import ProfilerActivity, profile
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.models.vae import VAE
 from vsc_cli.models.schedule import Step
-from vsc_cli.trainers.train import _Log, make_optimizer, training_step
+from vsc_cli.trainers.log import Log
+from vsc_cli.trainers.state import make_optimizer
+from vsc_cli.trainers.train import training_step
 
 torch.set_num_threads(1)
 kind = sys.argv[1] if len(sys.argv) > 1 else "gaussian"
@@ -34,7 +36,7 @@ else:
 model = VAE(cfg, pixels)
 opt = make_optimizer(model, cfg.lr)
 noise = torch.Generator().manual_seed(1)
-log = _Log(None, None)
+log = Log(None, None)
 step = Step(120.0, 1.0, cfg.alpha)  # mid-training: the slab on, c between 50 and 200
 for i in range(5 if conv else 30):
     training_step(model, model, opt, batches[i % 8], step, noise, log, i + 1, None)

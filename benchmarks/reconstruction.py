@@ -11,11 +11,10 @@ import json
 
 import numpy as np
 
-from vsc_cli.data.sources import open_images
 from vsc_cli.evaluation.encoding import encode_batches
 from vsc_cli.evaluation.metrics import specificity
 from vsc_cli.evaluation.sparsity import reconstruction_error
-from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.trainers.run import Run
 
 
 def main():
@@ -23,13 +22,12 @@ def main():
     ap.add_argument("run")
     ap.add_argument("--data-dir")
     args = ap.parse_args()
-    model = build_model(load_checkpoint(args.run))
-    cfg = model.cfg
-    test = open_images(cfg.data, "test", args.data_dir, cfg.normalisation, image_size=cfg.image_size)
+    run = Run.open(args.run, data_dir=args.data_dir)
+    model, test = run.model, run.images("test")
     blocks = [(mu, gamma) for _, mu, _, gamma in encode_batches(model, test, 500)]
     gamma = np.concatenate([g for _, g in blocks])
     codes = np.concatenate([g * mu for mu, g in blocks])
-    err = reconstruction_error(model, test, codes, args.data_dir)  # the same numbers as `vsc sparsity RUN`
+    err = reconstruction_error(run, test, codes)  # the same numbers as `vsc sparsity RUN`
     print(json.dumps({"run": args.run, "test_images": len(codes), "sse_code": err["reconstruction_sse"],
                       "sse_mean_image": err["mean_image_sse"], "ratio": err["reconstruction_error"],
                       **specificity(gamma, test.labels)}, indent=2))

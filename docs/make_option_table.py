@@ -25,9 +25,10 @@ def option_table(command) -> str:
     sections: dict[str, list] = {}
     for param in command.get_params(click.Context(command)):
         if isinstance(param, click.Option) and "--help" not in param.opts:
-            sections.setdefault(getattr(param, "group", "run"), []).append(param)
+            sections.setdefault(getattr(param, "heading", "run"), []).append(param)
     lines = []
-    for group in [*GROUPS, *sorted(set(sections) - set(GROUPS))]:
+    own = [h for h in sections if h not in GROUPS]  # each family's and network's own settings, as in --help
+    for group in [*GROUPS[:-1], *own, GROUPS[-1]]:
         if group not in sections:
             continue
         lines += [f"**{group[0].upper()}{group[1:]}**", "", "| option | default | meaning |", "|---|---|---|"]

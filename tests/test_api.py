@@ -128,6 +128,7 @@ def test_the_api_and_the_cli_build_the_same_model(shared_data, tmp_path):
         vsc.train_config(dims=3)
     with pytest.raises(VscError, match="recipe"):
         vsc.train_config("fancy")
-    assert vsc.train_config(data="celeba").hidden == (2000, 2000)  # paper D.1, as `vsc train --data celeba`
+    # paper D.1's MLP, as `vsc train --data celeba --network mlp`
+    assert vsc.train_config(data="celeba", network="mlp").hidden == (2000, 2000)
     assert vsc.train_config(data="celeba", network="mlp").lr == 1e-4  # the 2x2000 MLP's; the conv network's 1e-3
     assert vsc.train_config(data="celeba").lr == 1e-3 and vsc.train_config(data="celeba", lr=0.01).lr == 0.01

@@ -112,5 +112,9 @@ def test_celeba_defaults_to_the_two_layer_network(monkeypatch, tmp_path):
     assert (seen["cfg"].network, seen["cfg"].image_size) == ("conv", 32)
     assert run("train", "--data", "fmnist", "--out", tmp_path / "b").exit_code == 0
     assert seen["cfg"].hidden == (400,) and seen["cfg"].lr == 1e-3
-    assert run("train", "--data", "celeba", "--hidden", "300", "--lr", "0.002", "--out", tmp_path / "c").exit_code == 0
+    assert run("train", "--data", "celeba", "--network", "mlp", "--hidden", "300", "--lr", "0.002", "--out",
+               tmp_path / "c").exit_code == 0
     assert seen["cfg"].hidden == (300,) and seen["cfg"].lr == 0.002
+    # the MLP's own setting with the conv network: one line naming the network it belongs to
+    r = run("train", "--data", "celeba", "--hidden", "300", "--out", tmp_path / "f")
+    assert r.exit_code == 2 and "--hidden is a setting of MLP network (--network mlp)" in r.output

@@ -276,3 +276,7 @@ def test_train_warns_of_posterior_collapse(monkeypatch, tmp_path):
         assert result.exit_code == 0, result.output
         assert ("warning: posterior collapse: the codes carry 0.50 nats" in result.output) == warned, result.output
         assert ("--logvar-init data" in result.output) == warned
+    # a run that already set the decoder's starting variance is not told to set it (trainers/report.py)
+    seen.update(kl=(0.3, 0.2), bound=True)
+    result = CliRunner().invoke(main, [*args, "--logvar-init", "-8", "--out", str(tmp_path / "given")])
+    assert "warning: posterior collapse" in result.output and "--logvar-init data" not in result.output, result.output

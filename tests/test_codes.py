@@ -18,7 +18,8 @@ from vsc_cli.evaluation.sparsity import sparsity_from_gamma
 from vsc_cli.evaluation.metrics import specificity
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.data.datasets import load_split
-from vsc_cli.trainers.train import build_model, load_checkpoint, train
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.trainers.train import train
 
 
 def run(*args):
@@ -45,6 +46,7 @@ def test_encode_round_trip(trained_run, shared_data, tmp_path):
                     "vsc_version", "created"):
             assert key in f.attrs, key
         assert f.attrs["dataset"] == "fmnist" and f.attrs["dim"] == 12 and f.attrs["alpha"] == pytest.approx(0.2)
+        assert (f.attrs["network"], f.attrs["decoder"], f.attrs["hidden"]) == ("mlp", "mlp", "400")  # and its settings
         for split in ("train", "test"):
             g = f[split]
             x, labels = load_split("fmnist", split, shared_data, limit=300, fetch_missing=False)

@@ -54,7 +54,7 @@ def elbo_column(run_dir):
 
 
 def parameter_sha256(run_dir) -> str:
-    """SHA-256 of the parameters a run saved, computed as each rank hashes the ones it holds (train._agree:
+    """SHA-256 of the parameters a run saved, computed as each rank hashes the ones it holds (state.agree:
     name and bytes of every state_dict entry, in the model's order)."""
     state = load_checkpoint(run_dir)
     h = hashlib.sha256()

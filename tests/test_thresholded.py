@@ -78,7 +78,7 @@ def test_pair_reports_the_base_kl_and_a_measured_active_fraction():
     q, p = Thresholded(mu, logvar, 0.4), ThresholdedPrior(0.1, 0.4, (5,))
     z, kl = draw_and_kl(q, p, None, Step.evaluation(1.0), torch.Generator().manual_seed(3))
     torch.testing.assert_close(kl["kl_slab"], gaussian_kl_loop(mu, logvar, 0.1))
-    assert (kl["kl_spike"] == 0).all()
+    assert set(kl) == set(Thresholded.terms) == {"kl_slab"}  # no spike term
     torch.testing.assert_close(q.active_fraction(z), (z != 0).double().mean(-1))
     draws = p.sample((100_000,), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     want = math.erfc(0.4 / math.sqrt(0.1) / math.sqrt(2))  # P(|N(0, 0.1)| > 0.4)
@@ -106,8 +106,11 @@ def test_model_with_the_thresholded_posterior():
 @pytest.mark.parametrize("args, message", [
     (["--model", "thresholded", "--threshold", "-1"], "--threshold"),
     (["--model", "thresholded", "--prior-variance", "0"], "--prior-variance"),
-    (["--model", "thresholded", "--rate-weight", "3"], "spike-and-slab"),
-    (["--model", "thresholded", "--prior", "pseudo-inputs"], "spike-and-slab"),
+    (["--model", "thresholded", "--rate-weight", "3"], "--rate-weight is a setting of VSC (--model vsc)"),
+    (["--model", "thresholded", "--prior", "pseudo-inputs"], "--prior is a setting of VSC (--model vsc)"),
+    (["--model", "vae", "--pretrain", "3"], "--pretrain is a setting of VSC (--model vsc)"),
+    (["--model", "vsc", "--k", "3"], "--k is a setting of Top-k (--model topk)"),
+    (["--network", "conv", "--hidden", "400"], "--hidden is a setting of MLP network (--network mlp)"),
     (["--kl-weight", "0"], "--kl-weight"),
 ])
 def test_settings_that_make_no_sense_are_refused_in_one_line(tmp_path, args, message):
@@ -179,11 +182,20 @@ def test_families_sweep_runs_and_reports(tmp_path, shared_data):
     assert r.exit_code == 2 and "one alpha" in r.output
 
 
-def test_a_families_sweep_with_settings_a_family_refuses_fails_before_training(tmp_path):
+def test_a_sweeps_setting_is_for_the_points_that_have_it_and_one_no_point_has_fails_before_training(tmp_path):
+    from vsc_cli.pipelines.experiment import point_config
+
+    r = CliRunner().invoke(main, ["experiment", "families", "--set", "k=3", "--out", str(tmp_path / "f"), "--list"])
+    assert r.exit_code == 2 and "--k is a setting of Top-k (--model topk)" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "f").exists()
     r = CliRunner().invoke(main, ["experiment", "families", "--set", "rate_weight=3", "--out", str(tmp_path / "f"),
                                   "--list"])
-    assert r.exit_code == 2 and "spike-and-slab" in r.output and "Traceback" not in r.output
-    assert not (tmp_path / "f").exists()
+    assert r.exit_code == 0, r.output
+    from vsc_cli.pipelines.experiment import grid_points as points
+
+    configs = {p.family: point_config(p) for p in points("families", "fmnist", options={"rate_weight": 3.0})}
+    assert configs["paper"].rate_weight == 3.0 and "rate_weight" not in configs["thresholded"]
+    assert "rate_weight" not in configs["vae"]
     from vsc_cli.pipelines.experiment import grid_points
 
     assert [p.family for p in grid_points("families", "fmnist")][::3] == ["vae", "paper", "default", "thresholded"]

@@ -9,7 +9,8 @@ from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.registry import FAMILIES
 from vsc_cli.data.datasets import load_split
 from vsc_cli.models.vae import VAE
-from vsc_cli.trainers.train import build_model, evaluate, load_checkpoint, train
+from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
+from vsc_cli.trainers.train import evaluate, train
 
 
 def small_cfg(**kw):

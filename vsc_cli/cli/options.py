@@ -8,8 +8,17 @@ from pathlib import Path
 import click
 
 from vsc_cli.common import config as C
-from vsc_cli.common.errors import VscError
+from vsc_cli.common.errors import OptionsError, VscError
+from vsc_cli.common.registry import VARIANTS
 from vsc_cli.common.safeio import describe_os_error
+
+
+def batch_by_dim(text: str) -> tuple:
+    """'256x200' -> (256, 200), both at least 1 (ValueError otherwise): an item of `vsc bench --sizes`."""
+    size = tuple(int(n) for n in text.lower().split("x"))
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(text)
+    return size
 
 
 def comma_list(convert, what: str, *, minimum=None, choices=None, unique: bool = False, into=list):
@@ -104,6 +113,10 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except OptionsError as exc:  # choices that do not go together: a bad invocation
+            if exc.option:
+                raise click.BadParameter(str(exc), param_hint=exc.option) from None
+            raise click.UsageError(str(exc)) from None
         except VscError as exc:
             if debug:
                 raise
@@ -132,8 +145,16 @@ data_dir_option = click.option(
 
 
 def check_backend(backend: str, device: str) -> None:
-    """UsageError for a backend that cannot run on this device or machine."""
+    """UsageError for a device this machine lacks (trainers.dist.check_device), or a backend that cannot run on
+    this device or machine."""
     from vsc_kernels import cuda_problem
+
+    from vsc_cli.trainers.dist import check_device
+
+    try:
+        check_device(device)
+    except OptionsError as exc:
+        raise click.UsageError(str(exc)) from None
 
     if backend == "numba" and device == "cuda":
         raise click.UsageError("--backend numba runs on the CPU; use --backend cuda with --device cuda")
@@ -148,46 +169,104 @@ def check_backend(backend: str, device: str) -> None:
 
 
 class GroupedOption(click.Option):
-    """A click option that `vsc train --help` lists under its group's heading."""
+    """A click option that `vsc train --help` lists under its group's heading, or, for a family's or network's own
+    setting, under that class's heading (`owners`: the (registry, name) of the classes that declare it)."""
 
-    def __init__(self, *args, group: str = "run", shown: str | None = None, **kwargs):
+    def __init__(self, *args, group: str = "run", shown: str | None = None, owners=(), **kwargs):
         self.text = kwargs.get("help") or ""  # the help without its default, for docs/training.md's tables
         if shown is not None:  # a default that is not one value ("the recipe's", "2000,2000 for celeba, ...")
             kwargs["help"] = f"{self.text} [default: {shown}]"
         super().__init__(*args, **kwargs)
-        self.group = group
+        self.group, self.owners = group, tuple(owners)
+        self.heading = " / ".join(C.owner_label(r, n) for r, n in self.owners) if self.owners else group
         self.shown = shown if shown is not None else (str(self.default) if self.show_default else "")
 
 
-class GroupedCommand(click.Command):
-    """--help in sections, one per group of options (config.GROUPS, then the rest). The options beyond the paper
-    are listed by name only, unless --help-all asks for each one's help."""
+class Placeholder:
+    """Stands in a command's parameters for options made on first use (`make()` -> a list of click parameters),
+    so that `vsc --help` imports no family: the options of the families' and networks' own settings, which
+    their classes declare. A LazyCommand expands it in place, again after a family or network is registered."""
+
+    def __init__(self, make):
+        self.make = make
+
+
+class LazyCommand(click.Command):
+    """A click command whose parameters may hold Placeholders, expanded when the parameters are first asked for
+    (parsing or help), and again whenever a table of classes (common.registry.VARIANTS) has changed."""
+
+    @property
+    def params(self):
+        versions = tuple(r.version for r in VARIANTS)
+        if getattr(self, "_versions", None) != versions:
+            self._expanded = [q for p in self._declared
+                              for q in (p.make() if isinstance(p, Placeholder) else [p])]
+            self._versions = versions
+        return self._expanded
+
+    @params.setter
+    def params(self, value):
+        self._declared, self._versions = list(value), None
+
+
+class GroupedCommand(LazyCommand):
+    """--help in sections, one per group of options (config.GROUPS), then one per family and network with its own
+    settings (only the one chosen when --model / --network is given beside --help), then the rest. The options
+    beyond the paper are listed by name only, unless --help-all asks for each one's help."""
 
     COLLAPSED = ("beyond the paper",)
 
+    def parse_args(self, ctx, args):
+        chosen = {}
+        for i, arg in enumerate(args):  # peeked before parsing: --help is eager and exits during it
+            for key in ("model", "network"):
+                if arg == f"--{key}" and i + 1 < len(args):
+                    chosen[key] = args[i + 1]
+                elif arg.startswith(f"--{key}="):
+                    chosen[key] = arg.split("=", 1)[1]
+        ctx.meta["vsc_chosen"] = chosen
+        return super().parse_args(ctx, args)
+
+    @staticmethod
+    def _shown(owners, chosen) -> bool:
+        return any(chosen.get(r.setting, n) == n for r, n in owners)
+
     def format_options(self, ctx, formatter):
         sections: dict[str, list] = {}
+        chosen = ctx.meta.get("vsc_chosen", {})
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            if record:
-                sections.setdefault(getattr(param, "group", "run"), []).append(record)
-        for group in [*C.GROUPS, *sorted(set(sections) - set(C.GROUPS))]:
-            if group not in sections:
+            owners = getattr(param, "owners", ())
+            if record and (not owners or self._shown(owners, chosen)):
+                # a family or network asked for by name (--model topk --help) shows each of its options' help
+                named = owners and any(r.setting in chosen for r, _ in owners)
+                collapsed = (getattr(param, "group", None) in self.COLLAPSED and not ctx.meta.get("help_all")
+                             and not named)
+                sections.setdefault(getattr(param, "heading", "run"), []).append((record, collapsed))
+        own = [h for h in sections if h not in C.GROUPS]  # the families' and networks' own, before the run's
+        for heading in [*C.GROUPS[:-1], *own, C.GROUPS[-1]]:
+            if heading not in sections:
                 continue
-            with formatter.section(f"{group[0].upper()}{group[1:]}"):
-                if group in self.COLLAPSED and not ctx.meta.get("help_all"):
-                    names = [record[0].split()[0] for record in sections[group]]
-                    words = [n + "," for n in names[:-1]] + [names[-1] + "."] + \
-                        f"Each one's help: vsc {ctx.info_name} --help-all, or docs/training.md.".split()
-                    line, indent = "", " " * formatter.current_indent
-                    for w in words:  # wrapped by hand: an option's name is never split at its hyphens
-                        if line and len(indent) + len(line) + 1 + len(w) > (formatter.width or 80) - 2:
-                            formatter.write(indent + line + "\n")
-                            line = ""
-                        line = f"{line} {w}" if line else w
-                    formatter.write(indent + line + "\n")
-                else:
-                    formatter.write_dl(sections[group])
+            with formatter.section(f"{heading[0].upper()}{heading[1:]}"):
+                full = [record for record, collapsed in sections[heading] if not collapsed]
+                if full:
+                    formatter.write_dl(full)
+                names = [record[0].split()[0] for record, collapsed in sections[heading] if collapsed]
+                if names:
+                    self._names(ctx, formatter, names)
+
+    @staticmethod
+    def _names(ctx, formatter, names):
+        """The collapsed options' names, wrapped by hand: an option's name is never split at its hyphens."""
+        words = [n + "," for n in names[:-1]] + [names[-1] + "."] + \
+            f"Each one's help: vsc {ctx.info_name} --help-all, or docs/training.md.".split()
+        line, indent = "", " " * formatter.current_indent
+        for w in words:
+            if line and len(indent) + len(line) + 1 + len(w) > (formatter.width or 80) - 2:
+                formatter.write(indent + line + "\n")
+                line = ""
+            line = f"{line} {w}" if line else w
+        formatter.write(indent + line + "\n")
 
 
 def help_all(ctx, param, value):
@@ -215,40 +294,89 @@ def _click_type(name: str, kind):
 _EXAMPLES = {"logvar_init": "-8", "encoder_scale": "30"}
 
 
+def _remember(fn, param) -> None:
+    """Add a parameter (or Placeholder) to a function being made a click command, as click's decorators do."""
+    if not hasattr(fn, "__click_params__"):
+        fn.__click_params__ = []
+    fn.__click_params__.append(param)
+
+
 def setting_options(fn):
-    """One click option per TrainConfig setting (config.py declares each once: default, help, kind, group)."""
-    for name, f in reversed(list(C.SETTINGS.items())):
-        if f.metadata["option"]:
-            fn = setting_option(name)(fn)
+    """One click option per setting (config.py declares the shared ones, each family's and network's class its
+    own: default, help, kind, group); made on first use (a Placeholder), so `vsc --help` imports no family."""
+    def make():
+        return [setting_option(name).param for name, f in C.SETTINGS.items() if f.metadata["option"]]
+
+    _remember(fn, Placeholder(make))
     return fn
+
+
+class _OneOption:
+    """A decorator adding one setting's option; `.param` is the option itself."""
+
+    def __init__(self, make):
+        self.make = make
+
+    @property
+    def param(self):
+        return self.make()
+
+    def __call__(self, fn):
+        if self._shared:
+            _remember(fn, self.make())
+        else:  # a family's or network's own setting: its class is imported when the command is used
+            _remember(fn, Placeholder(lambda: [self.make()]))
+        return fn
 
 
 def setting_option(name: str, **overrides):
     """The click option of one setting, as `vsc train` has it; `overrides` replace its keyword arguments (e.g. a
-    default for every point of `vsc experiment`)."""
-    f = C.SETTINGS[name]
-    meta = f.metadata
-    flag = meta["flag"] or "--" + name.replace("_", "-")
-    kind, help_text = meta["kind"], meta["help"]
-    kw = {"cls": GroupedOption, "group": meta["group"]}
-    if meta["recipe"]:  # None: the recipe fills it in (train: recipes.resolve)
-        kw["default"], kw["shown"] = None, "the recipe's"
-    elif meta["shown_default"]:  # None: resolved from the data set (hidden, lr) or nothing (the rest)
-        kw["default"], kw["shown"] = None, meta["shown_default"]
-    elif f.default is not None:
-        kw["default"], kw["show_default"] = f.default, True
-    if isinstance(kind, C.Flag):
-        decls = [f"{flag}/--no-{flag[2:]}", name]
-    else:
-        decls = [flag, name]
-        if isinstance(kind, C.Widths):
-            kw["callback"] = comma_list(int, "a list of layer widths, e.g. 400 or 2000,2000", minimum=1, into=tuple)
-        elif isinstance(kind, C.DataOrNumber):
-            kw["callback"] = _data_or_number(kind, _EXAMPLES.get(name, "1"))
+    default for every point of `vsc experiment`). A family's or network's own setting needs a LazyCommand."""
+    def make():
+        f = C.SETTINGS[name]
+        meta = f.metadata
+        owners = C.SETTINGS.owners(name)
+        flag = meta["flag"] or "--" + name.replace("_", "-")
+        kind, help_text = meta["kind"], meta["help"]
+        kw = {"cls": GroupedOption, "group": meta["group"], "owners": owners}
+        if meta["recipe"]:  # None: the recipe fills it in (train: recipes.resolve)
+            kw["default"], kw["shown"] = None, "the recipe's"
+        elif meta["shown_default"]:  # None: resolved from the data set (hidden, lr) or nothing (the rest)
+            kw["default"], kw["shown"] = None, meta["shown_default"]
+        elif owners:  # None: not given (a run of another family has no such setting); its class's default
+            kw["default"] = None
+            if f.default is not None:
+                kw["shown"] = str(f.default)
+        elif f.default is not None:
+            kw["default"], kw["show_default"] = f.default, True
+        if isinstance(kind, C.Flag):
+            decls = [f"{flag}/--no-{flag[2:]}", name]
         else:
-            kw["type"] = _click_type(name, kind)
-    kw.update(overrides)
-    return click.option(*decls, help=help_text, **kw)
+            decls = [flag, name]
+            if isinstance(kind, C.Widths):
+                kw["callback"] = comma_list(int, "a list of layer widths, e.g. 400 or 2000,2000", minimum=1,
+                                            into=tuple)
+            elif isinstance(kind, C.DataOrNumber):
+                kw["callback"] = _data_or_number(kind, _EXAMPLES.get(name, "1"))
+            else:
+                kw["type"] = _click_type(name, kind)
+        kw.update(overrides)
+        cls = kw.pop("cls")
+        return cls(decls, help=help_text, **kw)
+
+    one = _OneOption(make)
+    one._shared = name in C.SHARED
+    return one
+
+
+def lazy_option(make):
+    """A decorator adding the option `make()` builds when the (Lazy)command is first used: for help text made
+    from every family's settings (vsc experiment --set)."""
+    def decorate(fn):
+        _remember(fn, Placeholder(lambda: [make()]))
+        return fn
+
+    return decorate
 
 
 def run_option(*decls, group="run", **kw):

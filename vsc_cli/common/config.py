@@ -1,16 +1,20 @@
-"""Training configuration. A checkpoint carries this dataclass as a plain dict.
+"""Training configuration. A checkpoint carries it as one flat dict.
 
-Each setting is declared once, as a TrainConfig field: its default, its help (the sentence `vsc train --help`
-and docs/training.md's table show), its kind (the values it may take: the check a checkpoint's config must pass,
-the `--set KEY=VALUE` parser, the click option's type), its group in `vsc train --help`, and whether `--set`
-takes it and whether recipes fill it in. cli.py builds the options from these fields; nothing else lists them.
+Each setting is declared once, by `setting(...)`: its default, its help (the sentence `vsc train --help` and
+docs/training.md's table show), its kind (the values it may take: the check a checkpoint's config must pass, the
+`--set KEY=VALUE` parser, the click option's type), its group in `vsc train --help`, and whether `--set` takes it
+and whether recipes fill it in. The settings every run has are TrainConfig's fields; a family's or a network's own
+settings are declared beside its class (its `settings` dict; the classes are found through common/registry.py's
+VARIANTS), and a run holds those of its own family and network only, in `own`, read as attributes (`cfg.k`).
+`SETTINGS` gathers both; cli/options.py builds the options from it; nothing else lists them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 
-from vsc_cli.common.registry import FAMILIES, PRIORS
+from vsc_cli.common.registry import FAMILIES, NETWORKS, VARIANTS
 
 
 def _is_int(v) -> bool:
@@ -28,7 +32,7 @@ def split_list(text: str, convert) -> list:
 
 
 # Kinds: the values a setting may take. check() is what a checkpoint's config may hold, parse() reads
-# `--set KEY=VALUE`'s text; cli.py maps each kind to a click type.
+# `--set KEY=VALUE`'s text; cli/options.py maps each kind to a click type.
 @dataclass(frozen=True)
 class Choice:
     values: object  # a tuple, or a Registry (common/registry.py) whose names grow when a family is registered
@@ -123,12 +127,15 @@ C_START, C_END = 50.0, 200.0  # the sample's sigmoid scale c, raised linearly fr
 GROUPS = ("data", "model", "training", "beyond the paper", "run")  # the sections of `vsc train --help`
 
 
-def setting(default, help: str, kind, group: str, *, settable: bool = False, recipe: bool = False,
+def setting(default, help: str, kind, group: str = "model", *, settable: bool = False, recipe: bool = False,
             flag: str | None = None, option: bool = True, shown_default: str | None = None):
-    """A TrainConfig field and everything about it. None is allowed exactly when it is the default.
-    settable: `vsc experiment --set KEY=VALUE` takes it. recipe: a recipe fills it in when not given (the
-    default here is then the paper's value). flag: the option's name when not --FIELD-NAME. option: False for
-    fields filled in by training, never given. shown_default: the default as `--help` and the docs say it."""
+    """A setting and everything about it (a dataclass field: TrainConfig's, or an entry of a family's or network's
+    `settings`). None is allowed exactly when it is the default.
+    group: its section in `vsc train --help` (a family's or network's own setting is listed under its class's
+    heading instead; "beyond the paper" ones there by name only, as in that section). settable: `vsc experiment
+    --set KEY=VALUE` takes it. recipe: a recipe fills it in when not given (the default here is then the paper's
+    value). flag: the option's name when not --FIELD-NAME. option: False for fields filled in by training, never
+    given. shown_default: the default as `--help` and the docs say it."""
     assert group in GROUPS
     meta = {"help": help, "kind": kind, "group": group, "settable": settable, "recipe": recipe, "flag": flag,
             "option": option, "shown_default": shown_default}
@@ -137,8 +144,16 @@ def setting(default, help: str, kind, group: str, *, settable: bool = False, rec
     return field(default=default, metadata=meta)
 
 
-@dataclass
+def default_of(f):
+    """A setting's default value."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+@dataclass(init=False)
 class TrainConfig:
+    """A run's settings: the fields every run has, and in `own` those of its family (`--model`) and network
+    (`--network`, and a decoder-only `--decoder`), each read as an attribute. TrainConfig(**settings) takes either;
+    a setting of another family or network is refused (VscError naming its owner)."""
     data: str = setting(
         "fmnist", "Dataset to train on: mnist, fmnist, celeba, or your own images: a folder (class sub-folders give "
         "labels), an .npy/.npz array or an HDF5 file with an 'images' dataset (docs/datasets.md); a path is stored "
@@ -155,23 +170,14 @@ class TrainConfig:
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
     alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
                            Float(0, 1, lo_open=True), "model")
-    hidden: tuple = setting(
-        (400,), "MLP network: hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(),
-        "model",
-        shown_default="2000,2000 for celeba, 400 otherwise")
     network: str = setting(
-        "mlp", "Encoder and decoder networks, for every family: mlp (fully connected, the layers of --hidden: the "
-        "paper's) or conv (strided 4x4 convolutions of --channels down to 4x4, then a linear layer to the heads; the "
-        "decoder its mirror; images of at least 8x8, padded to powers of two).", Choice(("mlp", "conv")), "model",
-        settable=True, shown_default="conv for celeba and for own colour or 32-pixel-or-larger images, mlp "
-        "otherwise and with --paper")
-    channels: tuple = setting(
-        (32, 64, 128, 256), "Conv network: channels of its layers, from the image down (the last repeated when the "
-        "image needs more layers).", Widths(), "model", settable=True, shown_default="32,64,128,256")
+        "mlp", "Encoder and decoder networks, for every family: " + NETWORKS.help(names=("mlp", "conv")) + ".",
+        Choice(NETWORKS.tagged("decoder-only", present=False)), "model", settable=True,
+        shown_default="conv for celeba and for own colour or 32-pixel-or-larger images, mlp otherwise and with --paper")
     decoder: str = setting(
-        "mlp", "Decoder: mlp (the encoder's network mirrored: --network's fully connected or conv layers) or linear "
-        "(x's mean = D z + b, a dictionary: classic sparse coding), for every family.", Choice(("mlp", "linear")),
-        "model", settable=True)
+        "mlp", "Decoder: mlp (the encoder's network mirrored: --network's fully connected or conv layers) or "
+        "linear (x's mean = D z + b, a dictionary: classic sparse coding), for every family.",
+        Choice(("mlp", *NETWORKS.tagged("decoder-only"))), "model", settable=True)
     likelihood: str = setting(
         "gaussian", "Decoder likelihood: Gaussian with learned per-pixel mean and log-variance (A.1), or Bernoulli.",
         Choice(("gaussian", "bernoulli")), "model", settable=True)
@@ -184,51 +190,11 @@ class TrainConfig:
         1e-3, "Adam learning rate (paper D.1: 0.001 to 0.01; at 0.001 CelebA's 2x2000 network collapses to the "
         "mean face, even as a VAE).", Float(0, lo_open=True), "training", settable=True,
         shown_default="1e-4 for celeba's MLP, 1e-3 otherwise")
-    c_start: float = setting(C_START, "VSC: the sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
-                             Float(0, lo_open=True), "training", settable=True)
-    c_end: float = setting(C_END, "VSC: c at the last iteration, reached linearly (C.2).",
-                           Float(0, lo_open=True), "training", settable=True)
     min_logvar: float = setting(-10.0, "Soft floor on the Gaussian decoder's per-pixel log-variance.", Float(), "model")
     logvar_init: float | str | None = setting(
         None, "Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) or a "
         "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True,
         shown_default="'data' with the conv network, else PyTorch's init, about 0")
-    gamma_init: float | None = setting(
-        None, "VSC: start every spike probability near this value (with eq. 12 about half the elements otherwise "
-        "start at gamma = 1 with zero gradient). Not in the paper.", Float(0, 1, lo_open=True, hi_open=True),
-        "beyond the paper", settable=True, shown_default="PyTorch's init")
-    spike: str = setting(
-        "min", "VSC: log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = -softplus(-v), "
-        "which has no flat region.", Choice(("min", "sigmoid")), "beyond the paper", settable=True, recipe=True)
-    pretrain: int = setting(
-        0, "VSC: spike pre-training (the authors' UAI 2019 code): iterations whose sample uses lambda = 0, so the "
-        "decoder sees only which elements are on.", Int(0), "beyond the paper", settable=True, recipe=True)
-    pretrain_ramp: int = setting(
-        0, "VSC: after --pretrain, iterations over which lambda rises linearly to 1.", Int(0), "beyond the paper",
-        settable=True, recipe=True)
-    alpha_start: float | None = setting(
-        None, "VSC: anneal the prior's alpha: start here, fall geometrically to --alpha over --alpha-anneal "
-        "iterations; every reported ELBO uses --alpha.", Float(0, 1, lo_open=True), "beyond the paper",
-        settable=True, recipe=True)
-    alpha_anneal: int = setting(0, "VSC: iterations of that fall.", Int(0), "beyond the paper", settable=True,
-                                recipe=True)
-    alpha_hold: int = setting(0, "VSC: iterations at --alpha-start before the fall.", Int(0), "beyond the paper",
-                              settable=True, recipe=True)
-    prior: str = setting(
-        "spike-slab", "VSC: " + PRIORS.help(" = ") + ".",
-        Choice(PRIORS), "beyond the paper", settable=True, recipe=True)
-    pseudo_inputs: int = setting(10, "Learned priors: number of pseudo-images K.", Int(1, 1 << 16),
-                                 "beyond the paper", settable=True)
-    prior_sharpness: float = setting(
-        10.0, "Learned priors: nu in gamma_p = S(nu (gamma - 1/2)), sharpening the pseudo-inputs' spikes.",
-        Float(0, lo_open=True), "beyond the paper", settable=True)
-    rate_weight: float = setting(
-        0.0, "VSC: weight beta of the aggregate spike-rate term beta sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j "
-        "the batch's mean gamma of element j (regularisers.py): images switch on different elements. 0 = off.",
-        Float(0, math.inf, hi_open=True), "beyond the paper", settable=True, recipe=True)
-    rate_target: float | None = setting(
-        None, "VSC: that term's target rate (None: the prior's alpha at each iteration).",
-        Float(0, 1, lo_open=True, hi_open=True), "beyond the paper", settable=True, recipe=True)
     encoder_scale: float | str | None = setting(
         None, "Multiply the encoder's input by this number, or 'data': 1 / the training images' mean per-pixel "
         "standard deviation (unit-norm pixels are ~0.02). None = 1.", DataOrNumber(positive=True),
@@ -239,22 +205,6 @@ class TrainConfig:
     centre: bool = setting(
         False, "Feed the encoder x minus the training images' mean (the decoder still outputs the image; the "
         "mean is saved with the model).", Flag(), "beyond the paper", settable=True, recipe=True)
-    threshold: float = setting(
-        0.52, "Thresholded: lambda; an element is zero when its noise |sigma eps| <= lambda (their Fashion-MNIST "
-        "value 0.52).", Float(0, math.inf, hi_open=True), "beyond the paper", settable=True)
-    k: int = setting(
-        10, "Top-k: the number of latent elements kept per image.", Int(1, 1 << 20), "beyond the paper",
-        settable=True)
-    aux_k: int | None = setting(
-        None, "Top-k: AuxK (Gao et al. 2024): each step, the dead latents' AUX_K largest pre-activations reconstruct "
-        "what the code misses, weighted 1/32, so that dead latents come back. 0 = off.", Int(0, 1 << 20),
-        "beyond the paper", settable=True, shown_default="half of --dim")
-    dead_after: int = setting(
-        10_000, "Top-k: a latent not active in this many training images in a row counts as dead (AuxK).", Int(1),
-        "beyond the paper", settable=True)
-    prior_variance: float = setting(
-        0.1, "Thresholded: the variance of the Gaussian prior of the base sample (their spread 0.1).",
-        Float(0, math.inf, lo_open=True, hi_open=True), "beyond the paper", settable=True)
     kl_weight: float = setting(
         1.0, "Weight of the KL in the training loss (a beta-VAE's beta; Fallah & Rozell use 0.01 beside a mean "
         "squared error). 1 = the ELBO; otherwise the objective is not one. Reported ELBOs always use 1.",
@@ -272,37 +222,171 @@ class TrainConfig:
         "the CPU, cuda with --device cuda.", Choice(("auto", "torch", "numba", "cuda")), "run")
     dtype: str = setting("float32", "Floating-point type of the model and data (float64: slower, for exact "
                          "comparisons).", Choice(("float32", "float64")), "run")
+    # the family's and the network's own settings (their classes' `settings`), every one of them, by name
+    own: dict = field(default_factory=dict, metadata={"option": False})
+
+    def __init__(self, own: dict | None = None, **settings):
+        from vsc_cli.common.errors import VscError
+
+        for name, f in SHARED.items():
+            setattr(self, name, settings.pop(name) if name in settings else default_of(f))
+        given = {**(own or {}), **settings}
+        mine = own_settings(self.model, self.network, self.decoder)
+        for name in given:
+            if name not in mine:
+                raise VscError(foreign(name, self) if name in SETTINGS else
+                               f"unknown setting {name!r}; the settings are those of `vsc train --help`")
+        self.own = {name: given[name] if name in given else default_of(f) for name, f in mine.items()}
+        for name, f in mine.items():  # layer widths are tuples in a config, lists in its dict (to_dict)
+            if isinstance(f.metadata.get("kind"), Widths) and isinstance(self.own[name], list):
+                self.own[name] = tuple(self.own[name])
+
+    def __getattr__(self, name):  # only for names that are not fields: the family's and network's settings
+        own = self.__dict__.get("own")
+        if own is not None and name in own:
+            return own[name]
+        raise AttributeError(f"{name!r}: not a setting of --model {self.__dict__.get('model')} with --network "
+                             f"{self.__dict__.get('network')}")
+
+    def __contains__(self, name) -> bool:
+        """Whether this run has the setting (every run has the shared ones; its variants' own ones)."""
+        return name in SHARED or name in self.own
+
+    def get(self, name: str, default=None):
+        """The setting's value, or `default` where this run's family and network have no such setting."""
+        return getattr(self, name) if name in self else default
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some settings changed (own ones too; a changed family or network keeps only what it has)."""
+        d = {**{name: getattr(self, name) for name in SHARED}, **self.own, **changes}
+        mine = own_settings(d.get("model", self.model), d.get("network", self.network),
+                            d.get("decoder", self.decoder))
+        return TrainConfig(**{k: v for k, v in d.items() if k in SHARED or k in mine or k in changes})
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
-        return d
+        """The flat dict a checkpoint carries: every setting of this run, lists for tuples."""
+        d = {name: getattr(self, name) for name in SHARED}
+        d.update(self.own)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Rebuild from a checkpoint's dict, refusing values no `vsc train` could have written."""
+        """Rebuild from a checkpoint's dict, refusing values no `vsc train` could have written. Settings of other
+        families and networks are dropped: earlier versions wrote every setting of every family."""
         from vsc_cli.common.errors import VscError
 
         if not isinstance(d, dict):
             raise VscError("config is not a mapping")
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        hidden = d.get("hidden", [400])
-        if not Widths().check(hidden):
-            raise VscError(f"config entry hidden={hidden!r} is not a list of layer widths")
-        d["hidden"] = tuple(hidden)
-        if "channels" in d:
-            if not Widths().check(d["channels"]):
-                raise VscError(f"config entry channels={d['channels']!r} is not a list of layer widths")
-            d["channels"] = tuple(d["channels"])
+        d = dict(d)
+        for key in ("model", "network", "decoder"):
+            if key in d and not check(key, d[key]):
+                raise VscError(f"config entry {key}={d[key]!r} is out of range or of the wrong type")
+        mine = own_settings(d.get("model", SHARED["model"].default), d.get("network", SHARED["network"].default),
+                            d.get("decoder", SHARED["decoder"].default))
+        d = {k: v for k, v in d.items() if k in SHARED or k in mine}
+        for name, value in d.items():
+            if isinstance(SETTINGS[name].metadata.get("kind"), Widths):
+                if not Widths().check(value):
+                    raise VscError(f"config entry {name}={value!r} is not a list of layer widths")
+                d[name] = tuple(value)
         cfg = cls(**d)
-        for name in SETTINGS:
-            if not check(name, getattr(cfg, name)):
-                raise VscError(f"config entry {name}={getattr(cfg, name)!r} is out of range or of the wrong type")
+        for name, value in {**{n: getattr(cfg, n) for n in SHARED}, **cfg.own}.items():
+            if not check(name, value):
+                raise VscError(f"config entry {name}={value!r} is out of range or of the wrong type")
         return cfg
 
 
-SETTINGS = {f.name: f for f in fields(TrainConfig)}  # every setting, in declaration order
+SHARED = {f.name: f for f in fields(TrainConfig) if f.name != "own"}  # the settings every run has, in order
+
+
+def owner_label(registry, name: str) -> str:
+    """How a variant is named in messages and `--help` headings: 'Top-k (--model topk)'."""
+    cls = registry[name]
+    return f"{getattr(cls, 'title', None) or name} (--{registry.setting} {name})"
+
+
+def variants(model: str, network: str, decoder: str) -> list:
+    """The (registry, name) of a run's classes that declare settings: its family, its network, and a decoder-only
+    network named by --decoder."""
+    out = [(FAMILIES, model), (NETWORKS, network)]
+    if decoder in NETWORKS.tagged("decoder-only"):
+        out.append((NETWORKS, decoder))
+    return out
+
+
+def own_settings(model: str, network: str, decoder: str = "mlp") -> dict:
+    """name -> field of the settings a run of this family and network has beyond the shared ones."""
+    from vsc_cli.common.errors import VscError
+
+    out = {}
+    for registry, name in variants(model, network, decoder):
+        if name not in registry:
+            choices = FAMILIES if registry is FAMILIES else NETWORKS.tagged("decoder-only", present=False)
+            raise VscError(f"{registry.setting} {name!r}: choose {', '.join(choices)}")
+        for key, f in _declared(registry[name]).items():
+            out.setdefault(key, f)
+    return out
+
+
+def _declared(cls) -> dict:
+    """A class's own settings, each field named (a field made by setting() outside a dataclass has no name)."""
+    declared = getattr(cls, "settings", None) or {}
+    for key, f in declared.items():
+        f.name = key
+    return declared
+
+
+class _Settings(Mapping):
+    """Every setting: the shared ones, then each registered family's and network's own, in table order; rebuilt
+    when a table changes. Looking up a shared setting imports no family."""
+
+    def __init__(self):
+        self._table, self._owners, self._versions = None, None, None
+
+    def _build(self):
+        versions = tuple(r.version for r in VARIANTS)
+        if self._table is None or versions != self._versions:
+            table, owners = dict(SHARED), {}
+            for registry in VARIANTS:
+                for name in registry:
+                    for key, f in _declared(registry[name]).items():
+                        table.setdefault(key, f)
+                        owners.setdefault(key, []).append((registry, name))
+            self._table, self._owners, self._versions = table, owners, versions
+        return self._table
+
+    def __getitem__(self, name):
+        if name in SHARED:
+            return SHARED[name]
+        return self._build()[name]
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __len__(self):
+        return len(self._build())
+
+    def __contains__(self, name):
+        return name in SHARED or name in self._build()
+
+    def owners(self, name: str) -> list:
+        """(registry, name) of each class that declares setting `name` (empty for a shared one)."""
+        if name in SHARED:
+            return []
+        self._build()
+        return list(self._owners.get(name, []))
+
+
+SETTINGS = _Settings()  # every setting, shared ones first
+
+
+def foreign(name: str, cfg) -> str:
+    """The one-line refusal of a setting that belongs to another family or network than the run's."""
+    owners = SETTINGS.owners(name)
+    flag = SETTINGS[name].metadata["flag"] or "--" + name.replace("_", "-")
+    whose = " and ".join(owner_label(r, n) for r, n in owners)
+    return (f"{flag} is a setting of {whose}; this run is --model {cfg.model} with --network {cfg.network}, which "
+            f"{'has' if len(owners) == 1 else 'have'} no {flag}")
 
 
 def check(name: str, value) -> bool:
@@ -311,7 +395,42 @@ def check(name: str, value) -> bool:
     return (value is None and f.default is None) or f.metadata["kind"].check(value)
 
 
-SETTABLE = tuple(n for n, f in SETTINGS.items() if f.metadata["settable"])  # `vsc experiment --set KEY=VALUE`
+class _Lazy:
+    """A tuple computed on first use from SETTINGS (and again when a table changes), so importing this module
+    imports no family."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def _items(self):
+        return self._make()
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __contains__(self, item):
+        return item in self._items()
+
+    def __len__(self):
+        return len(self._items())
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __eq__(self, other):
+        return tuple(self._items()) == tuple(other)
+
+    def keys(self):  # for a dict-like one (PAPER_RECIPE)
+        return self._items().keys()
+
+    def items(self):
+        return self._items().items()
+
+    def get(self, key, default=None):
+        return self._items().get(key, default)
+
+
+SETTABLE = _Lazy(lambda: tuple(n for n, f in SETTINGS.items() if f.metadata["settable"]))  # `--set KEY=VALUE`
 
 
 def parse_setting(key: str, text: str):
@@ -329,11 +448,10 @@ def parse_setting(key: str, text: str):
 
 
 def to_toml(cfg: TrainConfig) -> str:
-    """The run's config as TOML, every setting (None as "none": TOML has no null), readable by from_toml:
+    """The run's config as TOML, every setting it has (None as "none": TOML has no null), readable by from_toml:
     `vsc train --config RUN/config.toml` trains the same model again."""
     lines = ["# vsc train --config THIS_FILE trains this run again (same settings, same seed)"]
-    for name in SETTINGS:
-        value = getattr(cfg, name)
+    for name, value in cfg.to_dict().items():
         if value is None:
             text = '"none"'
         elif isinstance(value, bool):
@@ -349,7 +467,9 @@ def to_toml(cfg: TrainConfig) -> str:
 
 
 def from_toml(text: str, where: str = "config file") -> dict:
-    """A TOML file's settings, each checked as a checkpoint's config would be; VscError names the first bad one."""
+    """A TOML file's settings, each checked as a checkpoint's config would be; VscError names the first bad one.
+    Settings of other families than the file's own are kept here (a file of an earlier version lists every one);
+    a new run keeps those its own family and network have (recipes.new_run_config)."""
     import tomllib
 
     from vsc_cli.common.errors import VscError
@@ -362,11 +482,12 @@ def from_toml(text: str, where: str = "config file") -> dict:
     for key, value in raw.items():
         if key not in SETTINGS:
             raise VscError(f"{where}: unknown setting {key!r}; the settings are those of `vsc train --help`")
+        kind = SETTINGS[key].metadata["kind"]
         if value == "none" and SETTINGS[key].default is None:
             value = None
-        elif key in ("hidden", "channels") and isinstance(value, list):
+        elif isinstance(kind, Widths) and isinstance(value, list):
             value = tuple(value)
-        elif _is_int(value) and isinstance(SETTINGS[key].metadata["kind"], (Float, DataOrNumber)):
+        elif _is_int(value) and isinstance(kind, (Float, DataOrNumber)):
             value = float(value)  # TOML writes 3.0 as 3.0, but a person may write 3
         if not check(key, value):
             raise VscError(f"{where}: {key} = {value!r} is out of range or of the wrong type")
@@ -375,4 +496,4 @@ def from_toml(text: str, where: str = "config file") -> dict:
 
 
 # The recipe fields' defaults are the paper's exact recipe (trainers/recipes.py fills them in for other recipes).
-PAPER_RECIPE = {n: f.default for n, f in SETTINGS.items() if f.metadata["recipe"]}
+PAPER_RECIPE = _Lazy(lambda: {n: default_of(f) for n, f in SETTINGS.items() if f.metadata["recipe"]})

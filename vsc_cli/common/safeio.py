@@ -147,6 +147,17 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def atomic_write_npz(path: Path | str, arrays: dict, compressed: bool = False) -> None:
+    """numpy arrays into an .npz file (np.savez, or np.savez_compressed), moved into place atomically."""
+    import numpy as np
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+    atomic_write(path, write)
+
+
 class OutputLock:
     """Exclusive, non-blocking lock on an output (a file or a run folder) for one process.
 

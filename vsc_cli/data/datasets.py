@@ -234,7 +234,8 @@ def normalise(images: np.ndarray, how: str) -> np.ndarray:
 def load_split(name: str, split: str, data_dir: Path | None = None, normalisation: str = "unit",
                limit: int | None = None, fetch_missing: bool = True, progress: bool = True,
                image_size: int | None = None):
-    """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test' (image_size: CelebA's side)."""
+    """Return (x float32 (N, pixels), labels int64 (N,)) for split 'train' or 'test' (image_size: CelebA's side).
+    The data layer's reader of the built-in sets: the layers above read every set through sources.open_images."""
     if canonical(name) == "celeba":
         from vsc_cli.data import celeba
 

@@ -7,7 +7,8 @@ HDF5 layout written by `encode` (format "vsc-codes/1"), one group per split ("tr
     <split>/labels                             int64 (N,)
     <split>/code_csr/{indptr, indices, data}   CSR copy of the spike-selected code: the elements
                                                with gamma > threshold (attribute `threshold`)
-File attributes: format, dataset, splits, model, alpha, dim, hidden, likelihood, normalisation,
+File attributes: format, dataset, splits, model, alpha, dim, network, decoder, the networks' own settings
+(hidden for the MLP, channels for the conv network; network_attrs), likelihood, normalisation,
 iterations, checkpoint, checkpoint_sha256, vsc_version, created, limit (-1: whole splits).
 Split attributes: the example-specificity of its codes at the CSR threshold (vsc_cli/evaluation/metrics.py):
 active_mean/_p5/_p50/_p95, dims_used, dims_always_on, dims_dead, jaccard_all,
@@ -29,12 +30,10 @@ import numpy as np
 
 from vsc_cli.common.version import __version__
 from vsc_cli.evaluation.encoding import encode_batches
-from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
-from vsc_cli.data.datasets import image_shape
-from vsc_cli.common.registry import FAMILIES
+from vsc_cli.trainers.run import Run
+from vsc_cli.common.registry import FAMILIES, NETWORKS
 from vsc_cli.common.errors import VscError, WriteError
 from vsc_cli.evaluation.metrics import specificity
-from vsc_cli.data.sources import open_images
 from vsc_cli.common.safeio import OutputLock, atomic_output, check_writable_folder, write_error
 
 FORMAT = "vsc-codes/1"
@@ -71,26 +70,17 @@ def encode(run_dir: Path, out: Path, data: str | None = None, splits=SPLITS, dat
 def _encode(run_dir, out, data, splits, data_dir, batch_size, threshold, force, progress, limit, world):
     from vsc_cli.trainers import dist
 
-    run_dir, out = Path(run_dir), Path(out)
-    state = load_checkpoint(run_dir)
-    model = build_model(state)
-    cfg = model.cfg
-    data = data or cfg.data
+    out = Path(out)
+    run = Run.open(run_dir, data=data, data_dir=data_dir)
+    state, model, data, ckpt = run.state, run.model, run.data, run.checkpoint
     if out.is_dir():
         raise VscError(f"{out} is a folder; give a file name for the codes, e.g. {out / 'codes.h5'}")
     check_writable_folder(out)
-    ckpt = checkpoint_path(run_dir)
 
-    def open_splits():
-        return {s: open_images(data, s, data_dir, cfg.normalisation, limit, cfg.image_size, progress and world.main)
-                for s in splits}
+    def open_splits():  # each checked against the run's image shape
+        return {s: run.images(s, limit, progress and world.main) for s in splits}
 
     images = dist.main_first(world, open_splits)  # rank 0 may download; the others then find the files
-    expected = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, state["pixels"])
-    for x in images.values():
-        if tuple(x.shape) != expected:
-            raise VscError(f"{data} images are {'x'.join(map(str, x.shape))} (channels x height x width), the run "
-                           f"was trained on {'x'.join(map(str, expected))}")
     n = sum(len(x) for x in images.values())
     if not world.on:
         with OutputLock(out, "vsc encode"):
@@ -234,7 +224,7 @@ def _fill(f, state, model, data, images, batch_size, threshold, progress, limit,
     f.attrs.update({
         "format": FORMAT, "dataset": data, "splits": ",".join(images), "model": cfg.model,
         "alpha": cfg.alpha if FAMILIES[cfg.model].uses_alpha else 1.0, "dim": cfg.dim,
-        "hidden": ",".join(map(str, cfg.hidden)), "likelihood": cfg.likelihood,
+        **network_attrs(cfg), "likelihood": cfg.likelihood,
         "normalisation": cfg.normalisation, "iterations": int(state["iteration"]),
         "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": sha256(ckpt),
         "vsc_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -252,6 +242,19 @@ def _fill(f, state, model, data, images, batch_size, threshold, progress, limit,
         _write_split(group, model, part, part.labels, batch_size, threshold, progress, check, rows)
     if world is None or not world.on:  # under torchrun the joined file gets them (_join_parts)
         _specificity_attrs(f, images, threshold)
+
+
+def network_attrs(cfg) -> dict:
+    """The networks' attributes: `network` (the encoder's), `decoder` (the decoder's: the same network mirrored, or
+    a decoder-only one such as linear) and each one's own settings by name (`hidden` for the MLP, `channels` for the
+    conv network), lists as comma-separated text."""
+    decoder = cfg.decoder if cfg.decoder in NETWORKS.tagged("decoder-only") else cfg.network
+    out = {"network": cfg.network, "decoder": decoder}
+    for name in dict.fromkeys((cfg.network, decoder)):
+        for key in NETWORKS[name].settings:
+            value = getattr(cfg, key)
+            out[key] = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+    return out
 
 
 def _specificity_attrs(f, splits, threshold: float) -> None:

@@ -83,3 +83,27 @@ def reconstruction_sse(model, x, seed: int = 0, batch: int = 1000) -> float:
         total = sum(float(((xb - model.decoder.mean(z)) ** 2).sum())
                     for xb, z in exact_draws(model, x, 30_000 + seed, batch))
     return total / len(x)
+
+
+def reconstruction_error(run, x, codes: np.ndarray, batch: int = 1000) -> dict:
+    """How much of the images the codes keep: the summed squared error per image of the decoded code (the decoder's
+    mean at E[z] = gamma mu), over that of the mean training image (1: no better than the mean image; 0: exact),
+    with both errors (the mean image of the run's training images, trainers.run.Run). Codes of any family compare on
+    the same scale, whatever their likelihood."""
+    model = run.model
+    train = run.images("train")
+    total = np.zeros(int(np.prod(train.shape)), dtype=np.float64)
+    for start in range(0, len(train), batch):  # the mean image, in blocks (CelebA's training images are large)
+        total += train[np.arange(start, min(start + batch, len(train)))].sum(0, dtype=np.float64)
+    mean_image = total / len(train)
+    dtype = next(model.parameters()).dtype
+    err_code = err_mean = 0.0
+    with torch.no_grad():
+        for start in range(0, len(codes), batch):
+            rows = x[np.arange(start, min(start + batch, len(codes)))].astype(np.float64)
+            recon = model.decoder.mean(torch.from_numpy(codes[start:start + len(rows)]).to(dtype)).double().numpy()
+            err_code += float(((rows - recon) ** 2).sum())
+            err_mean += float(((rows - mean_image) ** 2).sum())
+    n = len(codes)
+    return {"reconstruction_error": err_code / err_mean if err_mean > 0 else None,
+            "reconstruction_sse": err_code / n, "mean_image_sse": err_mean / n}

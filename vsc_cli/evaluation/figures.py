@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 
-from vsc_cli.evaluation.encoding import encode_tensor
-from vsc_cli.trainers.checkpoint import build_model, load_checkpoint
-from vsc_cli.data.datasets import image_shape
-from vsc_cli.data.sources import open_images
 from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write, check_writable_folder
 
-KINDS = ("codes", "alter", "interpolate", "prior", "conditional", "consistency")
+# torch, the model and the data are imported when a figure is drawn: the command line reads KINDS for its choices
 CONSISTENCY_IMAGES = 2000  # the split's first images over which the consistency figure scores the elements
 CELL = 1.1  # inches per image tile
 TITLE = 0.7  # inches for the figure title (two lines) and the first row's labels
@@ -62,38 +58,60 @@ def conditional_codes(gamma: np.ndarray, n: int, rng: np.random.Generator, thres
 # ---------------------------------------------------------------------------------------- model
 @dataclass
 class Loaded:
-    model: torch.nn.Module
-    shape: tuple  # (channels, height, width)
+    """What a figure shows: a reopened run (trainers.run.Run) and the split its images come from."""
+    run: object
+    split: str
     x: object  # the split's images: `Images` (rows (N, pixels) float32 by index) or an empty array
-    labels: np.ndarray
-    title: str
+
+    @property
+    def model(self):
+        return self.run.model
+
+    @property
+    def shape(self) -> tuple:  # (channels, height, width)
+        return self.run.shape
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.x.labels if hasattr(self.x, "labels") else np.zeros(0, np.int64)
+
+    @property
+    def title(self) -> str:
+        cfg, run = self.model.cfg, self.run
+        alpha = f", alpha {cfg.alpha:g}" if FAMILIES[cfg.model].uses_alpha else ""
+        return f"{cfg.model.upper()} on {Path(cfg.data).name}, {cfg.dim} dims{alpha}, {run.iteration} iterations"
+
+    def label(self, i: int) -> str:
+        """An image's label: its split and index."""
+        return f"{self.split} #{i}"
 
 
 def load(run_dir: Path, data_dir=None, split: str = "test", need_data: bool = True) -> Loaded:
-    state = load_checkpoint(run_dir)
-    model = build_model(state).eval()
-    cfg = model.cfg
-    shape = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, state["pixels"])
-    if need_data:  # own data are read image by image as the figure asks for them
-        x = open_images(cfg.data, split, data_dir, cfg.normalisation, image_size=cfg.image_size)
-        labels = x.labels
-    else:
-        x, labels = np.zeros((0, state["pixels"]), np.float32), np.zeros(0, np.int64)
-    alpha = f", alpha {cfg.alpha:g}" if FAMILIES[cfg.model].uses_alpha else ""
-    title = f"{cfg.model.upper()} on {Path(cfg.data).name}, {cfg.dim} dims{alpha}, {state['iteration']} iterations"
-    return Loaded(model, shape, x, labels, title)
+    from vsc_cli.trainers.run import Run
+
+    run = Run.open(run_dir, data_dir=data_dir)
+    run.model  # noqa: B018 - refuse a checkpoint that does not fit its config before reading data
+    # own data are read image by image as the figure asks for them
+    x = run.images(split) if need_data else np.zeros((0, run.pixels), np.float32)
+    return Loaded(run, split, x)
 
 
 def encode(model, x: np.ndarray) -> dict:
     """mu, logvar, gamma and code = gamma * mu of images x (n, pixels) as float32 arrays."""
+    import torch
+
+    from vsc_cli.evaluation.encoding import encode_tensor
+
     param = next(model.parameters())
     return encode_tensor(model, torch.from_numpy(np.ascontiguousarray(x)).to(param.device, param.dtype)).numpy()
 
 
-@torch.no_grad()
 def decode(model, z: np.ndarray, shape) -> np.ndarray:
     """Decoder means of codes z (n, J) as images (n, C, H, W)."""
-    out = model.decoder.mean(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)))
+    import torch
+
+    with torch.no_grad():
+        out = model.decoder.mean(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)))
     return out.numpy().reshape(len(z), *shape)
 
 
@@ -158,13 +176,11 @@ def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "tes
         raise VscError(f"unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
     out = Path(out)
     check_writable_folder(out)
-    loaded = load(run_dir, data_dir, split, need_data=kind != "prior")
+    loaded = load(run_dir, data_dir, split, need_data=KINDS[kind].needs_data)
     # a VAE's gamma is 1 everywhere: its figures work the same, with every element active
-    draw = {"codes": _codes, "alter": _alter, "interpolate": _interpolate, "prior": _prior,
-            "conditional": _conditional, "consistency": _consistency}[kind]
-    fig, arrays = draw(loaded, indices=indices, count=count, elements=elements, steps=steps, span=span,
-                       threshold=threshold, rng=np.random.default_rng(seed))
-    fig.suptitle(f"{_TITLES[kind]}\n{loaded.title}", fontsize=9)
+    fig, arrays = KINDS[kind].draw(loaded, indices=indices, count=count, elements=elements, steps=steps, span=span,
+                                   threshold=threshold, rng=np.random.default_rng(seed))
+    fig.suptitle(f"{KINDS[kind].title}\n{loaded.title}", fontsize=9)
     size = tuple(int(round(v * dpi)) for v in fig.get_size_inches())
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     import matplotlib.pyplot as plt
@@ -184,16 +200,6 @@ def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "tes
     return result
 
 
-_TITLES = {
-    "codes": "Sparse codes (gamma*mu; blue: active, gamma > threshold) and reconstructions (paper Fig. 7)",
-    "alter": "Altering single active elements, all others fixed (paper Fig. 4)",
-    "interpolate": "Altering the largest elements of the interpolation vector B - A, one at a time (paper Fig. 5)",
-    "prior": "Ancestral samples from the spike-and-slab prior (paper Fig. 12)",
-    "conditional": "Conditional samples: N(0,1) only along the source's active dimensions (paper Fig. 13)",
-    "consistency": "Most and least consistent elements: a step in each, image by image (red +, blue -)",
-}
-
-
 def _codes(loaded, indices, count, threshold, **_):
     idx = _pick(loaded, indices, count or 5)
     enc = encode(loaded.model, loaded.x[idx])
@@ -203,7 +209,7 @@ def _codes(loaded, indices, count, threshold, **_):
                             top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.45, wspace=0.15)
     for r, i in enumerate(idx):
         g = enc["gamma"][r]
-        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), loaded.label(i))
         _bars(fig.add_subplot(grid[r, 1]), enc["code"][r], g, threshold,
               label=f"{int((g > threshold).sum())} of {len(g)} elements active")
         _image(fig.add_subplot(grid[r, 2]), recon[r], "reconstruction")
@@ -217,12 +223,12 @@ def _alter(loaded, indices, elements, steps, span, threshold, **_):
     code, gamma = enc["code"][0], enc["gamma"][0]
     chosen = top_elements(code, gamma, elements, threshold)
     if len(chosen) == 0:
-        raise VscError(f"test image #{i} has no active element (gamma > {threshold:g})")
+        raise VscError(f"{loaded.split} image #{i} has no active element (gamma > {threshold:g})")
     values = np.linspace(-span, span, steps).astype(np.float32)
     fig = _figure(steps + 1, len(chosen) + 1)
     grid = fig.add_gridspec(len(chosen) + 1, steps + 1, left=0.09, right=0.99, bottom=0.02,
                             top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.35, wspace=0.08)
-    _image(fig.add_subplot(grid[0, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+    _image(fig.add_subplot(grid[0, 0]), loaded.x[i].reshape(loaded.shape), loaded.label(i))
     _bars(fig.add_subplot(grid[0, 1:]), code, gamma, threshold, marked=chosen,
           label=f"code: {int((gamma > threshold).sum())} active; circled: the altered elements")
     decoded, codes = [], []
@@ -251,8 +257,8 @@ def _interpolate(loaded, indices, elements, steps, threshold, **_):
     fig = _figure(steps + 1, 2 * len(chosen) + 1)
     grid = fig.add_gridspec(2 * len(chosen) + 1, steps + 1, left=0.1, right=0.99, bottom=0.02,
                             top=1 - (TITLE + 0.1) / fig.get_size_inches()[1], hspace=0.35, wspace=0.08)
-    _image(fig.add_subplot(grid[0, 0]), loaded.x[pair[0]].reshape(loaded.shape), f"A: test #{pair[0]}")
-    _image(fig.add_subplot(grid[0, steps]), loaded.x[pair[1]].reshape(loaded.shape), f"B: test #{pair[1]}")
+    _image(fig.add_subplot(grid[0, 0]), loaded.x[pair[0]].reshape(loaded.shape), f"A: {loaded.label(pair[0])}")
+    _image(fig.add_subplot(grid[0, steps]), loaded.x[pair[1]].reshape(loaded.shape), f"B: {loaded.label(pair[1])}")
     _bars(fig.add_subplot(grid[0, 1:steps]), diff, np.maximum(enc["gamma"][0], enc["gamma"][1]), threshold,
           marked=chosen, label="interpolation vector B - A (circled: the elements altered below)")
     decoded, codes = [], []
@@ -275,6 +281,8 @@ def _interpolate(loaded, indices, elements, steps, threshold, **_):
 
 
 def _prior(loaded, count, rng, **_):
+    import torch
+
     n = count or 64
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -310,7 +318,7 @@ def _conditional(loaded, indices, count, threshold, rng, **_):
         imgs = decode(loaded.model, z, loaded.shape)
         codes.append(z)
         decoded.append(imgs)
-        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), f"test #{i}")
+        _image(fig.add_subplot(grid[r, 0]), loaded.x[i].reshape(loaded.shape), loaded.label(i))
         _image(fig.add_subplot(grid[r, 1]), recon[r], f"{int((g > threshold).sum())} active", color=ACTIVE)
         for s in range(n):
             _image(fig.add_subplot(grid[r, s + 2]), imgs[s], "samples" if s == 0 and r == 0 else None)
@@ -366,3 +374,28 @@ def _consistency(loaded, count, elements, threshold, rng, **_):
                 ax.axis("off")
     return fig, {"elements": np.array([int(k) for k in chosen]), "scores": np.array([scores[k] for k in chosen]),
                  "images": picked, "changes": changes}
+
+
+# ---------------------------------------------------------------------------------------- the kinds
+@dataclass(frozen=True)
+class Kind:
+    draw: Callable  # (Loaded, indices, count, elements, steps, span, threshold, rng) -> (figure, arrays)
+    title: str  # the figure's title
+    about: str  # a few words for `vsc figure --help`
+    needs_data: bool = True  # False: drawn from the model alone
+
+
+KINDS = {
+    "codes": Kind(_codes, "Sparse codes (gamma*mu; blue: active, gamma > threshold) and reconstructions (paper Fig. 7)",
+                  "test images, their codes (bar plots, active elements in blue) and reconstructions"),
+    "alter": Kind(_alter, "Altering single active elements, all others fixed (paper Fig. 4)",
+                  "one image; its largest active elements set one at a time from -RANGE to +RANGE"),
+    "interpolate": Kind(_interpolate, "Altering the largest elements of the interpolation vector B - A, one at a time "
+                        "(paper Fig. 5)", "two images A, B; the largest elements of B - A moved one at a time on each"),
+    "prior": Kind(_prior, "Ancestral samples from the spike-and-slab prior (paper Fig. 12)",
+                  "ancestral samples from the spike-and-slab prior, decoded", needs_data=False),
+    "conditional": Kind(_conditional, "Conditional samples: N(0,1) only along the source's active dimensions (paper "
+                        "Fig. 13)", "N(0, 1) draws along only the dimensions an image activates, decoded"),
+    "consistency": Kind(_consistency, "Most and least consistent elements: a step in each, image by image (red +, "
+                        "blue -)", "the ELEMENTS most and least consistent elements: a step in each, in COUNT images"),
+}

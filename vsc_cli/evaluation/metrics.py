@@ -191,17 +191,18 @@ def conditional_retention(model, gamma: np.ndarray, labels: np.ndarray, predict,
     return hits / (len(active) * samples)
 
 
-def conditional_retention_of(model, data: str, gamma, labels, data_dir=None, images: int = 1000,
-                             samples: int = 10, seed: int = 0, threshold: float = THRESHOLD) -> dict:
-    """Fig. 13's number for a trained model: conditional samples of `images` test images (a seeded
+def conditional_retention_of(run, gamma, labels, images: int = 1000, samples: int = 10, seed: int = 0,
+                             threshold: float = THRESHOLD) -> dict:
+    """Fig. 13's number for a trained run (trainers.run.Run): conditional samples of `images` test images (a seeded
     subset), classified by an MLP trained on the real training images (its own test accuracy beside)."""
-    from vsc_cli.data.datasets import canonical, load_split
+    from vsc_cli.data.datasets import canonical
     from vsc_cli.common.errors import VscError
 
+    model, data = run.model, run.data
     if canonical(data) not in ("mnist", "fmnist"):
         raise VscError(f"the conditional-sample check needs class labels: {data} has none (use mnist or fmnist)")
-    x_train, y_train = load_split(data, "train", data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
-    x_test, y_test = load_split(data, "test", data_dir, model.cfg.normalisation, image_size=model.cfg.image_size)
+    train, test = run.images("train"), run.images("test")
+    x_train, y_train, x_test, y_test = train[:], train.labels, test[:], test.labels
     classes = int(y_train.max()) + 1
     predict = train_image_classifier(x_train, y_train, classes, seed=seed)
     pick = np.sort(np.random.default_rng(seed).choice(len(gamma), min(images, len(gamma)), replace=False))

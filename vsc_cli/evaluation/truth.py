@@ -14,7 +14,12 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from vsc_cli.common.errors import VscError
+from vsc_cli.data.sources import own_split
 
 
 def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +120,26 @@ ROWS = (
     ("truth_halves_mcc", "signed factors: MCC against their one-signed halves"),
     ("truth_halves_recovered_09", "signed factors: halves recovered, matched |corr| >= 0.9"),
 )
+
+
+def read_factors(path: Path, split: str, n: int) -> np.ndarray:
+    """The `factors` of the split's rows of a set with known factors (own data's split: every tenth is a test
+    image); VscError when the file has none or they do not fit the n images encoded."""
+    try:
+        f = np.load(path)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # an .npy file: one array, no names
+            raise VscError(f"--truth {path}: one array, not an .npz file with a 'factors' array (make one with "
+                           "vsc synth)")
+        with f:
+            if "factors" not in f.files:
+                raise VscError(f"--truth {path}: no 'factors' array (make one with vsc synth)")
+            factors = np.asarray(f["factors"], dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise VscError(f"--truth {path}: not a readable .npz file ({exc})") from None
+    if factors.ndim != 2:
+        raise VscError(f"--truth {path}: 'factors' must be (images, factors), not {factors.shape}")
+    rows = own_split(len(factors), split)
+    if len(rows) != n:
+        raise VscError(f"--truth {path}: its {len(factors)} images give {len(rows)} {split} images, the run's data "
+                       f"{n}; give the file the run was trained on")
+    return factors[rows]

@@ -7,17 +7,21 @@ A family's posterior class (a subclass of `Posterior`) says:
   make_prior      its p(z) for a run's config
   active          what makes an element active in the codes' statistics: "gamma" (P(z_j != 0) above a
                   threshold) or "nonzero" (non-zero in an exact draw)
+  terms           its KL terms and their names in vsc train's report; objective_name: what recon less them is called
   elbo_is_bound   whether recon - KL is an ELBO; uses_alpha: whether eq. 4's alpha is one of its settings;
-  takes_recipe    whether recipes fill in its settings; refuses: settings that make no sense with it;
-  own_defaults    its own values of settings not given (over the recipe's)
+  takes_recipe    whether recipes fill in its settings; settings: its own settings (config.setting fields:
+                  `vsc train --help` lists them under its title, and only its runs take them); check: what
+                  else it refuses
+  own_defaults    its own values of shared settings not given (over the recipe's)
   init_encoder, training_terms, batch_terms: its starting values, its terms of the loss, its per-batch outputs
 and `common.registry.FAMILIES` maps the `--model` value to the class.
 
 `draw_and_kl(q, p, x, step, generator, backend)` looks up the pair's function by the two types (as
 torch.distributions' `register_kl`, with the sample added, so that the paper's pair runs as one fused kernel: the
 sample of eq. 24 and the KL of eq. 9 in one pass over memory). Each pair function returns (z, terms) with
-terms["kl_slab"] and terms["kl_spike"] per image (B,), and any further named terms of that pair (a learned prior's
-rate term). x is the image q is of (a learned prior may weigh its components by it); backend is the compute
+the family's KL terms per image (B,) (`Posterior.terms`: the VSC's kl_slab and kl_spike, the VAE's kl_slab), and
+any further named terms of that pair, which the prior declares (`penalties`, `other_elbos`: models/vae.py; a
+learned prior's rate term). x is the image q is of (a learned prior may weigh its components by it); backend is the compute
 backend of the fused ops.
 
 The step (schedule.py) says how to draw: its c (eq. 24's sigmoid scale; inf = the exact draw of eq. 25), its
@@ -55,22 +59,24 @@ def draw_and_kl(q, p, x, step, generator=None, backend: str = "torch"):
     return pair(q, p)(q, p, x, step, generator, backend)
 
 
-# settings only the spike-and-slab family reads, at the values that switch them off: a family without a spike
-# refuses them (`refuses`; the VAE ignores them instead, as the sweeps pass them to every model)
-SPIKE_SLAB_ONLY = {"rate_weight": 0.0, "prior": "spike-slab", "pretrain": 0, "alpha_start": None}
-
-
 class Posterior(Distribution):
     """The base of a family's q(z|x): the defaults of everything the model and the evaluation ask of a family."""
 
     heads = ("mu", "logvar")  # the encoder's outputs per latent element, in order
     elbo_is_bound = True  # recon - KL of this family is the ELBO (a lower bound on log p(x))
     not_elbo_because = ""  # why not, where it is not: a few words for vsc train's report
+    # what the objective is made of: recon less these terms of the pair's (name -> how vsc train's report calls
+    # it), and what the objective is called there. The default: eq. 11's (a family written before families named
+    # their terms returns these two); a family returns only its own (log.csv and metrics.json write 0 for a fixed
+    # column it lacks)
+    terms: dict = {"kl_slab": "slab KL", "kl_spike": "spike KL"}
+    objective_name = "ELBO"
     active = "gamma"  # an element is active when P(z_j != 0) exceeds a threshold ("nonzero": in an exact draw)
     uses_alpha = False  # eq. 4's alpha is a setting of this family (run names, metrics, codes files)
     takes_recipe = False  # recipes fill in its settings; a family without them trains with the paper's
-    refuses: dict = {}  # setting -> its only allowed value: settings of other families that make no sense here
-    own_defaults: dict = {}  # setting -> the value this family trains with when the setting is not given
+    title = ""  # its name in `vsc train --help`'s heading of its settings (the --model value when empty)
+    settings: dict = {}  # its own settings: name -> config.setting(...); a run of another family has none of them
+    own_defaults: dict = {}  # shared setting -> the value this family trains with when the setting is not given
 
     @classmethod
     def from_heads(cls, heads: tuple, cfg) -> "Posterior":
@@ -100,11 +106,7 @@ class Posterior(Distribution):
 
     @classmethod
     def check(cls, cfg) -> str | None:
-        """Why cfg makes no sense for this family, or None: a refused setting given another value."""
-        wrong = [k for k, v in cls.refuses.items() if getattr(cfg, k) != v]
-        if wrong:
-            return (f"--{wrong[0].replace('_', '-')} {getattr(cfg, wrong[0])} is a setting of the spike-and-slab "
-                    f"model; --model {cfg.model} has no spike")
+        """Why cfg makes no sense for this family, or None (another family's settings it cannot even hold)."""
         return None
 
     def batch_terms(self) -> dict:

@@ -15,6 +15,8 @@ class Normal(Posterior):
     arg_constraints = {"mu": constraints.real, "logvar": constraints.real}
     support = constraints.real
     has_rsample = True
+    terms = {"kl_slab": "KL"}  # eq. 21 summed over elements: the Gaussian's one KL term
+    title = "VAE"
 
     def __init__(self, mu, logvar):
         self.mu, self.logvar = mu, logvar
@@ -60,4 +62,4 @@ def _normal_standard(q: Normal, p, x, step, generator, backend):
     """z = mu + sigma eps; KL(N(mu, sigma^2) || N(0, 1)) summed over elements (eq. 21), no spike term."""
     z = q.rsample(generator=generator)
     kl = kl_slab(q.mu, q.logvar).sum(-1)
-    return z, {"kl_slab": kl, "kl_spike": torch.zeros_like(kl)}
+    return z, {"kl_slab": kl}

@@ -10,6 +10,8 @@
   output cropped back, so MNIST's 28x28 runs as 32x32 with three layers. The Gaussian decoder's last layer has
   two channels per image channel (the mean and the raw log-variance of every pixel: A.1's per-pixel variance).
 - linear (decoder only): x's mean = D z + b, a dictionary (classic sparse coding).
+
+Each is a `Network` class, found by common.registry.NETWORKS.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from vsc_cli.common.config import Widths, setting
 from vsc_cli.common.errors import VscError
 
 MIN_SIDE = 8  # the conv network halves at least once and ends at 4 pixels or more
@@ -104,21 +107,147 @@ class ConvDecoder(nn.Module):
         return self.last.bias[self.layout.c:]
 
 
-def encoder(network: str, shape, pixels: int, hidden, channels, outputs: int) -> nn.Module:
-    """The encoder network: flat images (B, pixels) -> (B, outputs), ending in the heads' linear layer
-    (heads_layer)."""
-    if network == "conv":
-        return ConvEncoder(ConvLayout(shape, channels), outputs)
-    return mlp([pixels, *hidden, outputs])
+class Network:
+    """What a network is (common.registry.NETWORKS maps `--network` and a decoder-only `--decoder` to these
+    classes; nothing else names one). Each builds both halves for a run's config and says where their parts are:
+
+      settings        its own settings (config.setting fields), `vsc train --help` lists them under `title`
+      needs_shape     whether it needs the images' (C, H, W), not only their number of pixels
+      decoder_only    True for a decoder-only network (chosen by --decoder)
+      encoder, decoder, heads_layer, logvar_bias: its builders, the encoder's last linear layer (whose outputs are
+                      the family's heads), the decoder's log-variance bias entries (the Gaussian's start)
+      describe        a few words for messages ("hidden 400")
+      defaults        the values it trains with on a data set when they are not given (recipes.resolve)
+      chosen_for      whether a new run on such data gets it when --network is not given (recipes.default_network)
+    """
+
+    title = ""
+    settings: dict = {}
+    needs_shape = False
+    decoder_only = False
+
+    @classmethod
+    def encoder(cls, cfg, shape, pixels: int, outputs: int) -> nn.Module:
+        """Flat images (B, pixels) -> (B, outputs), ending in the heads' linear layer (heads_layer)."""
+        raise NotImplementedError
+
+    @classmethod
+    def decoder(cls, cfg, shape, pixels: int, groups: int) -> nn.Module:
+        """z (B, dim) -> (B, groups * pixels), group-major (means, then raw log-variances)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def heads_layer(encoder: nn.Module) -> nn.Linear:
+        return encoder[-1]
+
+    @staticmethod
+    def logvar_bias(decoder: nn.Module, pixels: int) -> torch.Tensor:
+        """The bias entries of the decoder's log-variance outputs (the second half of its last layer's)."""
+        return decoder[-1].bias[pixels:]
+
+    @classmethod
+    def describe(cls, cfg) -> str:
+        return cls.title or cls.__name__
+
+    @classmethod
+    def defaults(cls, data: str) -> dict:
+        return {}
+
+    @classmethod
+    def chosen_for(cls, data: str, shape) -> bool:
+        return False
 
 
-def heads_layer(encoder: nn.Module) -> nn.Linear:
-    """The encoder's last layer, whose outputs are the family's heads (Posterior.init_encoder sets its start)."""
-    return encoder.head if isinstance(encoder, ConvEncoder) else encoder[-1]
+class MLP(Network):
+    """Fully connected layers (the paper's, D.1: one 400-unit hidden layer, 2x2000 for CelebA)."""
+
+    title = "MLP network"
+    settings = {
+        "hidden": setting(
+            (400,), "Hidden layer widths of encoder and decoder, e.g. 400 or 2000,2000 (paper D.1).", Widths(),
+            "model", shown_default="2000,2000 for celeba, 400 otherwise"),
+    }
+
+    @classmethod
+    def encoder(cls, cfg, shape, pixels, outputs):
+        return mlp([pixels, *cfg.hidden, outputs])
+
+    @classmethod
+    def decoder(cls, cfg, shape, pixels, groups):
+        return mlp([cfg.dim, *cfg.hidden, groups * pixels])
+
+    @classmethod
+    def describe(cls, cfg):
+        return f"hidden {','.join(map(str, cfg.hidden))}"
+
+    @classmethod
+    def defaults(cls, data):
+        # paper D.1: two 2000-unit layers for CelebA, one of 400 otherwise; CelebA's 2x2000 network at Adam's 1e-3
+        # (and at the paper's whole range, 1e-3 to 1e-2) collapses even as a plain VAE, at 1e-4 it learns codes
+        # (docs/recipes.md)
+        return {"hidden": (2000, 2000), "lr": 1e-4} if data == "celeba" else {}
 
 
-def decoder(network: str, shape, dim: int, hidden, channels, pixels: int, groups: int) -> nn.Module:
-    """The decoder network: z (B, dim) -> (B, groups * pixels), group-major (means, then raw log-variances)."""
-    if network == "conv":
-        return ConvDecoder(ConvLayout(shape, channels), dim, groups)
-    return mlp([dim, groups * pixels] if network == "linear" else [dim, *hidden, groups * pixels])
+class Conv(Network):
+    """Strided 4x4 convolutions down to 4x4, a linear layer to the heads; the decoder its mirror (module docstring)."""
+
+    title = "Conv network"
+    needs_shape = True
+    settings = {
+        "channels": setting(
+            (32, 64, 128, 256), "Channels of its layers, from the image down (the last repeated when the image needs "
+            "more layers).", Widths(), "model", settable=True, shown_default="32,64,128,256"),
+    }
+    FROM_SIDE = 32  # own images of this many pixels a side or more get it (and colour ones of any size from 8)
+    CELEBA_SIZE = 64  # CelebA's side with it (the MLP keeps the paper's 32x32)
+
+    @classmethod
+    def encoder(cls, cfg, shape, pixels, outputs):
+        return ConvEncoder(ConvLayout(shape, cfg.channels), outputs)
+
+    @classmethod
+    def decoder(cls, cfg, shape, pixels, groups):
+        return ConvDecoder(ConvLayout(shape, cfg.channels), cfg.dim, groups)
+
+    @staticmethod
+    def heads_layer(encoder):
+        return encoder.head
+
+    @staticmethod
+    def logvar_bias(decoder, pixels):
+        return decoder.logvar_bias()
+
+    @classmethod
+    def describe(cls, cfg):
+        return f"conv network {','.join(map(str, cfg.channels))}"
+
+    @classmethod
+    def defaults(cls, data):
+        # the decoder's log-variance starts at the data's: from PyTorch's init (sigma about 1, fifty times the
+        # unit-norm pixels' spread) the conv VAE's posterior collapses on Fashion-MNIST (KL 0.05, chance accuracy);
+        # CelebA at 64x64. Adam's 1e-3 is kept on CelebA (docs/results/celeba-conv)
+        return {"logvar_init": "data", **({"image_size": cls.CELEBA_SIZE} if data == "celeba" else {})}
+
+    @classmethod
+    def chosen_for(cls, data, shape):
+        """Photographs (CelebA, own colour images) and own images of 32 pixels or more a side; not MNIST and
+        Fashion-MNIST, where the paper's MLP does as well at a tenth of the time (docs/training.md)."""
+        if shape is None:
+            return data == "celeba"
+        c, h, w = shape
+        return min(h, w) >= MIN_SIDE and (c == 3 or min(h, w) >= cls.FROM_SIDE)
+
+
+class LinearDictionary(Network):
+    """Decoder only: x's mean = D z + b, a dictionary (classic sparse coding; Fallah & Rozell's experiment)."""
+
+    title = "Linear dictionary"
+    decoder_only = True
+
+    @classmethod
+    def decoder(cls, cfg, shape, pixels, groups):
+        return mlp([cfg.dim, groups * pixels])
+
+    @classmethod
+    def describe(cls, cfg):
+        return "linear decoder"

@@ -27,6 +27,11 @@ from vsc_cli.models.distributions import draw_and_kl, register
 class PseudoInputPrior(nn.Module):
     """The authors' prior above: each image's KL weighs the components by the selection network's w_k(x)."""
 
+    # how the pair's terms beyond the family's enter (models/vae.py): the rate term is subtracted from the ELBO in
+    # what training maximises; and recon - kl_paper is the ELBO of the same q and decoder under the paper's prior
+    penalties = ("kl_rate",)
+    other_elbos = {"elbo_paper_prior": "kl_paper"}
+
     def __init__(self, pixels: int, K: int, dim: int, alpha: float, sharpness: float):
         super().__init__()
         self.dim, self.alpha, self.sharpness = dim, alpha, sharpness

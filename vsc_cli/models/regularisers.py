@@ -53,16 +53,22 @@ class KLWeight:
     """The KL's weight in the loss: w beta, w = step.kl_weight (the warm-up, Bowman et al. 2016; schedule.py) and
     beta = cfg.kl_weight (a beta-VAE's; Fallah & Rozell weight their KL). The loss -(recon - w beta KL) is
     -ELBO - (1 - w beta) KL, so this term is -(1 - w beta) times the batch's mean KL (slab and spike of eq. 9, or
-    the family's own). One term for both, so that their weights multiply. The reported ELBO stays the true one."""
+    the family's own). One term for both, so that their weights multiply. The reported ELBO stays the true one.
+    terms: the family's KL terms (Posterior.terms)."""
 
-    def __init__(self, beta: float = 1.0):
-        self.beta = float(beta)
+    def __init__(self, beta: float = 1.0, terms=("kl_slab", "kl_spike")):
+        self.beta, self.terms = float(beta), tuple(terms)
 
     def __call__(self, terms: dict, step, x=None):
         weight = step.kl_weight * self.beta
         if weight == 1.0:
             return 0.0
-        return -(1.0 - weight) * (terms["kl_slab"] + terms["kl_spike"]).mean()
+        if not self.terms:  # a family without a KL (the top-k autoencoder)
+            return 0.0
+        kl = terms[self.terms[0]]
+        for k in self.terms[1:]:
+            kl = kl + terms[k]
+        return -(1.0 - weight) * kl.mean()
 
 
 class Sum:
@@ -82,5 +88,5 @@ def penalty_of(cfg, family=None, mean=None, model=None):
     family = FAMILIES[cfg.model] if family is None else family
     parts = list(family.training_terms(cfg, mean, model))
     if cfg.kl_warmup or cfg.kl_weight != 1.0:
-        parts.append(KLWeight(cfg.kl_weight))
+        parts.append(KLWeight(cfg.kl_weight, family.terms))
     return None if not parts else parts[0] if len(parts) == 1 else Sum(parts)

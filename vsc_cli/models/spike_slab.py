@@ -7,6 +7,7 @@ import torch
 
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
 
+from vsc_cli.common.config import C_END, C_START, Choice, Float, Int, setting
 from vsc_cli.common.registry import PRIORS
 from vsc_cli.models.distributions import Posterior, register
 from vsc_cli.models.regularisers import AggregateRate
@@ -18,8 +19,51 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
     "sigmoid" (then v holds log gamma itself, which min(., 0) leaves unchanged)."""
 
     heads = ("mu", "logvar", "v")
+    terms = {"kl_slab": "slab KL", "kl_spike": "spike KL"}  # eq. 9's two terms (eq. 11: ELBO = recon - both)
+    title = "VSC"
     uses_alpha = True
     takes_recipe = True
+    settings = {  # the paper's schedule of c (C.2), and the settings beyond the paper that only a spike has
+        "c_start": setting(C_START, "The sample's sigmoid scale c at the first iteration (eq. 24, C.2).",
+                           Float(0, lo_open=True), "training", settable=True),
+        "c_end": setting(C_END, "c at the last iteration, reached linearly (C.2).", Float(0, lo_open=True),
+                         "training", settable=True),
+        "gamma_init": setting(
+            None, "Start every spike probability near this value (with eq. 12 about half the elements otherwise "
+            "start at gamma = 1 with zero gradient). Not in the paper.", Float(0, 1, lo_open=True, hi_open=True),
+            "beyond the paper", settable=True, shown_default="PyTorch's init"),
+        "spike": setting(
+            "min", "log gamma from the encoder's v: min = min(v, 0) (eq. 12, the paper), sigmoid = -softplus(-v), "
+            "which has no flat region.", Choice(("min", "sigmoid")), "beyond the paper", settable=True, recipe=True),
+        "pretrain": setting(
+            0, "Spike pre-training (the authors' UAI 2019 code): iterations whose sample uses lambda = 0, so the "
+            "decoder sees only which elements are on.", Int(0), "beyond the paper", settable=True, recipe=True),
+        "pretrain_ramp": setting(
+            0, "After --pretrain, iterations over which lambda rises linearly to 1.", Int(0), "beyond the paper",
+            settable=True, recipe=True),
+        "alpha_start": setting(
+            None, "Anneal the prior's alpha: start here, fall geometrically to --alpha over --alpha-anneal "
+            "iterations; every reported ELBO uses --alpha.", Float(0, 1, lo_open=True), "beyond the paper",
+            settable=True, recipe=True),
+        "alpha_anneal": setting(0, "Iterations of that fall.", Int(0), "beyond the paper", settable=True,
+                                recipe=True),
+        "alpha_hold": setting(0, "Iterations at --alpha-start before the fall.", Int(0), "beyond the paper",
+                              settable=True, recipe=True),
+        "prior": setting("spike-slab", "The prior: " + PRIORS.help(" = ") + ".", Choice(PRIORS), "beyond the paper",
+                         settable=True, recipe=True),
+        "pseudo_inputs": setting(10, "Learned priors: number of pseudo-images K.", Int(1, 1 << 16),
+                                 "beyond the paper", settable=True),
+        "prior_sharpness": setting(
+            10.0, "Learned priors: nu in gamma_p = S(nu (gamma - 1/2)), sharpening the pseudo-inputs' spikes.",
+            Float(0, lo_open=True), "beyond the paper", settable=True),
+        "rate_weight": setting(
+            0.0, "Weight beta of the aggregate spike-rate term beta sum_j KL(Bern(gbar_j) || Bern(target)), gbar_j "
+            "the batch's mean gamma of element j (regularisers.py): images switch on different elements. 0 = off.",
+            Float(0, math.inf, hi_open=True), "beyond the paper", settable=True, recipe=True),
+        "rate_target": setting(
+            None, "That term's target rate (None: the prior's alpha at each iteration).",
+            Float(0, 1, lo_open=True, hi_open=True), "beyond the paper", settable=True, recipe=True),
+    }
 
     def __init__(self, mu, logvar, v):
         super().__init__(mu, logvar, v, validate_args=False)

@@ -37,7 +37,8 @@ from torch.distributions import Distribution, constraints
 
 from vsc_kernels import kl_slab
 
-from vsc_cli.models.distributions import SPIKE_SLAB_ONLY, Posterior, register
+from vsc_cli.common.config import Float, setting
+from vsc_cli.models.distributions import Posterior, register
 
 
 def threshold_ref(mu, logvar, eps, threshold: float):
@@ -61,8 +62,18 @@ class Thresholded(Posterior):
     has_rsample = True
     elbo_is_bound = False  # its KL is the base Gaussian's: recon - KL bounds nothing (module docstring)
     not_elbo_because = "the KL is not the posterior's own"
+    terms = {"kl_slab": "KL of the base Gaussian"}
+    objective_name = "recon - KL"  # not an ELBO
     active = "nonzero"  # elements are non-zero at random (|sigma eps| > lambda): active = non-zero in a draw
-    refuses = SPIKE_SLAB_ONLY  # the spike-and-slab's own settings
+    title = "Thresholded"
+    settings = {
+        "threshold": setting(
+            0.52, "lambda; an element is zero when its noise |sigma eps| <= lambda (their Fashion-MNIST value 0.52).",
+            Float(0, math.inf, hi_open=True), "beyond the paper", settable=True),
+        "prior_variance": setting(
+            0.1, "The variance of the Gaussian prior of the base sample (their spread 0.1).",
+            Float(0, math.inf, lo_open=True, hi_open=True), "beyond the paper", settable=True),
+    }
 
     def __init__(self, mu, logvar, threshold: float):
         self.mu, self.logvar, self.threshold = mu, logvar, float(threshold)
@@ -117,7 +128,7 @@ class ThresholdedPrior(Distribution):
 @register(Thresholded, ThresholdedPrior)
 def _thresholded(q: Thresholded, p: ThresholdedPrior, x, step, generator, backend):
     """One draw (the same at evaluation: the threshold has no relaxation to anneal) and the base's KL, reported
-    as kl_slab (kl_spike = 0: there is no separate spike)."""
+    as kl_slab (there is no separate spike term)."""
     z = q.rsample(generator=generator)
     kl = kl_slab(q.mu, q.logvar, p.spread).sum(-1)
-    return z, {"kl_slab": kl, "kl_spike": torch.zeros_like(kl)}
+    return z, {"kl_slab": kl}

@@ -31,7 +31,8 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from vsc_cli.common.errors import VscError
-from vsc_cli.models.distributions import SPIKE_SLAB_ONLY, Posterior, register
+from vsc_cli.common.config import Int, setting
+from vsc_cli.models.distributions import Posterior, register
 
 
 class TopK(Posterior):
@@ -43,11 +44,23 @@ class TopK(Posterior):
     has_rsample = True
     elbo_is_bound = False  # no KL: the objective is the reconstruction alone
     not_elbo_because = "an autoencoder has no KL"
-    refuses = SPIKE_SLAB_ONLY  # the spike-and-slab's own settings
+    terms: dict = {}  # no KL
+    objective_name = "reconstruction"
+    title = "Top-k"
+    settings = {
+        "k": setting(10, "The number of latent elements kept per image.", Int(1, 1 << 20), "beyond the paper",
+                     settable=True),
+        "aux_k": setting(
+            None, "AuxK (Gao et al. 2024): each step, the dead latents' AUX_K largest pre-activations reconstruct "
+            "what the code misses, weighted 1/32, so that dead latents come back. 0 = off.", Int(0, 1 << 20),
+            "beyond the paper", settable=True, shown_default="half of --dim"),
+        "dead_after": setting(
+            10_000, "A latent not active in this many training images in a row counts as dead (AuxK).", Int(1),
+            "beyond the paper", settable=True),
+    }
     # Gao et al.'s input handling: the encoder sees x minus the training mean (their pre-encoder bias) at unit scale
     # (they scale inputs to a fixed norm). Without it the mean image dominates every pre-activation and the same k
-    # latents win for every image: on the non-negative sparse-linear set (k 5, 2,000 iterations) 5 latents used,
-    # MCC 0.01; centred 33 and 0.24; centred and scaled 50 and 0.44 (docs/results/features)
+    # latents win for every image (the runs that show it: docs/results/features/README.md, "Top-k's input handling")
     own_defaults = {"centre": True, "encoder_scale": "data"}
 
     def __init__(self, pre, k: int):
@@ -79,7 +92,7 @@ class TopK(Posterior):
     def check(cls, cfg):
         if cfg.k > cfg.dim:
             return f"--k {cfg.k} is more than the {cfg.dim} latent dimensions (--dim)"
-        return super().check(cfg)
+        return None
 
     @property
     def mu(self):
@@ -160,6 +173,4 @@ class NoPrior(Distribution):
 @register(TopK, NoPrior)
 def _topk(q: TopK, p: NoPrior, x, step, generator, backend):
     """The code (the same in training and evaluation) and no KL."""
-    z = q.rsample()
-    zero = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-    return z, {"kl_slab": zero, "kl_spike": zero}
+    return q.rsample(), {}

@@ -13,10 +13,16 @@ from vsc_kernels import gaussian_loglik
 
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.errors import VscError
-from vsc_cli.common.registry import FAMILIES
-from vsc_cli.models import networks
+from vsc_cli.common.registry import FAMILIES, NETWORKS
 from vsc_cli.models.distributions import draw_and_kl
 from vsc_cli.models.schedule import Step
+
+
+def networks_of(cfg) -> tuple:
+    """The run's encoder network class and its decoder's: the encoder's mirrored, or a decoder-only one named by
+    --decoder (the linear dictionary)."""
+    network = NETWORKS[cfg.network]
+    return network, NETWORKS[cfg.decoder] if cfg.decoder in NETWORKS.tagged("decoder-only") else network
 
 
 class Decoder(nn.Module):
@@ -30,17 +36,18 @@ class Decoder(nn.Module):
     unit-norm pixel values (up to about 0.15).
     """
 
-    def __init__(self, dim: int, hidden, pixels: int, likelihood: str, min_logvar: float,
-                 logvar_init: float | None = None, network: str = "mlp", shape=None, channels=None):
+    def __init__(self, cfg, pixels: int, network, shape=None):
         super().__init__()
+        likelihood, min_logvar = cfg.likelihood, cfg.min_logvar
+        logvar_init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.likelihood, self.min_logvar = likelihood, min_logvar
         groups = 2 if likelihood == "gaussian" else 1
-        self.net = networks.decoder(network, shape, dim, hidden, channels, pixels, groups)
+        self.net = network.decoder(cfg, shape, pixels, groups)  # network: a models.networks.Network class
         if likelihood == "gaussian" and logvar_init is not None:
             # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
             # pixels of ~0.02, which makes the reconstruction gradient tiny beside the KL's early on)
             target = torch.tensor(max(float(logvar_init) - min_logvar, 1e-3))
-            bias = self.net.logvar_bias() if hasattr(self.net, "logvar_bias") else self.net[-1].bias[pixels:]
+            bias = network.logvar_bias(self.net, pixels)
             with torch.no_grad():
                 bias.fill_(float(min_logvar + torch.log(torch.expm1(target))))
 
@@ -77,17 +84,15 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg, self.pixels = cfg, pixels
         self.family = FAMILIES[cfg.model]  # q(z|x)'s class: everything the model asks of a family
+        network, decoder = networks_of(cfg)
         shape = cfg.image_shape  # (C, H, W): filled in when training starts; the conv network needs it
-        if cfg.network == "conv" and (shape is None or math.prod(shape) != pixels):
-            raise VscError(f"the conv network needs the images' shape (channels, height, width) of {pixels} pixels; "
-                           f"the config has {shape}")
-        self.encoder = networks.encoder(cfg.network, shape, pixels, cfg.hidden, cfg.channels,
-                                        len(self.family.heads) * cfg.dim)
-        self.family.init_encoder(networks.heads_layer(self.encoder), cfg)
-        init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
-        decoder = "linear" if cfg.decoder == "linear" else cfg.network
-        self.decoder = Decoder(cfg.dim, cfg.hidden, pixels, cfg.likelihood, cfg.min_logvar, init, decoder, shape,
-                               cfg.channels)
+        for net in {network, decoder}:
+            if net.needs_shape and (shape is None or math.prod(shape) != pixels):
+                raise VscError(f"the {net.describe(cfg)} needs the images' shape (channels, height, width) of "
+                               f"{pixels} pixels; the config has {shape}")
+        self.encoder = network.encoder(cfg, shape, pixels, len(self.family.heads) * cfg.dim)
+        self.family.init_encoder(network.heads_layer(self.encoder), cfg)
+        self.decoder = Decoder(cfg, pixels, decoder, shape)
         for name, value in self.family.buffers(cfg).items():  # the family's state between steps, if any
             self.register_buffer(name, value)
         if cfg.centre:  # the encoder sees x - x_mean (set from the training images when training starts)
@@ -122,22 +127,47 @@ class VAE(nn.Module):
     def elbo_terms(self, x, step: Step, generator=None):
         """One-sample ELBO estimate (eq. 11), per image, as named terms.
 
-        Returns a dict of (B,) tensors: recon = log p(x|z), kl_slab, kl_spike, elbo, and `active`, the expected
-        fraction of non-zero latent elements (mean gamma; 1 for the VAE), and the family's batch outputs (the
-        VSC's (B, J) `gamma`, the one entry that is not per image).
+        Returns a dict of (B,) tensors: recon = log p(x|z), the family's KL terms (`family.terms`: the VSC's
+        kl_slab and kl_spike, the VAE's kl_slab, none for the top-k autoencoder), elbo = recon less those, and
+        `active`, the expected fraction of non-zero latent elements (mean gamma; 1 for the VAE), and the family's
+        batch outputs (the VSC's (B, J) `gamma`, the one entry that is not per image).
         step (schedule.py): how to draw (c, slab scale) and the KL's alpha; Step.evaluation(alpha) gives the
         estimate of the true ELBO of q (the exact spike draw of eq. 25); evaluation uses it.
         The draw and the KL come from the (posterior, prior) pair's registered function (distributions.py).
-        A pair may add named terms: the pseudo-input prior adds `kl_rate` (its average-rate term) and `kl_paper`
-        (the KL under the paper's prior), reported as `objective` = elbo - kl_rate, what training maximises,
-        and `elbo_paper_prior`, the ELBO of the same q and decoder under eq. 4, so that recipes compare.
+        A pair may return further terms, which its prior declares (`penalties`, `other_elbos`): each penalty is
+        kept and subtracted from the ELBO in `objective`, what training maximises (the pseudo-input prior's rate
+        term kl_rate); each other ELBO is recon less a KL of the pair's, the ELBO of the same q and decoder under
+        another prior (the pseudo-input prior's elbo_paper_prior, under eq. 4, so that recipes compare).
         """
         q = self.posterior(x)
         z, kl = draw_and_kl(q, self.prior, x, step, generator, self.cfg.backend)
         recon = self.decoder.log_likelihood(x, z, self.cfg.backend)
-        terms = {"elbo": recon - kl["kl_slab"] - kl["kl_spike"], "recon": recon, "kl_slab": kl["kl_slab"],
-                 "kl_spike": kl["kl_spike"], "active": q.active_fraction(z), **q.batch_terms()}
-        if "kl_rate" in kl:
-            terms.update(elbo_paper_prior=recon - kl["kl_paper"], kl_rate=kl["kl_rate"],
-                         objective=terms["elbo"] - kl["kl_rate"])
+        elbo = recon
+        for k in self.family.terms:
+            elbo = elbo - kl[k]
+        terms = {"elbo": elbo, "recon": recon, **{k: kl[k] for k in self.family.terms},
+                 "active": q.active_fraction(z), **q.batch_terms()}
+        for name, k in self.other_elbos.items():
+            terms[name] = recon - kl[k]
+        if self.penalties:
+            objective = elbo
+            for k in self.penalties:
+                terms[k] = kl[k]
+                objective = objective - kl[k]
+            terms["objective"] = objective
         return terms
+
+    @property
+    def penalties(self) -> tuple:
+        """The prior's terms subtracted from the ELBO in training's objective (none for eq. 4)."""
+        return getattr(self.prior, "penalties", ())
+
+    @property
+    def other_elbos(self) -> dict:
+        """The prior's other ELBOs: name -> the pair's KL term it subtracts from recon (none for eq. 4)."""
+        return getattr(self.prior, "other_elbos", {})
+
+    @property
+    def loss_terms(self) -> tuple:
+        """The per-image terms the training loss is made of: recon, the family's KL terms, the prior's penalties."""
+        return ("recon", *self.family.terms, *self.penalties)

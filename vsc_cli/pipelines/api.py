@@ -3,7 +3,7 @@
     import vsc_cli as vsc
 
     run = vsc.load("runs/fmnist-vsc-d200-a0.01-s0")      # refuses what `vsc encode` refuses
-    x, labels = vsc.dataset("fmnist", "test")             # (N, 1, 28, 28) float32, the run's normalisation
+    x, labels = vsc.dataset(run, "test")                  # (N, 1, 28, 28) float32: its data, normalised as it was
     codes = run.encode(x[:16])                            # mu, logvar, gamma, code = gamma * mu  (torch)
     images = run.decode(codes.code)                       # (16, 1, 28, 28) decoder means
     samples = run.sample_conditional(x[:2], 8, seed=0)    # (2, 8, 1, 28, 28), Fig. 13
@@ -17,14 +17,13 @@ See docs/api.md.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vsc_cli.trainers.checkpoint import build_model, checkpoint_path, load_checkpoint
+from vsc_cli.trainers.run import Run as Opened, open_split
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
@@ -34,21 +33,22 @@ __all__ = ["Codes", "Run", "load", "dataset", "train_config", "fit"]
 
 
 class Run:
-    """A trained model with its config, shape and metrics. Build it with `load`."""
+    """A trained model with its config, shape and metrics. Build it with `load`.
 
-    def __init__(self, state: dict, path: Path | None = None, device: str | torch.device = "cpu"):
-        from vsc_cli.data.datasets import image_shape
+    Over the run reopened (trainers.run.Run, as `opened`): a checkpoint's state dict is also accepted."""
 
-        self.device = torch.device(device)
-        self.model = build_model(state, self.device).eval()
-        self.path = path
-        self.iteration: int = state["iteration"]
-        self.pixels: int = state["pixels"]
+    def __init__(self, state: "dict | Opened", path: Path | None = None, device: str | torch.device = "cpu"):
+        opened = state if isinstance(state, Opened) else Opened(state, path, torch.device(device))
+        self.opened = opened
+        self.device = torch.device(opened.device)
+        self.model = opened.model
+        self.path = opened.path
+        self.iteration: int = opened.iteration
+        self.pixels: int = opened.pixels
         cfg: TrainConfig = self.model.cfg
         self.config: dict = cfg.to_dict()
-        self.shape: tuple = tuple(cfg.image_shape) if cfg.image_shape else image_shape(cfg.data, self.pixels)
-        metrics = path / "metrics.json" if path is not None and path.is_dir() else None
-        self.metrics: dict | None = json.loads(metrics.read_text()) if metrics and metrics.is_file() else None
+        self.shape: tuple = opened.shape
+        self.metrics: dict | None = opened.metrics
 
     def __repr__(self) -> str:
         c = self.config
@@ -71,6 +71,11 @@ class Run:
 
         x = self._flat(images, "images")
         return torch.from_numpy(normalise(x.cpu().numpy(), self.config["normalisation"])).to(self.device, self._dtype)
+
+    def dataset(self, split: str = "test", data_dir=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(images (N, C, H, W) float32, labels (N,) int64) of the set it was trained on, normalised and sized
+        as it was trained on them (`dataset(run, split)`)."""
+        return dataset(self, split, data_dir, limit=limit)
 
     def _flat(self, images, what: str) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -141,23 +146,29 @@ class Run:
 
 def load(path, device: str | torch.device = "cpu") -> Run:
     """A trained run from its folder (or checkpoint file), refusing what the CLI refuses (VscError)."""
-    path = Path(path)
-    state = load_checkpoint(checkpoint_path(path))
+    opened = Opened.open(path, torch.device(device))
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise VscError(f"device {device}: no usable CUDA device here; use device='cpu'")
-    return Run(state, path if path.is_dir() else path.parent, device)
+    return Run(opened)
 
 
-def dataset(name: str, split: str = "test", data_dir=None, normalisation: str = "unit", limit: int | None = None,
+def dataset(name, split: str = "test", data_dir=None, normalisation: str | None = None, limit: int | None = None,
             image_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, C, H, W) float32, labels (N,) int64) of a built-in dataset (mnist, fmnist, celeba) or of your
-    own images (a path, as `vsc train --data`), normalised as `normalisation` ('unit', '01' or 'none' = 0-255).
-    Built-in datasets are read from data_dir ($VSC_DATA_DIR, ./data); fetch them with `vsc download`."""
-    from vsc_cli.data.sources import open_images
-
-    if split not in ("train", "test"):
-        raise VscError(f"split {split!r}: choose train or test")
-    images = open_images(name, split, data_dir, normalisation, limit=limit, image_size=image_size)
+    own images (a path, as `vsc train --data`), normalised as `normalisation` ('unit', '01' or 'none' = 0-255;
+    default 'unit'). Given a run (`load`'s) for `name`: the set it was trained on, at its normalisation and image
+    size, unless given. Built-in datasets are read from data_dir ($VSC_DATA_DIR, ./data); fetch them with
+    `vsc download`."""
+    if isinstance(name, (Run, Opened)):
+        opened = name.opened if isinstance(name, Run) else name
+        if normalisation is None and image_size is None and data_dir in (None, opened.data_dir):
+            images = opened.images(split, limit)  # the run's own view of its data, shape-checked
+        else:
+            cfg = opened.cfg
+            images = open_split(opened.data, split, data_dir if data_dir is not None else opened.data_dir,
+                                normalisation or cfg.normalisation, limit, image_size or cfg.image_size)
+    else:
+        images = open_split(name, split, data_dir, normalisation or "unit", limit, image_size)
     x = images[:]
     return x.reshape(len(x), *images.shape), np.asarray(images.labels, dtype=np.int64)
 

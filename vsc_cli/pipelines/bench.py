@@ -5,6 +5,7 @@ so that the ratios between implementations are taken under the same machine load
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import statistics
@@ -185,11 +186,13 @@ def _vsc_step(model, cfg, batches, device):
     """One call = one vsc training step (train.training_step, the loop's own) on the next of `batches`, mid-training
     (c 120, the slab on), with Adam as `vsc train` makes it."""
     from vsc_cli.models.schedule import Step
-    from vsc_cli.trainers.train import _Log, make_optimizer, training_step
+    from vsc_cli.trainers.log import Log
+    from vsc_cli.trainers.state import make_optimizer
+    from vsc_cli.trainers.train import training_step
 
     opt = make_optimizer(model, cfg.lr)
     noise = torch.Generator(device=device).manual_seed(1)
-    log = _Log(None, None, device=device)
+    log = Log(None, None, device=device)
     counter, at = iter(range(1 << 62)), Step(120.0, 1.0, cfg.alpha)
 
     def step():
@@ -417,3 +420,83 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def check(device: str, impls, train_mode: bool, network: str) -> None:
+    """OptionsError for `vsc bench` choices that do not go together or cannot run here."""
+    from vsc_cli.common.errors import OptionsError
+    from vsc_cli.trainers.dist import check_device
+
+    if network == "conv" and not train_mode:
+        raise OptionsError("--network is for --train")
+    check_device(device)
+    if device == "cpu" and impls and "cuda" in impls:
+        raise OptionsError("--impls cuda needs --device cuda")
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """torch's and numba's CPU threads set to n for the block (None: as they are), then as before (`vsc bench`
+    may run inside another program, e.g. a test)."""
+    if not n:
+        yield
+        return
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+
+def run(sizes, impls=None, no_compile=False, repeats=50, warmup=5, dtype="float32", device="cpu",
+        train_mode=False, network="mlp", dim=None, progress=None) -> dict:
+    """`vsc bench`'s measurement: the op per implementation (without torch.compile when no_compile), or with
+    train_mode whole training steps of the MLP or the conv network (dim: 200, or 256 for the conv network)."""
+    dim = dim or (256 if network == "conv" else 200)
+    if train_mode and network == "conv":
+        return run_conv_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=progress)
+    if train_mode:
+        return run_train_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=progress)
+    if no_compile and impls is None:
+        impls = [i for i in [*ANCHORS, "numba", "cuda"] if i != "torch-compile"]
+    elif no_compile:
+        impls = [i for i in impls if i != "torch-compile"]
+    return run_op_bench(sizes, impls, device, getattr(torch, dtype), repeats, warmup, progress=progress)
+
+
+def table(result: dict, repeats: int, train_mode: bool = False, network: str = "mlp") -> dict:
+    """`vsc bench`'s table of a result of `run` (with the same train_mode and network): {title, columns, rows
+    (lists of strings), caption}."""
+    m = result["machine"]
+    title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
+    if train_mode:  # training steps
+        conv = network == "conv"
+        net = (f"conv network {'x'.join(map(str, result['shape']))} ({','.join(map(str, result['channels']))})"
+               if conv else f"{result['pixels']}-{result['hidden']}")
+        base = "convolutions + matrix products" if conv else "matrix products"
+        ms, per_s = (".1f", ".2f") if conv else (".2f", ".1f")  # a conv step is ~0.2 s, an MLP step ~20 ms
+        alone = ("its layers' forward and backward alone" if conv
+                 else "its matrix products' alone (1.00 = nothing else costs)")
+        return {"title": f"training step, {net}-{result['dim']}, batch {result['batch_size']}, median of "
+                         f"{repeats}: {title}",
+                "columns": ["step", "ms / iteration", "iterations / s", f"x {base}", "x obvious eager"],
+                "rows": [[r["step"], format(r["ms_per_iteration"], ms), format(r["iterations_per_second"], per_s),
+                          f"{r['x_matrix_products']:.2f}", f"{r['speedup_vs_obvious']:.2f}"] for r in result["rows"]],
+                "caption": f"x {base}: the step's time over {alone}; x obvious eager: the obvious version's time "
+                           "over this step's"}
+    rows = []
+    for r in result["rows"]:
+        if "error" in r:
+            rows.append([r["size"], r["impl"], "error", "", "", r["error"][:40]])
+            continue
+        rows.append([r["size"], r["impl"], f"{r['ms']:.3f}",
+                     f"{r['speedup_vs_eager']:.1f}" if r["speedup_vs_eager"] else "",
+                     f"{r['gbps']:.1f}", f"{r['x_bandwidth_bound']:.2f}"])
+    return {"title": f"spike-slab op, forward + backward, {result['dtype']}, median of {repeats}: {title}",
+            "columns": ["size", "impl", "ms", "x eager", "GB/s", "x bandwidth bound"], "rows": rows,
+            "caption": f"copy bandwidth measured: {result['copy_bandwidth_gbps']:.1f} GB/s"}

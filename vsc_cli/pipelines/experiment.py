@@ -32,7 +32,7 @@ DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 LABELLED = {"dims": (5000,), "alpha": (100, 1000, 5000)}
 # `families`: sparse-VAE families side by side (the VAE, the paper's VSC, vsc's default, Fallah & Rozell's
 # thresholded family): name -> (TrainConfig model, its options)
-FAMILIES = {"vae": ("vae", {}), "paper": ("vsc", {"recipe": "paper"}), "default": ("vsc", {"recipe": "default"}),
+FAMILY_PRESETS = {"vae": ("vae", {}), "paper": ("vsc", {"recipe": "paper"}), "default": ("vsc", {"recipe": "default"}),
             "thresholded": ("thresholded", {})}
 FAMILY_DIMS = (64, 256, 1024)
 FAMILY_ALPHA = 0.01  # the spike-and-slab families' prior alpha (the paper's sparsest setting)
@@ -53,7 +53,7 @@ class Point:
     dim: int
     labelled: tuple = (5000,)
     options: dict = field(default_factory=dict)  # extra TrainConfig fields (iterations, gamma_init, ...)
-    family: str = ""  # the families grid's family name (FAMILIES), "" elsewhere
+    family: str = ""  # the families grid's family name (FAMILY_PRESETS), "" elsewhere
 
     @property
     def name(self) -> str:
@@ -113,15 +113,15 @@ def grid_points(grid: str, data: str, dims=DEFAULT_DIMS, models=DEFAULT_MODELS, 
     if grid == "alpha":
         return [Point(grid, data, "vsc", float(a), alpha_dim, labelled, options) for a in alphas]
     if grid == "families":  # models: family names; alphas: the spike-and-slab families' one alpha
-        models = tuple(FAMILIES) if models is DEFAULT_MODELS else models
+        models = tuple(FAMILY_PRESETS) if models is DEFAULT_MODELS else models
         dims = FAMILY_DIMS if dims is DEFAULT_DIMS else dims
         alphas = (FAMILY_ALPHA,) if alphas is DEFAULT_ALPHAS else alphas
-        unknown = [m for m in models if m not in FAMILIES]
+        unknown = [m for m in models if m not in FAMILY_PRESETS]
         if unknown:
-            raise VscError(f"unknown family {unknown[0]!r}; the families are {', '.join(FAMILIES)}")
+            raise VscError(f"unknown family {unknown[0]!r}; the families are {', '.join(FAMILY_PRESETS)}")
         points = []
         for name in models:
-            model, own = FAMILIES[name]
+            model, own = FAMILY_PRESETS[name]
             own = {k: recipe_name(v) if k == "recipe" else v for k, v in own.items()}
             alpha = float(alphas[0]) if MODEL_FAMILIES[model].uses_alpha else 1.0
             points += [Point(grid, data, model, alpha, d, labelled, {**options, **own}, name) for d in dims]
@@ -136,7 +136,9 @@ def point_config(point: Point):
 
     options = dict(point.options)
     recipe = options.pop("recipe", "paper")
-    return resolve(recipe, data=point.data, model=point.model, dim=point.dim, alpha=point.alpha, **options)
+    # a --set setting is for the points whose family and network have it (the VAE has no spike settings)
+    return resolve(recipe, foreign="drop", data=point.data, model=point.model, dim=point.dim, alpha=point.alpha,
+                   **options)
 
 
 def run_point(point: Point, root: Path, data_dir=None, threads: int | None = None, progress: bool = False,
@@ -147,15 +149,15 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     where they take seconds."""
     import torch
 
-    from vsc_cli.trainers.checkpoint import CHECKPOINT, build_model, load_checkpoint
+    from vsc_cli.trainers.checkpoint import CHECKPOINT
+    from vsc_cli.trainers.run import Run
     from vsc_cli.evaluation.classify import classify
     from vsc_cli.evaluation.codes import encode, read_gamma, read_labels
     from vsc_cli.evaluation.encoding import nonzero_draws, reconstruction_sse
     from vsc_cli.evaluation.sparsity import sparsity_from_gamma
     from vsc_cli.evaluation.metrics import conditional_retention_of, specificity
-    from vsc_cli.common.config import PAPER_RECIPE, TrainConfig
+    from vsc_cli.common.config import PAPER_RECIPE
     from vsc_cli.common.registry import FAMILIES
-    from vsc_cli.data.datasets import load_split
     from vsc_cli.trainers.train import evaluate, train
 
     if threads:  # several jobs share the cores: cap torch's and numba's threads (oversubscription is slow)
@@ -168,19 +170,19 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     cfg = point_config(point)
     # what a half-trained point must have been started with: its explicit options and, for the VSC, its recipe's
     recipe_keys = set(PAPER_RECIPE) if FAMILIES[point.model].takes_recipe else set()
-    options = {k: getattr(cfg, k) for k in sorted({k for k in point.options if k != "recipe"} | recipe_keys)}
+    options = {k: cfg.get(k) for k in sorted({k for k in point.options if k != "recipe"} | recipe_keys) if k in cfg}
     resume = (folder / CHECKPOINT).is_file()
     if resume:  # a half-trained point must have been started with the same settings
-        diff = first_difference(TrainConfig.from_dict(load_checkpoint(folder)["config"]), options)
+        diff = first_difference(Run.open(folder).cfg, options)
         if diff:
             raise VscError(f"{folder} was started with {diff[0]}={diff[1]}, not {diff[2]}; "
                            "use another --out for different settings")
     metrics = train(None if resume else cfg, folder, device=device, data_dir=data_dir, resume=resume,
                     progress=progress)
     t_trained = time.perf_counter()  # metrics["seconds"] is the training time, over every session of a resumed point
-    model = build_model(load_checkpoint(folder))
-    x_train, _ = load_split(point.data, "train", data_dir, model.cfg.normalisation, model.cfg.train_size,
-                            image_size=model.cfg.image_size)
+    run = Run.open(folder, data_dir=data_dir)
+    model = run.model
+    x_train = run.images("train", model.cfg.train_size)[:]
     train_elbo = evaluate(model, torch.from_numpy(x_train), model.cfg.seed)["elbo"]
     codes = folder / "codes.h5"
     if not codes.is_file():  # train_size (tests) limits the encoded images like the training set
@@ -190,13 +192,12 @@ def run_point(point: Point, root: Path, data_dir=None, threads: int | None = Non
     sp = sparsity_from_gamma(gamma, point.alpha)
     labels = read_labels(codes, "test")
     if point.grid == "families":  # active = non-zero in one exact draw, the one definition every family shares
-        x_test = load_split(point.data, "test", data_dir, model.cfg.normalisation,
-                            image_size=model.cfg.image_size)[0][:len(gamma)]  # as encoded
+        x_test = run.images("test")[:len(gamma)]  # as encoded
         on = nonzero_draws(model, x_test, seed=model.cfg.seed)
         spec = {**specificity(on, labels), "nonzero_rate": float(on.mean()), "sse": reconstruction_sse(model, x_test)}
     else:
         spec = specificity(gamma, labels)
-    retention = conditional_retention_of(model, point.data, gamma, labels, data_dir)
+    retention = conditional_retention_of(run, gamma, labels)
     result = {
         "grid": point.grid, "data": point.data, "model": point.model, "alpha": point.alpha, "dim": point.dim,
         "iterations": model.cfg.iterations, "test_elbo": metrics["test_elbo"], "train_elbo": train_elbo,
@@ -258,7 +259,8 @@ def started_elsewhere(points: list[Point], root: Path, device: str) -> list[str]
 
     A run resumes exactly only where it started: the noise generator's state is a CPU Mersenne twister
     (5,056 bytes) or a CUDA Philox counter (16 bytes), and the backend was chosen for that device."""
-    from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
+    from vsc_cli.trainers.checkpoint import CHECKPOINT
+    from vsc_cli.trainers.run import Run
 
     want_cuda = str(device).startswith("cuda")
     found = []
@@ -266,7 +268,7 @@ def started_elsewhere(points: list[Point], root: Path, device: str) -> list[str]
         folder = Path(root) / "points" / p.name
         if (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
             continue
-        state = load_checkpoint(folder)
+        state = Run.open(folder).state
         if state["iteration"] >= state["config"]["iterations"]:  # trained: only evaluation is left, anywhere
             continue
         if (state["rng"]["noise"].numel() < 100) != want_cuda:  # CUDA's state is 16 bytes, the CPU's 5,056

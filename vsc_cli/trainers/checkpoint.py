@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from vsc_cli.common.version import __version__
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.errors import VscError
+from vsc_cli.common.registry import NETWORKS
 from vsc_cli.common.safeio import atomic_write
 
 FORMAT = "vsc-checkpoint/2"
@@ -198,15 +199,13 @@ def build_model(state: dict, device="cpu"):
 
     The spike-and-slab op's numba and cuda backends each run on one kind of device only: a run trained with
     one of them and rebuilt on the other kind of device gets that device's default backend (the same math)."""
-    import dataclasses
-
     from vsc_kernels import default_backend
 
     from vsc_cli.models.vae import VAE
 
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.backend in ("numba", "cuda") and (cfg.backend == "cuda") != (torch.device(device).type == "cuda"):
-        cfg = dataclasses.replace(cfg, backend=default_backend(device))
+        cfg = cfg.replace(backend=default_backend(device))
     model = VAE(cfg, state["pixels"]).to(device)
     check_tensors(model.state_dict(), state["model"], cfg, state["pixels"])
     model.load_state_dict(state["model"])
@@ -215,8 +214,7 @@ def build_model(state: dict, device="cpu"):
 
 def check_tensors(expected: dict, stored: dict, cfg: TrainConfig, pixels: int) -> None:
     """VscError naming the first missing, extra or wrongly shaped tensor."""
-    net = (f"conv network {','.join(map(str, cfg.channels))}" if cfg.network == "conv"
-           else f"hidden {','.join(map(str, cfg.hidden))}")
+    net = NETWORKS[cfg.network].describe(cfg)
     what = (f"a {cfg.model} model with dim {cfg.dim}, {net}, "
             f"{pixels} pixels, {cfg.likelihood} likelihood")
     missing = sorted(set(expected) - set(stored))

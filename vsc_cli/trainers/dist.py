@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vsc_cli.common.errors import VscError
+from vsc_cli.common.errors import OptionsError, VscError
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a lost process stops the others after this, not gloo's 30 minutes
 
@@ -45,6 +45,12 @@ def from_env() -> World:
     if size < 1 or not 0 <= rank < size or local < 0:
         raise VscError(f"RANK={rank} does not fit WORLD_SIZE={size}")
     return World(rank, size, local)
+
+
+def check_device(device: str) -> None:
+    """OptionsError when `device` (a command's --device) is cuda and this machine has no usable CUDA device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OptionsError("--device cuda: no usable CUDA device here; use --device cpu")
 
 
 def setup(device: str) -> tuple[World, str]:

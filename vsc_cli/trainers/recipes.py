@@ -9,12 +9,12 @@ at it, so that results of the old one keep their meaning (a result records its r
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from vsc_cli.common.config import PAPER_RECIPE, SETTINGS, TrainConfig, is_number
+from vsc_cli.common import config
+from vsc_cli.common.config import PAPER_RECIPE, SETTINGS, SHARED, TrainConfig, is_number, own_settings
 from vsc_cli.common.errors import VscError
-from vsc_cli.common.registry import FAMILIES
+from vsc_cli.common.registry import FAMILIES, NETWORKS
 
 
 @dataclass(frozen=True)
@@ -73,35 +73,27 @@ RECIPES = (
 BY_NAME = {r.name: r for r in RECIPES}
 DEFAULT = "default-2"  # what `--recipe default` (and vsc train without --paper) means
 RECIPE_NAMES = ("paper", "default", *(r.name for r in RECIPES if r.name != "paper"))
-# the dataset's MLP and learning rate, in every recipe (paper D.1: two 2000-unit layers for CelebA, one of
-# 400 otherwise; Adam's rate chosen by the VAE's ELBO, 1e-3 otherwise). CelebA's 2x2000 network at 1e-3 (and at
-# the paper's whole range, 1e-3 to 1e-2) collapses even as a plain VAE; at 1e-4 it learns codes (docs/recipes.md).
-# The conv network keeps 1e-3 on CelebA (600 iterations at 64x64, 256 dims: test ELBO 48,722 against 46,286 at 1e-4)
-DEFAULT_HIDDEN = {"celeba": (2000, 2000)}
-DEFAULT_LR = {"celeba": 1e-4}
-# the network, in every recipe but the paper's: convolutions for photographs (CelebA, own colour images) and own
-# images of 32 pixels or more a side; the paper's MLP for MNIST and Fashion-MNIST (docs/training.md). CelebA's size
-# follows: 64x64 for the conv network, the paper's 32x32 for the MLP
-CONV_FROM_SIDE = 32
-CELEBA_CONV_SIZE = 64
+PAPER_NETWORK = "mlp"  # the paper's network: what the paper's recipe always trains
 
 
 def default_network(data: str, recipe: str, image_size=None, normalisation: str = "unit") -> str:
-    """conv or mlp: the network a run gets when --network is not given (the paper's recipe: always the MLP)."""
+    """The network a run gets when --network is not given: the first of NETWORKS chosen for such data (its
+    `chosen_for`: the conv network for photographs and own images of 32 pixels or more a side), else the paper's
+    MLP, which the paper's recipe always gets (docs/training.md)."""
     from vsc_cli.data.sources import is_path, open_own
-    from vsc_cli.models.networks import MIN_SIDE
 
     if recipe == "paper":
-        return "mlp"
-    if not is_path(data):
-        return "conv" if data == "celeba" else "mlp"
-    try:
-        c, h, w = open_own(data, image_size, normalisation).shape
-    except VscError:
-        return "mlp"  # unreadable: training says why
-    if min(h, w) < MIN_SIDE:  # too small for the conv network
-        return "mlp"
-    return "conv" if c == 3 or min(h, w) >= CONV_FROM_SIDE else "mlp"
+        return PAPER_NETWORK
+    shape = None
+    if is_path(data):
+        try:
+            shape = tuple(open_own(data, image_size, normalisation).shape)
+        except VscError:
+            return PAPER_NETWORK  # unreadable: training says why
+    for name in NETWORKS.tagged("decoder-only", present=False):
+        if NETWORKS[name].chosen_for(data, shape):
+            return name
+    return PAPER_NETWORK
 
 
 def recipe_help() -> str:
@@ -146,37 +138,40 @@ def recipe_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve(recipe: str = "default", **settings) -> TrainConfig:
-    """The config of a run, as `vsc train` builds it: `settings` (TrainConfig fields), and for every recipe
-    field that settings do not give, the recipe's value for the run's iterations and alpha ("default": vsc's
-    default recipe; "paper": the paper's exact one; a family without recipes, such as the VAE, always gets the
-    paper's). `vsc train`, `vsc experiment` and the Python API (`vsc_cli.train_config`) all build configs here, so
-    the same settings mean the same model everywhere. TrainConfig() alone is the paper's recipe."""
+def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> TrainConfig:
+    """The config of a run, as `vsc train` builds it: `settings` (the shared ones and the run's family's and
+    network's own), and for every recipe field that settings do not give, the recipe's value for the run's
+    iterations and alpha ("default": vsc's default recipe; "paper": the paper's exact one; a family without recipes,
+    such as the VAE, always gets the paper's); then the network's defaults for the data set and the family's own.
+    A setting of another family or network is refused (VscError naming its owner), or with foreign="drop" left
+    out (a sweep's setting for the points that have it). `vsc train`, `vsc experiment` and the Python API
+    (`vsc_cli.train_config`) all build configs here, so the same settings mean the same model everywhere.
+    TrainConfig() alone is the paper's recipe."""
     recipe = recipe_name(recipe)
-    unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
+    unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise VscError(f"unknown setting {unknown[0]!r}; the settings are TrainConfig's fields")
-    data = settings.get("data", "fmnist")
-    if "hidden" not in settings:
-        settings = {**settings, "hidden": DEFAULT_HIDDEN.get(data, (400,))}
+        raise VscError(f"unknown setting {unknown[0]!r}; the settings are those of `vsc train --help`")
+    data = settings.get("data", SHARED["data"].default)
+    model = settings.get("model", SHARED["model"].default)
+    if model not in FAMILIES:
+        raise VscError(f"model {model!r}: choose {', '.join(FAMILIES)}")
     if "network" not in settings:
         network = default_network(data, recipe, settings.get("image_size"), settings.get("normalisation", "unit"))
         settings = {**settings, "network": network}
-    if "lr" not in settings and data in DEFAULT_LR and settings["network"] == "mlp":
-        settings = {**settings, "lr": DEFAULT_LR[data]}
-    if settings["network"] == "conv" and settings.get("logvar_init") is None:
-        # the decoder's log-variance starts at the data's: from PyTorch's init (sigma about 1, fifty times the
-        # unit-norm pixels' spread) the conv VAE's posterior collapses on Fashion-MNIST (KL 0.05, chance accuracy)
-        settings = {**settings, "logvar_init": "data"}
-    if data == "celeba" and settings.get("image_size") is None and settings["network"] == "conv":
-        settings = {**settings, "image_size": CELEBA_CONV_SIZE}
+    mine = own_settings(model, settings["network"], settings.get("decoder", SHARED["decoder"].default))
+    strangers = [k for k in settings if k not in SHARED and k not in mine]
+    if strangers and foreign == "refuse":
+        probe = TrainConfig(model=model, network=settings["network"])
+        raise VscError(config.foreign(strangers[0], probe))
+    settings = {k: v for k, v in settings.items() if k not in strangers}
+    for name, value in NETWORKS[settings["network"]].defaults(data).items():  # the network's, per data set
+        if settings.get(name) is None:
+            settings = {**settings, name: value}
     base = TrainConfig(**settings)
-    if base.model not in FAMILIES:
-        raise VscError(f"model {base.model!r}: choose {', '.join(FAMILIES)}")
     family = FAMILIES[base.model]
     given = {**recipe_settings(recipe if family.takes_recipe else "paper", base.iterations, base.alpha),
              **family.own_defaults}
-    cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if k not in settings})
+    cfg = base.replace(**{k: v for k, v in given.items() if k not in settings and k in base})
     problem = family.check(cfg)
     if problem:
         raise VscError(problem)
@@ -196,7 +191,7 @@ def first_difference(stored, wanted: dict, ignore=("backend",)):
     result's settings) holds otherwise, as (name, stored value, wanted value); None when every one agrees. The
     backend changes speed, not the model, so it may differ."""
     for name, value in wanted.items():
-        have = stored.get(name) if isinstance(stored, dict) else getattr(stored, name)
+        have = stored.get(name)
         if name not in ignore and not same_setting(have, value):
             return name, have, value
     return None
@@ -206,21 +201,30 @@ def new_run_config(recipe: str, options: dict, given: set, from_file: dict | Non
     """The config of a new `vsc train` run: `options` holds every setting option's value (None where not given and
     the setting has a default), `given` the names typed on the command line, `from_file` the settings of a
     `--config` file. A recipe field counts only when given; the file's settings win over the options' defaults,
-    the typed options over the file."""
+    the typed options over the file. A typed setting of another family or network than the run's is refused; the
+    file's are dropped (a file written by an earlier version lists every family's settings)."""
     settings = {n: v for n, v in options.items() if (n not in PAPER_RECIPE or n in given)
-                and not (v is None and SETTINGS[n].default is not None)}
+                and not (v is None and (SETTINGS[n].default is not None or n not in SHARED))}
     if from_file is not None:
         from_file = {k: v for k, v in from_file.items() if k != "image_shape"}  # measured when training starts
         settings = {**settings, **from_file, **{n: v for n, v in settings.items() if n in given}}
+        model = settings.get("model", SHARED["model"].default)
+        network = settings.get("network")
+        if model in FAMILIES and network is not None and network in NETWORKS:
+            mine = own_settings(model, network, settings.get("decoder", SHARED["decoder"].default))
+            settings = {k: v for k, v in settings.items() if k in SHARED or k in mine or k in given}
     return resolve(recipe, **settings)
 
 
 def resumed_config(stored: TrainConfig, options: dict, given: set) -> TrainConfig:
     """The config a resumed run goes on with: its own; a setting given that differs is refused (VscError), except
     the backend, which changes speed, not the model, and is taken when given."""
+    strangers = [n for n in given if n not in stored]
+    if strangers:
+        raise VscError(config.foreign(strangers[0], stored))
     diff = first_difference(stored, {n: options[n] for n in given})
     if diff:
         name, have, value = diff
         raise VscError(f"--{name.replace('_', '-')} {value} differs from the run being resumed ({have}); a resumed "
                        "run keeps its config")
-    return dataclasses.replace(stored, backend=options["backend"]) if "backend" in given else stored
+    return stored.replace(backend=options["backend"]) if "backend" in given else stored

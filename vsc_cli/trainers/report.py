@@ -1,0 +1,65 @@
+"""What a finished run's test-set metrics say, in words: `vsc train`'s report (each family's objective and terms
+by the names the family declares: models/distributions.Posterior.terms, objective_name) and the diagnosis of
+posterior collapse."""
+from __future__ import annotations
+
+from vsc_cli.common.registry import FAMILIES
+
+COLLAPSED_KL = 1.0  # nats per image: below this the codes are (nearly) the prior for every image
+
+
+def collapse_warning(metrics: dict, cfg) -> str | None:
+    """The warning for a run whose codes carry almost nothing about the image (every q(z|x) is nearly the prior:
+    the family's KL terms sum to less than COLLAPSED_KL nats per test image), with what to try; None otherwise,
+    and for a family whose KL bounds nothing or that has none. Starting the decoder's variance at the data's is
+    advised only to a Gaussian run whose variance started at PyTorch's init (logvar_init unset; the conv network
+    starts it at the data's by default)."""
+    family = FAMILIES[cfg.model]
+    if not family.terms or not metrics.get("elbo_is_bound", True):
+        return None
+    kl = 0.0
+    for k in family.terms:
+        kl += metrics[f"test_{k}"]
+    if kl >= COLLAPSED_KL:
+        return None
+    advice = "train longer"
+    if cfg.likelihood == "gaussian" and cfg.logvar_init is None:
+        advice += (", or start the decoder's variance at the data's (--logvar-init data) when the pixels' spread is "
+                   "small")
+    return (f"warning: posterior collapse: the codes carry {kl:.2f} nats per test image (KL < {COLLAPSED_KL:g}); "
+            f"{advice} (docs/model.md)")
+
+
+def objective_line(metrics: dict, family) -> str:
+    """'test ELBO per image: ...  (reconstruction ..., slab KL ..., spike KL ...)': the family's objective and the
+    terms it is made of."""
+    line = f"test {family.objective_name} per image: {metrics['test_elbo']:.2f}"
+    if not family.terms:  # the reconstruction alone
+        return line
+    parts = [f"reconstruction {metrics['test_recon']:.2f}",
+             *(f"{label} {metrics[f'test_{k}']:.2f}" for k, label in family.terms.items())]
+    return f"{line}  ({', '.join(parts)})"
+
+
+def report_lines(metrics: dict, cfg, out) -> list[str]:
+    """`vsc train`'s report of a finished run in `out` with config cfg: the objective and its terms, the ELBO under
+    the paper's prior (a learned prior), sparsity, the time per 1,000 iterations and the collapse warning."""
+    family = FAMILIES[cfg.model]
+    lines = [f"run: {out}", objective_line(metrics, family)]
+    if "test_elbo_paper_prior" in metrics:  # a learned prior: the ELBO above is against it
+        lines.append(f"test ELBO under the paper's prior (alpha {cfg.alpha:g}): "
+                     f"{metrics['test_elbo_paper_prior']:.2f}  (learned prior's rate term {metrics['test_kl_rate']:.2f})")
+    if family.uses_alpha:
+        lines.append(f"posterior sparsity (fraction of non-zero elements): {metrics['test_sparsity']:.3f}  "
+                     f"(prior alpha {cfg.alpha:g})")
+    if not metrics.get("elbo_is_bound", True):
+        lines.append(f"fraction of non-zero elements in the test draws: {metrics['test_sparsity']:.3f}  "
+                     f"({family.objective_name} above is not an ELBO: {family.not_elbo_because}, docs/model.md)")
+    elif cfg.kl_weight != 1.0:
+        lines.append(f"trained with the KL weighted by {cfg.kl_weight:g}: the objective was not the ELBO above")
+    if metrics["seconds_per_1000_iterations"]:
+        lines.append(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
+    warning = collapse_warning(metrics, cfg)
+    if warning:
+        lines.append(warning)
+    return lines
