@@ -16,6 +16,8 @@ from torch.distributions import Normal
 from conftest import assert_within, recording
 from vsc_kernels import (BackendUnavailable, GaussianLogLikFunction, config, cuda_problem, gaussian_loglik,
                          gaussian_loglik_ref, loglik)
+from vsc_cli.common.config import TrainConfig
+from vsc_cli.models.networks import MLP
 from vsc_cli.models.vae import Decoder
 
 SIMULATED = bool(numba_config.ENABLE_CUDASIM)  # tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1 by default
@@ -186,7 +188,7 @@ def test_reference_is_the_decoders_expression():
     """gaussian_loglik_ref is Decoder.log_likelihood's computation, bit for bit, gradients included: the
     'torch' backend changes nothing when hooked in."""
     torch.manual_seed(0)
-    dec = Decoder(5, (8,), 12, "gaussian", -10.0, -4.0).double()
+    dec = Decoder(TrainConfig(dim=5, hidden=(8,), logvar_init=-4.0), 12, MLP).double()
     z = torch.randn(7, 5, dtype=torch.float64)
     x = torch.rand(7, 12, dtype=torch.float64)
     want = dec.log_likelihood(x, z)
@@ -386,7 +388,7 @@ def test_decoder_drop_in():
     """What the hook into Decoder.log_likelihood gives: the decoder's parameters get the gradients of the eager
     expression (float64, to rounding)."""
     torch.manual_seed(0)
-    dec = Decoder(5, (8,), 30, "gaussian", -10.0, -4.0).double()
+    dec = Decoder(TrainConfig(dim=5, hidden=(8,), logvar_init=-4.0), 30, MLP).double()
     z = torch.randn(9, 5, dtype=torch.float64)
     x = torch.rand(9, 30, dtype=torch.float64)
     want = dec.log_likelihood(x, z)

@@ -422,12 +422,17 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+# `vsc bench --train --network N`: the step benchmark of each network and its latent dimensions
+TRAIN_BENCHES = {"mlp": (run_train_bench, 200), "conv": (run_conv_bench, 256)}
+TRAIN_DEFAULT = "mlp"
+
+
 def check(device: str, impls, train_mode: bool, network: str) -> None:
     """OptionsError for `vsc bench` choices that do not go together or cannot run here."""
     from vsc_cli.common.errors import OptionsError
     from vsc_cli.trainers.dist import check_device
 
-    if network == "conv" and not train_mode:
+    if network != TRAIN_DEFAULT and not train_mode:
         raise OptionsError("--network is for --train")
     check_device(device)
     if device == "cpu" and impls and "cuda" in impls:
@@ -457,11 +462,9 @@ def run(sizes, impls=None, no_compile=False, repeats=50, warmup=5, dtype="float3
         train_mode=False, network="mlp", dim=None, progress=None) -> dict:
     """`vsc bench`'s measurement: the op per implementation (without torch.compile when no_compile), or with
     train_mode whole training steps of the MLP or the conv network (dim: 200, or 256 for the conv network)."""
-    dim = dim or (256 if network == "conv" else 200)
-    if train_mode and network == "conv":
-        return run_conv_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=progress)
     if train_mode:
-        return run_train_bench(device=device, dim=dim, repeats=repeats, warmup=warmup, progress=progress)
+        bench, default_dim = TRAIN_BENCHES[network]
+        return bench(device=device, dim=dim or default_dim, repeats=repeats, warmup=warmup, progress=progress)
     if no_compile and impls is None:
         impls = [i for i in [*ANCHORS, "numba", "cuda"] if i != "torch-compile"]
     elif no_compile:
@@ -475,7 +478,7 @@ def table(result: dict, repeats: int, train_mode: bool = False, network: str = "
     m = result["machine"]
     title = f"{m.get('gpu') or m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
     if train_mode:  # training steps
-        conv = network == "conv"
+        conv = "channels" in result  # the conv network's step (run_conv_bench)
         net = (f"conv network {'x'.join(map(str, result['shape']))} ({','.join(map(str, result['channels']))})"
                if conv else f"{result['pixels']}-{result['hidden']}")
         base = "convolutions + matrix products" if conv else "matrix products"
