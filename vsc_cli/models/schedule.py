@@ -73,7 +73,7 @@ class Schedule:
     def __call__(self, it: int) -> Step:
         cfg = self.cfg
         # a family without a spike has none of its settings: the values that leave the step as the paper's
-        get = cfg.get if hasattr(cfg, "get") else lambda name, default: getattr(cfg, name, default)
+        get = cfg.get
         return Step(c=c_schedule(it, cfg.iterations, get("c_start", C_START), get("c_end", C_END)),
                     slab_scale=lambda_schedule(it, get("pretrain", 0), get("pretrain_ramp", 0)),
                     alpha=alpha_schedule(it, cfg.alpha, get("alpha_start", None), get("alpha_anneal", 0),
