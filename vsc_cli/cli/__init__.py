@@ -44,7 +44,9 @@ def download(dataset, data_dir, source, quiet):
     celeba: the official zip sits behind a Google Drive page; download img_align_celeba.zip yourself
     and copy it in with --from (its images are checked), or put it in DATA_DIR/celeba/.
     """
-    dataset = dataset.lower()
+    from vsc_cli.data.datasets import default_data_dir
+
+    dataset, data_dir = dataset.lower(), data_dir or default_data_dir()
     if dataset == "celeba":
         from vsc_cli.data import celeba
 
@@ -195,8 +197,10 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet, **reports):
     r, ran = measure(source, split, data_dir, threshold, progress=not quiet and not as_json, **reports)
     if as_json:
         click.echo(json.dumps(r, indent=2))
-        return
-    print_sections(table(r, ran))
+    else:
+        print_sections(table(r, ran))
+    if r.get("verdict"):
+        click.echo(r["verdict"], err=True)
 
 
 @main.command()
@@ -301,6 +305,8 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
                   save_arrays)
     w, h = result["pixels"]
     click.echo(f"wrote {result['png']} ({w}x{h} pixels)" + (f" and {result['npz']}" if save_arrays else ""))
+    if result.get("verdict"):
+        click.echo(result["verdict"], err=True)
 
 
 @main.command(cls=LazyCommand)

@@ -120,15 +120,19 @@ def handle_errors(fn):
         except VscError as exc:
             if debug:
                 raise
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = getattr(exc, "exit_code", 1)  # a run stopped by a signal: 130 / 143, as the shell's
+            raise error from None
         except OSError as exc:
             if debug:
                 raise
             where = exc.filename or "a file"
             raise click.ClickException(describe_os_error(exc, where).replace("cannot write", "cannot use")) from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted; no half-written file is left (a run keeps its last "
-                                       "checkpoint: continue it with --resume)") from None
+            error = click.ClickException("interrupted; no half-written file is left (a run keeps its last "
+                                         "checkpoint: continue it with --resume)")
+            error.exit_code = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+            raise error from None
         except Exception as exc:  # a bug: still one line, the traceback on request
             if debug:
                 raise
@@ -140,8 +144,9 @@ def handle_errors(fn):
 
 
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VSC_DATA_DIR", default="data",
-    show_default=True, help="Dataset cache folder (env VSC_DATA_DIR).")
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="VSC_DATA_DIR", default=None,
+    help="Dataset cache folder (env VSC_DATA_DIR) [default: for a trained run the folder it was trained from, "
+         "else ./data].")
 
 
 def check_backend(backend: str, device: str) -> None:

@@ -168,8 +168,10 @@ class TrainConfig:
     model: str = setting(
         "vsc", FAMILIES.help() + ".", Choice(FAMILIES), "model")
     dim: int = setting(200, "Latent dimensions J.", Int(1, 1 << 20), "model")
-    alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only).",
-                           Float(0, 1, lo_open=True), "model")
+    # 0.5 is the paper's recipe's (and a checkpoint's without the field); the default recipe gives 0.1 when not set
+    alpha: float = setting(0.5, "Prior spike probability alpha, in (0, 1] (eq. 4; VSC only): the expected fraction "
+                           "of elements on per image.", Float(0, 1, lo_open=True), "model",
+                           shown_default="0.1 (the default recipe), 0.5 with --paper")
     network: str = setting(
         "mlp", "Encoder and decoder networks, for every family: " + NETWORKS.help(names=("mlp", "conv")) + ".",
         Choice(NETWORKS.tagged("decoder-only", present=False)), "model", settable=True,
@@ -217,6 +219,11 @@ class TrainConfig:
         None, "Evaluate on only the first N test images.", Int(1), "data", shown_default="all")
     log_every: int = setting(100, "Iterations between rows of log.csv (averages of the ELBO terms).", Int(1), "run")
     checkpoint_every: int = setting(1000, "Iterations between checkpoints.", Int(1), "run")
+    # a slow run (a CelebA conv VSC on one core: ~23 min per 1,000 iterations) would otherwise lose up to that much
+    # to a kill that gives no warning; Ctrl-C and SIGTERM write one anyway
+    checkpoint_minutes: float = setting(10.0, "Also write a checkpoint after this many minutes of training since "
+                                        "the last one (0: only every --checkpoint-every iterations).",
+                                        Float(0), "run")
     backend: str = setting(
         "auto", "Spike-and-slab op: fused numba (CPU) or cuda kernels, or the pure-torch reference; auto = numba on "
         "the CPU, cuda with --device cuda.", Choice(("auto", "torch", "numba", "cuda")), "run")

@@ -70,7 +70,8 @@ def find_source(data_dir: Path) -> Path:
     zips = sorted(folder.glob("*.zip")) if folder.is_dir() else []
     if zips:
         return zips[0]
-    raise VscError(f"celeba: no img_align_celeba.zip (or its folder) in {folder}; download it from "
+    raise VscError(f"celeba: no img_align_celeba.zip (or its folder) in {folder}; if it is elsewhere, give "
+                   "that cache folder with --data-dir DIR (or VSC_DATA_DIR); else download it from "
                    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, then `vsc download celeba --from DIR`")
 
 

@@ -212,7 +212,8 @@ def fetch(name: str, data_dir: Path | None = None, source: Path | None = None, p
                 hint = " or `apt-get install dataset-fashion-mnist`" if ds.debian_dir else ""
                 raise VscError(
                     f"cannot get {ds.name} file {stem}: not in {cache}, no local copy, and download failed "
-                    f"({'; '.join(errors)}); copy the files with `vsc download {ds.name} --from DIR`{hint}"
+                    f"({'; '.join(errors)}); if the files are elsewhere, give that folder with --data-dir DIR (or "
+                    f"VSC_DATA_DIR), or copy them with `vsc download {ds.name} --from DIR`{hint}"
                 )
     return cache
 

@@ -187,6 +187,10 @@ def figure(kind: str, run_dir: Path, out: Path, data_dir=None, split: str = "tes
 
     plt.close(fig)
     result = {"png": str(out), "pixels": size, "kind": kind}
+    if KINDS[kind].needs_data:  # a collapsed or dense run is not drawn without a word
+        from vsc_cli.evaluation.verdict import check_run
+
+        result["verdict"] = check_run(loaded.run, loaded.x)
     if save_arrays:
         npz = out.with_suffix(".npz")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vsc_cli.common.errors import VscError
+from vsc_cli.evaluation.verdict import verdict
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.encoding import active_elements, encode_batches, reconstruction_error  # noqa: F401
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
@@ -90,4 +91,6 @@ def measure(source: Path, split: str = "test", data_dir=None, threshold: float =
         out.update(report.compute(encoded, value))
         ran[report.name] = value
     out.update(source=str(source), split=split)
+    if is_run:  # a collapsed or dense run is never reported without a word (verdict.py)
+        out["verdict"] = verdict(run.cfg, out["active_mean"], out.get("reconstruction_error"))
     return out, ran

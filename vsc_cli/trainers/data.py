@@ -3,6 +3,7 @@ the decoder's starting log-variance and the encoder's input scale ("data"), the 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,8 @@ def load_data(cfg: TrainConfig, data_dir, world, progress: bool):
                 open_images(cfg.data, "test", limit=cfg.test_size, **kw))
 
     x_train, x_test = dist.main_first(world, load)  # rank 0 may download; the others then find the files
+    if is_path(cfg.data) and not Path(cfg.data).expanduser().is_absolute():  # found again from any folder
+        cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
     if is_path(cfg.data) or NETWORKS[cfg.network].needs_shape:  # the conv network needs the shape, not the size
         if cfg.image_shape is not None and list(cfg.image_shape) != list(x_train.shape):
             raise VscError(f"{cfg.data}: images are now {x_train.shape}, the run was trained on "

@@ -150,6 +150,17 @@ def all_mean(world: World, t: torch.Tensor, device: str = "cpu") -> torch.Tensor
     return (t / world.size).cpu()
 
 
+def all_max(world: World, t: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """The elementwise maximum of t over the ranks (t itself in a single process)."""
+    if not world.on:
+        return t
+    import torch.distributed as tdist
+
+    t = _wire(world, t.clone(), device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return t.cpu()
+
+
 def any_rank(world: World, flag: bool, device: str = "cpu") -> bool:
     """True on every rank when `flag` is True on any rank."""
     if not world.on:

@@ -96,15 +96,22 @@ class Log:
         mean = dist.all_mean(self.world, torch.tensor([self.sums[k] for k in keys], dtype=torch.float64), self.device)
         return dict(zip(keys, mean.tolist()))
 
-    def write(self, iteration: int, c: float, seconds: float):
+    def running_elbo(self) -> float | None:
+        """This process's mean ELBO over the window so far (for the progress bar before the first row)."""
+        return self.sums["elbo"] / self.count if self.count and "elbo" in (self._keys or ()) else None
+
+    def write(self, iteration: int, c: float, seconds: float) -> float | None:
+        """Append the window's row; returns its mean ELBO (None on other ranks)."""
         sums = self.window()
         if self.world is not None and not self.world.main:
             self.reset()
-            return
+            return None
         row = dict.fromkeys(TERM_COLUMNS, "0")  # the fixed columns of a term the family does not have
         row.update({k: f"{v / self.count:.6g}" for k, v in sums.items()})
         row.update(iteration=iteration, c=f"{c:.4g}", seconds=f"{seconds:.2f}")
         line = ",".join(str(row[k]) for k in LOG_FIELDS) + "\n"
         with open(self.path, "a") as fh:  # one short write: a kill leaves whole lines (or a cut last one)
             fh.write(line)
+        elbo = sums["elbo"] / self.count if "elbo" in sums and self.count else None
         self.reset()
+        return elbo

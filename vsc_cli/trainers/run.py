@@ -9,12 +9,14 @@ evaluation, `vsc_cli.load`) opens it here; the data layer's one entry point, `da
 called from here (`open_split`) and from the training data (trainers/data.py) only.
 
 Nothing is read before it is asked for: `Run.open` reads the checkpoint, the model is built on first use (so that
-a check of a half-trained run's config or generator costs no model), each split is read once and kept. The data
-folder is not recorded with a run: give `data_dir` (else $VSC_DATA_DIR, ./data).
+a check of a half-trained run's config or generator costs no model), each split is read once and kept. The
+dataset cache folder: `data_dir` if given, else $VSC_DATA_DIR, else the one the run was trained from (recorded in
+its checkpoint), else ./data.
 """
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -48,6 +50,9 @@ class Run:
         self.checkpoint = checkpoint_file
         self.device = device
         self.data_override = data
+        recorded = state.get("data_dir")
+        if data_dir is None and not os.environ.get("VSC_DATA_DIR") and recorded and Path(recorded).is_dir():
+            data_dir = Path(recorded)
         self.data_dir = data_dir
         self._splits: dict = {}
 

@@ -59,6 +59,7 @@ class RunState:
         self.perm, self.pos, self.iteration = torch.randperm(n, generator=self.data_gen), 0, 0
         self.seconds, self.last_good = 0.0, None  # training time of earlier sessions; the last checkpoint
         self.data_max = 0.0  # the largest pixel value of the training images (set by train._setup)
+        self.data_dir = None  # the absolute cache folder of a built-in set (set by train._setup)
         self.epoch = self._shard(self.perm)
 
     def _shard(self, perm: torch.Tensor) -> torch.Tensor:
@@ -120,5 +121,7 @@ class RunState:
                 "rng": {"data": self.data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:]},
                 "log_window": {"sums": window, "count": log.count},  # a partial log.csv row
                 "world_size": world.size,
+                # the dataset cache folder it was trained from: commands on the run find its data from anywhere
+                **({"data_dir": self.data_dir} if self.data_dir else {}),
             })
         return digests

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -29,7 +30,8 @@ from vsc_cli.trainers import dist
 from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
 from vsc_cli.trainers.data import load_data
 from vsc_cli.trainers.log import LOG, TERM_COLUMNS, Log
-from vsc_cli.trainers.state import RunState
+from vsc_cli.trainers.state import RunState, agree
+from vsc_cli.trainers.stops import NAMES, Stops, TrainingInterrupted
 
 METRICS = "metrics.json"
 CONFIG = "config.toml"  # the run's settings, for `vsc train --config`
@@ -187,42 +189,75 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     progress, ckpt_path = progress and world.main, out_dir / CHECKPOINT
     cfg, run, x_train, x_test, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
     model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
+    if resume and start == cfg.iterations:  # nothing to train; a kill during the final evaluation left no metrics
+        return _finished(run, x_test, out_dir, device, progress)
     mean = dist.global_mean(world, device) if world.on else None  # a batch statistic over every process's batch
     penalty, schedule, net = penalty_of(cfg, model.family, mean, model), Schedule(cfg), _parallel(model, world, device)
-    t0, running = time.perf_counter(), None
+    t0, shown = time.perf_counter(), None
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
-    for it in bar:  # the loop: a batch, the iteration's schedule, one step; the log row; the checkpoint
-        xb, step = x_train.take(run.next_batch(), device, dtype), schedule(it)
-        try:
-            value = training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good, penalty)
-        except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
-            exc.vsc_iteration = it + 1
-            raise
-        except NonFiniteStep as exc:  # name the images' scale when it is far from the paper's
-            if run.data_max > 10:
-                raise NonFiniteStep(f"{exc}; the images' pixel values reach {run.data_max:g} (--normalise "
-                                    f"{cfg.normalisation}): --normalise unit (the paper's) or 01 puts them on a "
-                                    "scale the networks' initialisation expects") from None
-            raise
-        run.iteration = it + 1
-        running = value if running is None else 0.98 * running + 0.02 * value
-        if run.iteration % cfg.log_every == 0 or run.iteration == cfg.iterations:
-            log.write(run.iteration, step.c, run.seconds + time.perf_counter() - t0)
-            bar.set_postfix(elbo=f"{running:.1f}", c=f"{step.c:.0f}")
-        if run.iteration % cfg.checkpoint_every == 0 and run.iteration < cfg.iterations or run.iteration == stop_at:
-            run.save(ckpt_path, log, run.seconds + time.perf_counter() - t0)
-            run.last_good = run.iteration
-        if run.iteration == stop_at:
-            bar.close()
-            return None
-    bar.close()
+
+    def checkpoint():
+        run.save(ckpt_path, log, run.seconds + time.perf_counter() - t0)
+        run.last_good = run.iteration
+        stops.checkpointed()
+
+    with Stops(world, device, cfg.checkpoint_minutes) as stops, contextlib.closing(bar):
+        for it in bar:  # the loop: a batch, the iteration's schedule, one step; the log row; the checkpoint
+            xb, step = x_train.take(run.next_batch(), device, dtype), schedule(it)
+            try:
+                value = training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good,
+                                      penalty)
+            except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
+                exc.vsc_iteration = it + 1
+                raise
+            except NonFiniteStep as exc:  # name the images' scale when it is far from the paper's
+                if run.data_max > 10:
+                    raise NonFiniteStep(f"{exc}; the images' pixel values reach {run.data_max:g} (--normalise "
+                                        f"{cfg.normalisation}): --normalise unit (the paper's) or 01 puts them on "
+                                        "a scale the networks' initialisation expects") from None
+                raise
+            run.iteration = it + 1
+            if run.iteration % cfg.log_every == 0 or run.iteration == cfg.iterations:
+                shown = log.write(run.iteration, step.c, run.seconds + time.perf_counter() - t0)
+                bar.set_postfix(elbo=f"{shown:.1f}" if shown is not None else "-", c=f"{step.c:.0f}", refresh=False)
+            elif shown is None and progress and (run.iteration - start) % 10 == 1:
+                # before the first row: the mean over the window so far (the bar shows log rows' numbers after)
+                value = log.running_elbo()
+                bar.set_postfix(elbo=f"{value:.1f}" if value is not None else "-", c=f"{step.c:.0f}", refresh=False)
+            signum, due = stops.poll()
+            if signum is not None:
+                checkpoint()
+                raise TrainingInterrupted(
+                    f"stopped by {NAMES.get(signum, f'signal {signum}')} at iteration {run.iteration:,} of "
+                    f"{cfg.iterations:,}; checkpoint written: continue with `vsc train --resume {out_dir}`", signum)
+            if (run.iteration % cfg.checkpoint_every == 0 or due) and run.iteration < cfg.iterations \
+                    or run.iteration == stop_at:
+                checkpoint()
+            if run.iteration == stop_at:
+                return None
     train_seconds = time.perf_counter() - t0
     run.iteration = cfg.iterations
     digests = run.save(ckpt_path, log, run.seconds + train_seconds)
     if not world.main:
         return None
     return _final_metrics(run, x_test, out_dir, device, train_seconds, cfg.iterations - start, digests, progress)
+
+
+def _finished(run, x_test, out_dir, device, progress):
+    """`--resume` of a run that trained all its iterations: its metrics, evaluated now if a kill during the final
+    evaluation left none (a note on stderr says nothing was trained)."""
+    cfg, world = run.cfg, run.world
+    if world.main:
+        print(f"note: {out_dir} already trained all its {cfg.iterations:,} iterations; nothing to train "
+              "(a longer run is a new run: --iterations N --out NEW_DIR)", file=sys.stderr)
+    metrics_path = out_dir / METRICS
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text()) if world.main else None
+    else:
+        digests = agree(run.model, world, device)
+        metrics = _final_metrics(run, x_test, out_dir, device, 0.0, 0, digests, progress) if world.main else None
+    return metrics
 
 
 def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
@@ -232,6 +267,9 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
     state = load_checkpoint(ckpt_path) if resume else None
     if state is not None:
         cfg = TrainConfig.from_dict(state["config"]) if cfg is None else cfg
+        recorded = state.get("data_dir")  # resumed from another folder: the data it was trained from
+        if data_dir is None and not os.environ.get("VSC_DATA_DIR") and recorded and Path(recorded).is_dir():
+            data_dir = Path(recorded)
     elif world.main:
         (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
 
@@ -252,12 +290,23 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
         model.x_mean.copy_(torch.from_numpy(x_mean).to(device, dtype))
     run = RunState(cfg, model, n, pixels, world, device)
     run.data_max = data_max  # named in a non-finite step's error when the images are on a large scale
+    run.data_dir = recorded_data_dir(cfg.data, data_dir)
     if state is not None:
         run.restore(state, ckpt_path)
+        if world.main and run.iteration < cfg.iterations:
+            print(f"resuming {out_dir} at iteration {run.iteration:,} of {cfg.iterations:,}", file=sys.stderr)
     log = Log(out_dir / LOG, run.iteration if state is not None else None, world, device)
     if state is not None:
         log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
     return cfg, run, x_train, x_test, log
+
+
+def recorded_data_dir(data: str, data_dir) -> str | None:
+    """The cache folder a run of a built-in set records (absolute), None for own data (its path is the data)."""
+    from vsc_cli.data.datasets import default_data_dir
+    from vsc_cli.data.sources import is_path
+
+    return None if is_path(data) else str(Path(data_dir or default_data_dir()).resolve())
 
 
 def _parallel(model, world, device):
