@@ -122,7 +122,7 @@ def test_bench_table_and_json():
 
     result = run("bench", "--sizes", "4x8,16x8", "--no-compile", "--repeats", 2, "--warmup", 1, "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     impls = {r["impl"] for r in report["rows"]}
     assert {"torch-eager", "numba"} <= impls and "torch-compile" not in impls
     assert report["copy_bandwidth_gbps"] > 0 and all(r["ms"] > 0 for r in report["rows"])
@@ -135,7 +135,7 @@ def test_bench_train_json():
 
     result = run("bench", "--train", "--dim", 8, "--repeats", 2, "--warmup", 1, "--threads", 1, "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     rows = {r["step"]: r for r in report["rows"]}
     for lik in ("gaussian", "bernoulli"):
         assert {f"vsc torch ({lik})", f"vsc numba ({lik})", f"matrix products ({lik})", f"obvious eager ({lik})"} <= set(rows)

@@ -131,7 +131,7 @@ def test_classify_separable_and_shuffled(tmp_path):
     assert abs(r["results"][0]["accuracy_mean"] - 0.1) < 0.05  # chance for 10 classes
     result = run("classify", tmp_path / "sep.h5", "--labelled", "100,500", "--repeats", 3, "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["results"]
+    rows = json.loads(result.stdout)["results"]
     assert [r["labelled"] for r in rows] == [100, 500] and all(len(r["accuracies"]) == 3 for r in rows)
 
 
@@ -164,7 +164,16 @@ def test_classify_follows_the_papers_protocol(tmp_path, monkeypatch):
     seen.clear()
     result = run("classify", tmp_path / "codes.h5", "--repeats", 1, "--json")  # the default: 5,000 labels
     assert result.exit_code == 0, result.output
-    assert [s["train"] for s in seen] == [5000] and json.loads(result.output)["results"][0]["labelled"] == 5000
+    assert [s["train"] for s in seen] == [5000] and json.loads(result.stdout)["results"][0]["labelled"] == 5000
+    # fewer training codes than 5,000 (a folder of 1,800 photos): by default every one of them is labelled
+    write_features(tmp_path / "few.h5", xa[:1800], ya[:1800], xb, yb)
+    seen.clear()
+    result = run("classify", tmp_path / "few.h5", "--repeats", 2, "--json")
+    assert result.exit_code == 0, result.output
+    assert [s["train"] for s in seen] == [1800, 1800] and "all of them are labelled" in result.stderr
+    assert json.loads(result.stdout)["labelled_capped"] is True
+    asked = run("classify", tmp_path / "few.h5", "--labelled", 5000)  # asked for: still refused, in one line
+    assert asked.exit_code == 1 and "--labelled 5000 is more than the 1800" in asked.output
 
 
 def test_classify_missing_or_wrong_datasets(tmp_path):
@@ -209,7 +218,7 @@ def test_sparsity_exact_numbers(tmp_path):
         f.create_dataset("test/gamma", data=gamma)
     result = run("sparsity", tmp_path / "g.h5", "--json")
     assert result.exit_code == 0, result.output
-    got = json.loads(result.output)
+    got = json.loads(result.stdout)
     assert got["alpha"] == 0.3 and got["sparsity"] == pytest.approx(float(gamma.astype(np.float64).mean()))
     assert got["dimension_rates"] == pytest.approx([0, 0.25, 0.5, 1, 0.005])
     assert got["active_mean"] == pytest.approx(5 / 4) and got["jaccard_same_class"] is None  # no labels stored
@@ -217,7 +226,7 @@ def test_sparsity_exact_numbers(tmp_path):
     assert result.exit_code == 1 and "'train/gamma'" in result.output
     with h5py.File(tmp_path / "g.h5", "a") as f:
         f.create_dataset("test/labels", data=np.array([0, 0, 1, 1]))
-    got = json.loads(run("sparsity", tmp_path / "g.h5", "--json").output)
+    got = json.loads(run("sparsity", tmp_path / "g.h5", "--json").stdout)
     # active sets {1, 3}, {3}, {3}, {3}: pairs (0,1) same class J = 1/2, (2,3) same 1; the 4 others J = 1/2 or 1
     assert got["jaccard_same_class"] == pytest.approx(0.75)
     assert got["jaccard_different_class"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
@@ -233,10 +242,10 @@ def test_sparsity_exact_numbers(tmp_path):
 def test_sparsity_of_a_run_directory(trained_run, shared_data):
     result = run("sparsity", trained_run, "--data-dir", shared_data, "--json", "--quiet")
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert r["examples"] == 10_000 and r["dim"] == 12 and r["alpha"] == pytest.approx(0.2) and 0 < r["sparsity"] < 1
     assert 0 <= r["jaccard_different_class"] <= 1 and r["jaccard_images"] == 10_000
     result = run("sparsity", trained_run, "--data-dir", shared_data, "--json", "--quiet", "--conditional")
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert 0 <= r["conditional_retention"] <= 1 and r["image_classifier_accuracy"] > 0.7

@@ -64,7 +64,7 @@ def test_the_command_on_a_run(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--consistency", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["consistency_elements"] == len(out["consistency_per_element"])
     assert out["consistency"] is None or -1 <= out["consistency"] <= 1
     png = tmp_path / "c.png"

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from vsc_cli.pipelines import experiment as E
 from vsc_cli.cli import main
 from vsc_cli.common.errors import VscError
+from vsc_cli.trainers.recipes import DEFAULT
 
 
 def run(*args):
@@ -186,7 +187,7 @@ def test_results_of_an_older_default_are_not_taken_for_todays(tmp_path, monkeypa
     monkeypatch.setattr(E, "run_point", lambda *a, **k: trained.append(a))
     args = ["experiment", "alpha", "--data", "fmnist", "--alphas", "0.01", "--out", tmp_path, "--quiet"]
     result = run(*args, "--recipe", "default")
-    assert result.exit_code == 1 and "recipe=default-1, not default-2 (--recipe default-1 finds it)" in result.output
+    assert result.exit_code == 1 and f"recipe=default-1, not {DEFAULT} (--recipe default-1 finds it)" in result.output
     assert "Traceback" not in result.output
     result = run(*args, "--recipe", "default-1", "--list")
     assert result.exit_code == 0 and "done" in result.output, result.output
@@ -198,7 +199,7 @@ def test_results_of_an_older_default_are_not_taken_for_todays(tmp_path, monkeypa
     # a sweep run today records the recipe's number, which a later default will not take for its own
     result = run(*args[:-3], "--out", tmp_path / "new", "--quiet", "--recipe", "default")
     assert result.exit_code == 0, result.output
-    assert trained[0][0].options["recipe"] == "default-2" and E.point_config(trained[0][0]).rate_weight == 3.0
+    assert trained[0][0].options["recipe"] == DEFAULT and E.point_config(trained[0][0]).rate_weight == 3.0
 
 
 def test_a_sweep_with_the_conv_network(shared_data, tmp_path):

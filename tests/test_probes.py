@@ -47,7 +47,7 @@ def test_the_command(tmp_path):
     path = codes_file(tmp_path / "a.h5", lambda y, rng: rng.standard_normal((len(y), 4)) + y[:, None])
     r = CliRunner().invoke(main, ["classify", str(path), "--sparse-probe", "1,2", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert [x["k"] for x in json.loads(r.output)["results"]] == [1, 2]
+    assert [x["k"] for x in json.loads(r.stdout)["results"]] == [1, 2]
     r = CliRunner().invoke(main, ["classify", str(path), "--sparse-probe", "9"])
     assert r.exit_code == 1 and "more than the 4 elements" in r.output
     r = CliRunner().invoke(main, ["classify", str(path), "--sparse-probe", "0"])

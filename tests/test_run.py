@@ -179,7 +179,7 @@ def test_a_report_added_to_the_table_is_an_option_a_computation_and_rows(tmp_pat
         click.echo(json.dumps({k: v for k, v in kw.items() if v}))
 
     assert "--toy" in CliRunner().invoke(cmd, ["--help"]).output
-    assert json.loads(CliRunner().invoke(cmd, ["--toy"]).output) == {"toy": True}
+    assert json.loads(CliRunner().invoke(cmd, ["--toy"]).stdout) == {"toy": True}
     path = tmp_path / "g.h5"
     gamma = np.array([[0.9, 0.1], [0.8, 0.6]], np.float32)
     with h5py.File(path, "w") as f:

@@ -101,7 +101,7 @@ def topk_run(tmp_path_factory):
             "--checkpoint-every", "10", "--quiet", "--json"]
     whole = CliRunner().invoke(main, [*args, "--out", str(root / "whole")], catch_exceptions=False)
     assert whole.exit_code == 0, whole.output
-    return root, args, json.loads(whole.output)
+    return root, args, json.loads(whole.stdout)
 
 
 def test_a_run_trains_encodes_and_reports_at_most_k_active(topk_run):
@@ -117,7 +117,7 @@ def test_a_run_trains_encodes_and_reports_at_most_k_active(topk_run):
         code, gamma, mu = (np.asarray(f[f"test/{k}"]) for k in ("code", "gamma", "mu"))
     assert ((code != 0).sum(1) <= 2).all() and np.array_equal(code, gamma * mu)
     r = runner.invoke(main, ["sparsity", str(root / "whole"), "--json", "--quiet"])
-    assert r.exit_code == 0 and json.loads(r.output)["active_per_example"] <= 2
+    assert r.exit_code == 0 and json.loads(r.stdout)["active_per_example"] <= 2
     r = runner.invoke(main, ["figure", "prior", str(root / "whole"), "-o", str(root / "p.png")])
     assert r.exit_code == 1 and "no prior to sample" in r.output and "Traceback" not in r.output
 

@@ -151,7 +151,7 @@ def test_synth_train_and_score_through_the_commands(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--truth", str(x), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["truth_factors"] == 10 and 0 <= out["truth_mcc"] <= 1 and len(out["truth_matched_corr"]) == 10
     # the codes' reconstruction error against the mean training image's, as a user would compute it
     import vsc_cli

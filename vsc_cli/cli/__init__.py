@@ -147,8 +147,9 @@ def encode(run_dir, out, data, splits, batch_size, threshold, limit, force, data
 @click.argument("codes", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--features", default="code", show_default=True,
               help="Dataset under each split to classify: code, mu, gamma, logvar (files from other tools: features).")
-@click.option("--labelled", callback=comma_list(int, "a comma-separated list of positive integers, e.g. 100,1000,5000", minimum=1), default="5000", show_default=True,
-              help="Labelled training codes drawn at random; a comma-separated list sweeps, e.g. 100,1000,5000.")
+@click.option("--labelled", callback=comma_list(int, "a comma-separated list of positive integers, e.g. 100,1000,5000", minimum=1),
+              help="Labelled training codes drawn at random; a comma-separated list sweeps, e.g. 100,1000,5000 "
+                   "[default: the paper's 5000, or every training code where there are fewer].")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Independent draws of the labelled set; mean and standard deviation are reported.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the draws of labelled codes.")
@@ -171,6 +172,10 @@ def classify(codes, features, labelled, repeats, seed, probe_ks, as_json, quiet)
     progress = not quiet and not as_json
     result = (sparse_probe(codes, features, probe_ks, seed, progress=progress) if probe_ks else
               run_classify(codes, features, labelled, repeats, seed, progress=progress))
+    if not probe_ks and result["labelled_capped"]:
+        n = result["results"][0]["labelled"]
+        click.echo(f"note: {codes} holds {n:,} training codes, fewer than the paper's 5,000: all of them are "
+                   "labelled (every draw the same set)", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

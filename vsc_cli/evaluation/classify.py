@@ -44,11 +44,17 @@ def train_linear(x, y, classes: int, l2: float = 1e-4, max_iter: int = 200):
     return predict
 
 
-def classify(path: Path, features: str = "code", labelled=(5000,), repeats: int = 5, seed: int = 0,
+PAPER_LABELLED = 5000  # the paper's number of labelled training codes (4.2)
+
+
+def classify(path: Path, features: str = "code", labelled=None, repeats: int = 5, seed: int = 0,
              progress: bool = False) -> dict:
     """The paper's protocol: a linear softmax classifier on `labelled` random training codes, scored
-    on the whole test split; repeated with different draws, mean and std reported per size."""
+    on the whole test split; repeated with different draws, mean and std reported per size.
+    labelled None: the paper's 5,000, or every training code where there are fewer (result "labelled_capped")."""
     x_train, y_train = read_features(path, "train", features)
+    capped = labelled is None and len(x_train) < PAPER_LABELLED
+    labelled = (min(PAPER_LABELLED, len(x_train)),) if labelled is None else labelled
     x_test, y_test = read_features(path, "test", features)
     if x_train.shape[1] != x_test.shape[1]:
         raise VscError(f"{path}: train features have {x_train.shape[1]} columns, test features {x_test.shape[1]}")
@@ -70,7 +76,7 @@ def classify(path: Path, features: str = "code", labelled=(5000,), repeats: int 
                          "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                          "accuracies": accs})
     return {"file": str(path), "features": features, "test_examples": len(x_test), "repeats": repeats,
-            "seed": seed, "results": rows}
+            "seed": seed, "results": rows, "labelled_capped": capped}
 
 
 def select_elements(x_pos: np.ndarray, x_neg: np.ndarray, k: int) -> np.ndarray:
