@@ -118,9 +118,9 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 @click.option("--data", type=DataArg(),
               help="Dataset to encode, a name or a path as for `vsc train` [default: the one the run was trained on].")
 @click.option("--split", "splits", default="train,test", show_default=True,
-              callback=comma_list(str, "a comma-separated list of splits: train, test (no repeats)",
-                                  choices=("train", "test"), unique=True),
-              help="Comma-separated splits to encode: train, test or both.")
+              callback=comma_list(str, "a comma-separated list of splits: train, validation, test (no repeats)",
+                                  choices=("train", "validation", "test"), unique=True),
+              help="Comma-separated splits to encode: train, validation (a run with a validation split), test.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Images encoded at once (bounds memory).")
 @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
@@ -184,7 +184,7 @@ def classify(codes, features, labelled, repeats, seed, probe_ks, as_json, quiet)
 
 @main.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
               help="Which split's codes to measure.")
 @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="gamma above which an element counts as selected.")
@@ -204,8 +204,9 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet, **reports):
         click.echo(json.dumps(r, indent=2))
     else:
         print_sections(table(r, ran))
-    if r.get("verdict"):
-        click.echo(r["verdict"], err=True)
+    for warning in (r.get("verdict"), r.get("memorisation")):
+        if warning:
+            click.echo(warning, err=True)
 
 
 @main.command()
@@ -282,7 +283,7 @@ def synth(kind, out, images, factors, active, values, noise, classes, per_class,
               help="alter: an element is set to values from -RANGE to +RANGE (prior standard deviations).")
 @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="An element is active when its spike probability gamma exceeds this.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
               help="Which split the images come from.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the prior and conditional draws.")
 @click.option("--dpi", type=click.IntRange(min=20, max=600), default=100, show_default=True,

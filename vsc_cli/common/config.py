@@ -217,7 +217,34 @@ class TrainConfig:
         None, "Use only the first N training images.", Int(1), "data", shown_default="all")
     test_size: int | None = setting(
         None, "Evaluate on only the first N test images.", Int(1), "data", shown_default="all")
+    # None in a checkpoint (vsc before these settings) means what those runs did: no validation split, images stretched
+    validation: float | None = setting(
+        None, "Fraction of the training images held out as the validation split, spread evenly over them (0: "
+        "none). Its ELBO, evaluated every --validate-every iterations, picks the best checkpoint (best.safetensors, "
+        "which later commands use) and drives --patience; the test split is untouched.", Float(0, 0.5), "data",
+        shown_default="0.1 for own data and celeba, 0 for mnist, fmnist and with --paper")
+    aspect: str | None = setting(
+        None, "How --image-size makes own images square: crop (the largest centred square, then resize: the "
+        "aspect ratio is kept) or stretch (resize the whole image).", Choice(("crop", "stretch")), "data",
+        shown_default="crop")
+    patience: int | None = setting(
+        None, "Stop early after this many validation evaluations in a row without a better validation ELBO "
+        "(0: never). The best checkpoint is kept either way.", Int(0), "training",
+        shown_default="5 with a validation split, else 0")
+    weight_decay: float = setting(
+        0.0, "Decoupled weight decay (AdamW) on every parameter; 0 = Adam, the paper's. Not in the paper.",
+        Float(0), "beyond the paper", settable=True)
+    flip: bool = setting(
+        False, "Augment: flip each training image left-right with probability 1/2 at every step. Not in the paper.",
+        Flag(), "beyond the paper", settable=True)
+    crop: int = setting(
+        0, "Augment: shift each training image by up to this many pixels each way at every step (a random crop "
+        "of the image padded with its edge pixels), then renormalise. 0 = off. Not in the paper.", Int(0),
+        "beyond the paper", settable=True)
     log_every: int = setting(100, "Iterations between rows of log.csv (averages of the ELBO terms).", Int(1), "run")
+    validate_every: int = setting(
+        1000, "Iterations between evaluations on the validation split (validation.csv: its ELBO and the codes' "
+        "reconstruction error; reconstructions.png).", Int(1), "run")
     checkpoint_every: int = setting(1000, "Iterations between checkpoints.", Int(1), "run")
     # a slow run (a CelebA conv VSC on one core: ~23 min per 1,000 iterations) would otherwise lose up to that much
     # to a kill that gives no warning; Ctrl-C and SIGTERM write one anyway

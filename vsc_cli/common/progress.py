@@ -30,7 +30,7 @@ def _clock(seconds: float) -> str:
 
 
 class PlainProgress:
-    """The part of tqdm's interface vsc uses (iteration, update, set_postfix, close, `with`), as plain lines:
+    """The part of tqdm's interface vsc uses (iteration, update, set_postfix, write, close, `with`), as plain lines:
     `training 1200/20000 (6%) elbo=2601.3 c=59 | 2.10 it/s, 9:31 elapsed, 2:13:20 left`."""
 
     def __init__(self, iterable=None, desc: str = "", total=None, initial: int = 0, disable: bool = False,
@@ -67,6 +67,11 @@ class PlainProgress:
         now = time.monotonic()
         if not self.disable and now - self.last >= self.interval:
             self._line(now)
+
+    @staticmethod
+    def write(text: str, file=None, end: str = "\n") -> None:
+        """A message line (tqdm.write's signature): plain lines need no clearing of a bar."""
+        print(text, file=file or sys.stderr, end=end, flush=True)
 
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
         self.postfix = {**(ordered_dict or {}), **kwargs}

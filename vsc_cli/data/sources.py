@@ -10,12 +10,14 @@
   * an HDF5 file with an `images` dataset and optional `labels`
 Arrays may be (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1, 3 (or 4: the alpha channel is
 dropped); uint8 / uint16 values or floats in [0, 1] (others are refused). A folder's images become grey
-if every one is grey, RGB otherwise; --image-size S resizes each to S x S (bilinear, antialiased; the
-aspect ratio is not kept).
+if every one is grey, RGB otherwise; --image-size S makes each S x S: aspect "crop" (a new run's) first cuts the
+largest centred square, so that faces are not squashed; "stretch" (runs of vsc before it) resizes the whole image.
+Both resize bilinearly with antialiasing.
 Normalisation is then as for the built-in sets (paper D.2: unit L2 norm per image by default).
 
 Own data have no official split: every tenth image (positions 9, 19, 29, ... in file / sorted-path
-order) is the test split, the rest the training split.
+order) is the test split, the rest the training split. A validation split (any data set) is carved from the
+training split (`carve`): a fraction of it spread evenly over it, so that every class of a folder has its share.
 
 Only the rows asked for are read (os.pread for .npy and uncompressed .npz, HDF5 hyperslabs, one
 file per image for folders), so a dataset larger than memory trains in bounded memory. Every read
@@ -57,6 +59,26 @@ def own_split(n: int, split: str) -> np.ndarray:
     if split == "test":
         return np.flatnonzero(is_test)
     raise VscError(f"unknown split {split!r}; choose train or test")
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def carve(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) positions among n training images: round(fraction * n) of them (at least 1 when
+    fraction > 0 and n > 1), spread evenly (positions floor((k + 1/2) n / m)), are the validation split."""
+    m = int(round(fraction * n)) if fraction else 0
+    m = min(max(m, 1 if fraction and n > 1 else 0), n - 1 if n > 1 else 0)
+    held = np.floor((np.arange(m) + 0.5) * n / m).astype(np.int64) if m else np.zeros(0, np.int64)
+    keep = np.ones(n, bool)
+    keep[held] = False
+    return np.flatnonzero(keep), held
+
+
+def pick_split(n: int, split: str, validation: float) -> np.ndarray:
+    """Positions of `split` (train or validation) among n images of the training split."""
+    train, held = carve(n, validation)
+    return held if split == "validation" else train
 
 
 class Images:
@@ -148,8 +170,9 @@ class Subset(Images):
 class _Pixels:
     """Turns raw blocks (B, ...) of an array into normalised float32 rows: layout, channels, size, scale."""
 
-    def __init__(self, shape: tuple, dtype: np.dtype, image_size: int | None, normalisation: str, what: str):
-        self.normalisation, self.image_size, self.what = normalisation, image_size, what
+    def __init__(self, shape: tuple, dtype: np.dtype, image_size: int | None, normalisation: str, what: str,
+                 aspect: str = "stretch"):
+        self.normalisation, self.image_size, self.what, self.aspect = normalisation, image_size, what, aspect
         if len(shape) == 3:
             self.layout, (h, w), c = "hw", shape[1:], 1
         elif len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] in (1, 3, 4):
@@ -183,7 +206,7 @@ class _Pixels:
         kind = {"f": "float", "b": "bool"}.get(self.dtype.kind, "16bit" if self.dtype.itemsize == 2 else "8bit")
         x = to_255(x, kind, self.what)
         if self.image_size and self.in_hw != (self.image_size, self.image_size):
-            x = resize(x, self.image_size)
+            x = resize(x, self.image_size, self.aspect)
         return normalise(x, self.normalisation)
 
 
@@ -202,10 +225,20 @@ def to_255(x: np.ndarray, kind: str, what: str) -> np.ndarray:
     return x
 
 
-def resize(x: np.ndarray, side: int) -> np.ndarray:
-    """(B, C, H, W) pixel values -> (B, C, side, side) float32, bilinear with antialiasing."""
+def centre_square(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the largest square centred in a height x width image."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def resize(x: np.ndarray, side: int, aspect: str = "stretch") -> np.ndarray:
+    """(B, C, H, W) pixel values -> (B, C, side, side) float32, bilinear with antialiasing; aspect "crop" first
+    cuts the centred square (centre_square), "stretch" resizes the whole image."""
     import torch
 
+    if aspect == "crop":
+        top, left, sq = centre_square(x.shape[2], x.shape[3])
+        x = x[:, :, top:top + sq, left:left + sq]
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return torch.nn.functional.interpolate(t, size=(side, side), mode="bilinear", antialias=True,
                                            align_corners=False).numpy()
@@ -226,11 +259,11 @@ class NpyFile(Images):
     """An .npy array (or an uncompressed .npz member) read row by row with os.pread: never mapped whole."""
 
     def __init__(self, path: Path, offset: int, shape: tuple, dtype: np.dtype, fortran: bool, labels,
-                 image_size, normalisation, what: str):
+                 image_size, normalisation, what: str, aspect: str = "stretch"):
         if fortran:
             raise VscError(f"{what}: Fortran-ordered arrays cannot be read in rows; save with np.ascontiguousarray")
         self.path, self.offset, self.dtype, self.raw_shape = Path(path), offset, np.dtype(dtype), tuple(shape)
-        self.pix = _Pixels(shape, self.dtype, image_size, normalisation, what)
+        self.pix = _Pixels(shape, self.dtype, image_size, normalisation, what, aspect)
         self.shape, self.name = self.pix.shape, what
         self.row_bytes = int(np.prod(shape[1:])) * self.dtype.itemsize
         self.labels = _labels(labels, shape[0], what)
@@ -287,13 +320,13 @@ def _labels(labels, n, what):
     return labels.astype(np.int64)
 
 
-def open_npy(path: Path, image_size, normalisation) -> Images:
+def open_npy(path: Path, image_size, normalisation, aspect: str = "stretch") -> Images:
     with open(path, "rb") as fh:
         shape, fortran, dtype, offset = _npy_header(fh, str(path))
-    return NpyFile(path, offset, shape, dtype, fortran, None, image_size, normalisation, str(path))
+    return NpyFile(path, offset, shape, dtype, fortran, None, image_size, normalisation, str(path), aspect)
 
 
-def open_npz(path: Path, image_size, normalisation) -> Images:
+def open_npz(path: Path, image_size, normalisation, aspect: str = "stretch") -> Images:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -321,14 +354,14 @@ def open_npz(path: Path, image_size, normalisation) -> Images:
                 start = info.header_offset + 30 + name_len + extra_len
                 raw.seek(start)
                 shape, fortran, dtype, offset = _npy_header(raw, what)
-            return NpyFile(path, offset, shape, dtype, fortran, labels, image_size, normalisation, what)
+            return NpyFile(path, offset, shape, dtype, fortran, labels, image_size, normalisation, what, aspect)
         with zf.open(names[key]) as fh:  # np.savez_compressed: no random access, so loaded whole
             shape, fortran, dtype, _ = _npy_header(fh, what)
             data = np.frombuffer(fh.read(), dtype)
         if data.size != int(np.prod(shape)):
             raise VscError(f"{what}: truncated array")
         data = data.reshape(shape, order="F" if fortran else "C")
-        pix = _Pixels(shape, dtype, image_size, normalisation, what)
+        pix = _Pixels(shape, dtype, image_size, normalisation, what, aspect)
         x = np.concatenate([pix(data[i:i + READ_BLOCK]) for i in range(0, len(data), READ_BLOCK)]) \
             if len(data) else np.zeros((0, int(np.prod(pix.shape))), np.float32)
         return Memory(x, _labels(labels, shape[0], what), pix.shape, what)
@@ -336,7 +369,7 @@ def open_npz(path: Path, image_size, normalisation) -> Images:
 
 # ------------------------------------------------------------------------------- HDF5
 class H5File(Images):
-    def __init__(self, path: Path, image_size, normalisation):
+    def __init__(self, path: Path, image_size, normalisation, aspect: str = "stretch"):
         import h5py
 
         self.path, self.name = Path(path), str(path)
@@ -344,7 +377,7 @@ class H5File(Images):
             if "images" not in f or not isinstance(f["images"], h5py.Dataset):
                 raise VscError(f"{path}: no 'images' dataset (it holds {', '.join(f.keys()) or 'nothing'})")
             ds = f["images"]
-            self.pix = _Pixels(ds.shape, ds.dtype, image_size, normalisation, f"{path}[images]")
+            self.pix = _Pixels(ds.shape, ds.dtype, image_size, normalisation, f"{path}[images]", aspect)
             labels = None
             if "labels" in f:
                 try:
@@ -383,11 +416,12 @@ def _h5(path):
 class Folder(Images):
     """One image file per row, decoded with Pillow when read."""
 
-    def __init__(self, root: Path, image_size, normalisation, progress: bool = False):
+    def __init__(self, root: Path, image_size, normalisation, progress: bool = False, aspect: str = "stretch"):
         from PIL import Image
         from vsc_cli.common.progress import tqdm
 
         self.root, self.name, self.normalisation, self.image_size = Path(root), str(root), normalisation, image_size
+        self.aspect = aspect
         files, skipped = [], 0
         seen = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -449,6 +483,9 @@ class Folder(Images):
                     else:
                         im = im.convert(self.mode)
                     if im.size != (w, h):
+                        if self.aspect == "crop":  # the centred square first: the aspect ratio is kept
+                            top, left, sq = centre_square(im.size[1], im.size[0])
+                            im = im.crop((left, top, left + sq, top + sq))
                         im = im.resize((w, h), Image.BILINEAR)
                     a = np.asarray(im, dtype=np.float32)
                     if a.ndim == 2 and c == 3:
@@ -462,42 +499,57 @@ class Folder(Images):
 
 
 # ------------------------------------------------------------------------------- entry point
-_OPENED: dict = {}  # (path, its mtime, image_size, normalisation) -> Images: a folder is scanned once per process
+_OPENED: dict = {}  # (path, its mtime, image_size, normalisation, aspect) -> Images: a folder is scanned once
 
 
-def open_own(path, image_size: int | None, normalisation: str, progress: bool = False) -> Images:
+def open_own(path, image_size: int | None, normalisation: str, progress: bool = False,
+             aspect: str = "stretch") -> Images:
     """All images of a user's file or folder (both splits)."""
     path = Path(path)
     if not path.exists():
         raise VscError(f"--data {path}: no such file or folder")
-    key = (str(path.resolve()), path.stat().st_mtime_ns, image_size, normalisation)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, image_size, normalisation, aspect)
     if key not in _OPENED:
         _OPENED.clear()  # one dataset at a time
-        _OPENED[key] = _open_own(path, image_size, normalisation, progress)
+        _OPENED[key] = _open_own(path, image_size, normalisation, progress, aspect)
     return _OPENED[key]
 
 
-def _open_own(path: Path, image_size, normalisation, progress) -> Images:
+def _open_own(path: Path, image_size, normalisation, progress, aspect) -> Images:
     if path.is_dir():
-        return Folder(path, image_size, normalisation, progress)
+        return Folder(path, image_size, normalisation, progress, aspect)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return open_npy(path, image_size, normalisation)
+        return open_npy(path, image_size, normalisation, aspect)
     if suffix == ".npz":
-        return open_npz(path, image_size, normalisation)
+        return open_npz(path, image_size, normalisation, aspect)
     if suffix in (".h5", ".hdf5", ".hdf", ".he5"):
-        return H5File(path, image_size, normalisation)
+        return H5File(path, image_size, normalisation, aspect)
     raise VscError(f"--data {path}: not a folder, .npy, .npz or HDF5 (.h5, .hdf5) file")
 
 
 def open_images(data: str, split: str, data_dir=None, normalisation: str = "unit", limit: int | None = None,
-                image_size: int | None = None, progress: bool = False) -> Images:
-    """The images of `split` ('train' or 'test') of a built-in dataset or of a user's file or folder."""
+                image_size: int | None = None, progress: bool = False, validation: float = 0.0,
+                aspect: str = "stretch") -> Images:
+    """The images of `split` ('train', 'validation' or 'test') of a built-in dataset or of a user's file or folder.
+    limit: the first N of the training split (or of the test split); validation: the fraction of those training
+    images that is the validation split (carve), the rest being 'train'; aspect: own images' resizing (_Pixels)."""
     from vsc_cli.data.datasets import image_shape, load_split
 
+    if split not in SPLITS:
+        raise VscError(f"unknown split {split!r}; choose {', '.join(SPLITS)}")
+    if split == "validation" and not validation:
+        raise VscError("this run has no validation split (it was trained with --validation 0)")
+    base = "test" if split == "test" else "train"
     if is_path(data):
-        images = open_own(data, image_size, normalisation, progress)
-        idx = own_split(len(images), split)
-        return images.subset(idx[:limit] if limit is not None else idx)
-    x, labels = load_split(data, split, data_dir, normalisation, limit, progress=progress, image_size=image_size)
+        images = open_own(data, image_size, normalisation, progress, aspect)
+        idx = own_split(len(images), base)
+        idx = idx[:limit] if limit is not None else idx
+        if base == "train" and validation:
+            idx = idx[pick_split(len(idx), split, validation)]
+        return images.subset(idx)
+    x, labels = load_split(data, base, data_dir, normalisation, limit, progress=progress, image_size=image_size)
+    if base == "train" and validation:
+        pick = pick_split(len(x), split, validation)
+        x, labels = x[pick], labels[pick]
     return Memory(x, labels, image_shape(data, x.shape[1]), data)

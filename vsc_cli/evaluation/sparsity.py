@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vsc_cli.common.errors import VscError
-from vsc_cli.evaluation.verdict import verdict
+from vsc_cli.evaluation.verdict import memorisation, verdict
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.encoding import active_elements, encode_batches, reconstruction_error  # noqa: F401
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity
@@ -93,4 +93,10 @@ def measure(source: Path, split: str = "test", data_dir=None, threshold: float =
     out.update(source=str(source), split=split)
     if is_run:  # a collapsed or dense run is never reported without a word (verdict.py)
         out["verdict"] = verdict(run.cfg, out["active_mean"], out.get("reconstruction_error"))
+        m = run.metrics or {}
+        if (run.checkpoint is not None and run.checkpoint.name == "best.safetensors") or not m.get("best_iteration"):
+            # metrics.json's numbers are those of the checkpoint opened here: its splits, side by side
+            out["splits"] = {s: m.get(f"{s}_reconstruction_error") for s in ("train", "validation", "test")
+                             if m.get(f"{s}_reconstruction_error") is not None}
+            out["memorisation"] = memorisation(m, run.cfg)
     return out, ran

@@ -34,6 +34,7 @@ from vsc_cli.common.safeio import atomic_write
 
 FORMAT = "vsc-checkpoint/2"
 CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"  # the checkpoint of the best validation ELBO so far: what commands on a run use
 LEGACY_CHECKPOINT = "checkpoint.pt"  # vsc 0.1 wrote torch.save pickles; they are never loaded
 MAX_HEADER_BYTES = 64 << 20  # a header larger than this is damage, not a checkpoint
 
@@ -142,6 +143,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tensors["rng/noise"] = state["rng"]["noise"]
     for rank, noise in enumerate(state["rng"].get("noise_ranks", []), start=1):  # torchrun: the other ranks'
         tensors[f"rng/noise/{rank}"] = noise
+    if "aug" in state["rng"]:  # the augmentation's draws (vsc before it has none)
+        tensors["rng/aug"] = state["rng"]["aug"]
+        for rank, aug in enumerate(state["rng"].get("aug_ranks", []), start=1):
+            tensors[f"rng/aug/{rank}"] = aug
     info = {k: v for k, v in state.items() if k not in ("model", "optimizer", "perm", "rng")}
     info["optimizer"] = opt_json
     info["format"] = FORMAT
@@ -181,6 +186,12 @@ def load_checkpoint(path: Path) -> dict:
         state["rng"] = {"data": tensors["rng/data"], "noise": tensors["rng/noise"], "noise_ranks": []}
         while f"rng/noise/{len(state['rng']['noise_ranks']) + 1}" in tensors:
             state["rng"]["noise_ranks"].append(tensors[f"rng/noise/{len(state['rng']['noise_ranks']) + 1}"])
+        if "rng/aug" in tensors:
+            state["rng"]["aug"], state["rng"]["aug_ranks"] = tensors["rng/aug"], []
+            while f"rng/aug/{len(state['rng']['aug_ranks']) + 1}" in tensors:
+                state["rng"]["aug_ranks"].append(tensors[f"rng/aug/{len(state['rng']['aug_ranks']) + 1}"])
+        if "validation" in state and not isinstance(state["validation"], dict):
+            raise KeyError("validation")
         if not isinstance(state.get("world_size", 1), int) or state.get("world_size", 1) < 1:
             raise KeyError("world_size")
         state["config"] = TrainConfig.from_dict(info["config"]).to_dict()  # validates every field

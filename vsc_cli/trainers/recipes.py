@@ -182,6 +182,7 @@ def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> Tra
     for name, value in NETWORKS[settings["network"]].defaults(data).items():  # the network's, per data set
         if settings.get(name) is None:
             settings = {**settings, name: value}
+    settings = {**settings, **held_out(recipe, data, settings)}
     base = TrainConfig(**settings)
     family = FAMILIES[base.model]
     given = {**recipe_settings(recipe if family.takes_recipe else "paper", base.iterations, base.alpha),
@@ -191,6 +192,28 @@ def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> Tra
     if problem:
         raise VscError(problem)
     return cfg
+
+
+VALIDATION = 0.1  # own data and CelebA: a tenth of the training images, as large as the test split
+PATIENCE = 5  # evaluations (5,000 iterations at --validate-every 1000) without a better validation ELBO
+
+
+def held_out(recipe: str, data: str, settings: dict) -> dict:
+    """The validation split, patience and aspect a run gets when they are not given: own data and CelebA (sets
+    small enough to memorise) hold out VALIDATION of their training images and stop after PATIENCE evaluations
+    without a better one; MNIST, Fashion-MNIST and the paper's recipe keep the paper's protocol (no validation
+    split, all 20,000 iterations). Own images resized to a square keep their aspect ratio (centre crop)."""
+    from vsc_cli.data.sources import is_path
+
+    out = {}
+    if settings.get("validation") is None:
+        small = is_path(data) or str(data).lower() == "celeba"
+        out["validation"] = VALIDATION if small and recipe != "paper" else 0.0
+    if settings.get("patience") is None:
+        out["patience"] = PATIENCE if out.get("validation", settings.get("validation")) else 0
+    if settings.get("aspect") is None and is_path(data):
+        out["aspect"] = "crop"
+    return out
 
 
 def same_setting(stored, wanted) -> bool:

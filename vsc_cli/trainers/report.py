@@ -57,9 +57,22 @@ def report_lines(metrics: dict, cfg, out) -> list[str]:
                      f"({family.objective_name} above is not an ELBO: {family.not_elbo_because}, docs/model.md)")
     elif cfg.kl_weight != 1.0:
         lines.append(f"trained with the KL weighted by {cfg.kl_weight:g}: the objective was not the ELBO above")
+    if metrics.get("train_reconstruction_error") is not None:
+        parts = [f"training {metrics['train_reconstruction_error']:.3f}"]
+        if metrics.get("validation_reconstruction_error") is not None:
+            parts.append(f"validation {metrics['validation_reconstruction_error']:.3f}")
+        parts.append(f"test {metrics['test_reconstruction_error']:.3f}")
+        lines.append(f"reconstruction error of the codes (over the mean image's): {', '.join(parts)}")
+    if metrics.get("best_iteration") is not None:
+        stopped = metrics.get("stopped_early_at")
+        lines.append(f"best checkpoint (validation ELBO {metrics['validation_elbo']:.2f}): iteration "
+                     f"{metrics['best_iteration']:,}, best.safetensors; the numbers above are its"
+                     + (f"; stopped early at iteration {stopped:,}" if stopped else ""))
     if metrics["seconds_per_1000_iterations"]:
         lines.append(f"time: {metrics['seconds_per_1000_iterations']:.1f} s per 1,000 iterations")
-    warning = collapse_warning(metrics, cfg)
-    if warning:
-        lines.append(warning)
+    from vsc_cli.evaluation.verdict import memorisation
+
+    for warning in (collapse_warning(metrics, cfg), memorisation(metrics, cfg)):
+        if warning:
+            lines.append(warning)
     return lines

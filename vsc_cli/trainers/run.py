@@ -20,6 +20,8 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.errors import VscError
 from vsc_cli.trainers import checkpoint
@@ -28,13 +30,16 @@ __all__ = ["Run", "open_split"]
 
 
 def open_split(data: str, split: str, data_dir=None, normalisation: str = "unit", limit: int | None = None,
-               image_size: int | None = None, progress: bool = False):
-    """The images (`data.sources.Images`) of `split` of a built-in set or a user's file or folder."""
-    from vsc_cli.data.sources import open_images
+               image_size: int | None = None, progress: bool = False, validation: float = 0.0,
+               aspect: str = "stretch"):
+    """The images (`data.sources.Images`) of `split` (train, validation, test) of a built-in set or a user's file or
+    folder; validation: the fraction of the training images held out (sources.carve)."""
+    from vsc_cli.data.sources import SPLITS, open_images
 
-    if split not in ("train", "test"):
-        raise VscError(f"split {split!r}: choose train or test")
-    return open_images(data, split, data_dir, normalisation, limit=limit, image_size=image_size, progress=progress)
+    if split not in SPLITS:
+        raise VscError(f"split {split!r}: choose {', '.join(SPLITS)}")
+    return open_images(data, split, data_dir, normalisation, limit=limit, image_size=image_size, progress=progress,
+                       validation=validation, aspect=aspect)
 
 
 class Run:
@@ -57,11 +62,15 @@ class Run:
         self._splits: dict = {}
 
     @classmethod
-    def open(cls, path, device="cpu", data: str | None = None, data_dir=None) -> "Run":
-        """The run in folder `path` (or the checkpoint file `path`); VscError for what no command accepts."""
+    def open(cls, path, device="cpu", data: str | None = None, data_dir=None, last: bool = False) -> "Run":
+        """The run in folder `path` (or the checkpoint file `path`); VscError for what no command accepts.
+        A folder opens at its best checkpoint by validation ELBO (best.safetensors) where it has one, at its last
+        (checkpoint.safetensors) with last=True or without a validation split."""
         path = Path(path)
         file = checkpoint.checkpoint_path(path)
-        state = checkpoint.load_checkpoint(path)
+        if path.is_dir() and not last and (path / checkpoint.BEST).is_file():
+            file = path / checkpoint.BEST
+        state = checkpoint.load_checkpoint(file)
         return cls(state, path if path.is_dir() else path.parent, device, data, data_dir, file)
 
     def __repr__(self) -> str:
@@ -111,7 +120,13 @@ class Run:
         key = (split, limit)
         if key not in self._splits:
             cfg = self.cfg
-            x = open_split(self.data, split, self.data_dir, cfg.normalisation, limit, cfg.image_size, progress)
+            own = self.data_override is None  # another set given to open has no validation split of the run's
+            held = (cfg.validation or 0.0) if own else 0.0
+            carved = held and split in ("train", "validation")  # carved from the first train_size images
+            x = open_split(self.data, split, self.data_dir, cfg.normalisation, cfg.train_size if carved else limit,
+                           cfg.image_size, progress, validation=held, aspect=cfg.aspect or "stretch")
+            if carved and limit is not None and limit < len(x):
+                x = x.subset(np.arange(limit))
             # the images must fit the model: the shape it recorded (or, for another set, the one it must have been)
             if (self.data_override or cfg.image_shape) and tuple(x.shape) != self.shape or x.pixels != self.pixels:
                 raise VscError(f"{self.data} images are {'x'.join(map(str, x.shape))} (channels x height x width), "

@@ -13,14 +13,15 @@ from vsc_cli.trainers import dist
 from vsc_cli.trainers.checkpoint import check_tensors, save_checkpoint
 
 
-def make_optimizer(model, lr: float) -> torch.optim.Adam:
-    """Adam, fused (one kernel for all parameters' updates instead of several passes per parameter) where torch
-    has it for the parameters' device and dtype; the plain one otherwise. A resumed run keeps the variant its
-    checkpoint recorded (load_state_dict restores the flag)."""
+def make_optimizer(model, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (AdamW, decoupled weight decay, when weight_decay > 0), fused (one kernel for all parameters' updates
+    instead of several passes per parameter) where torch has it for the parameters' device and dtype; the plain one
+    otherwise. A resumed run keeps the variant its checkpoint recorded (load_state_dict restores the flag)."""
+    make, kw = (torch.optim.AdamW, {"weight_decay": weight_decay}) if weight_decay else (torch.optim.Adam, {})
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return make(model.parameters(), lr=lr, fused=True, **kw)
     except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return make(model.parameters(), lr=lr, **kw)
 
 
 def noise_seed(seed: int, rank: int) -> int:
@@ -53,9 +54,13 @@ class RunState:
     def __init__(self, cfg, model, n: int, pixels: int, world, device):
         self.cfg, self.model, self.n, self.pixels, self.world, self.device = cfg, model, n, pixels, world, device
         self.shard = n // world.size  # DistributedSampler-style: rank r takes perm[r::size], the tail dropped
-        self.opt = make_optimizer(model, cfg.lr)
+        self.opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order (CPU; the same on every rank)
         self.noise_gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, world.rank))  # eps, eta
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 3 + 1_000_003 * world.rank)  # flips and crops
+        # the validation split's evaluations: their rows (validation.csv), the best ELBO and its iteration, the
+        # evaluations since it, and the iteration at which --patience stopped the run (None: it did not)
+        self.validation = {"rows": [], "best_elbo": None, "best_iteration": None, "since_best": 0, "stopped_at": None}
         self.perm, self.pos, self.iteration = torch.randperm(n, generator=self.data_gen), 0, 0
         self.seconds, self.last_good = 0.0, None  # training time of earlier sessions; the last checkpoint
         self.data_max = 0.0  # the largest pixel value of the training images (set by train._setup)
@@ -89,6 +94,10 @@ class RunState:
             self.opt.load_state_dict(state["optimizer"])
             self.data_gen.set_state(state["rng"]["data"])
             noise_states = [state["rng"]["noise"], *state["rng"].get("noise_ranks", [])]
+            if "aug" in state["rng"]:
+                aug_states = [state["rng"]["aug"], *state["rng"].get("aug_ranks", [])]
+                if world.rank < len(aug_states):
+                    self.aug_gen.set_state(aug_states[world.rank])
             if world.rank < len(noise_states):  # generator states are CPU byte tensors, even for cuda
                 self.noise_gen.set_state(noise_states[world.rank])
             else:  # a rank the interrupted run did not have
@@ -105,6 +114,8 @@ class RunState:
                 print(f"note: the run was trained by {stored_world} process(es), it goes on with {world.size}; "
                       "it starts a new pass over the data", file=sys.stderr)
         self.seconds, self.last_good = float(state.get("seconds", 0.0)), self.iteration
+        if "validation" in state:
+            self.validation = {**self.validation, **state["validation"]}
 
     def save(self, path: Path, log, seconds: float) -> list[str]:
         """Write the checkpoint at self.iteration (a collective: every rank calls it, rank 0 writes); returns the
@@ -112,13 +123,16 @@ class RunState:
         world = self.world
         window = log.window()
         noise = dist.all_gather(world, self.noise_gen.get_state(), self.device)
+        aug = dist.all_gather(world, self.aug_gen.get_state(), self.device)
         digests = agree(self.model, world, self.device)
         if world.main:
             save_checkpoint(path, {
                 "vsc_version": __version__, "config": self.cfg.to_dict(),
                 "pixels": self.pixels, "iteration": self.iteration, "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(), "perm": self.perm, "pos": self.pos, "seconds": seconds,
-                "rng": {"data": self.data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:]},
+                "rng": {"data": self.data_gen.get_state(), "noise": noise[0], "noise_ranks": noise[1:],
+                        "aug": aug[0], "aug_ranks": aug[1:]},
+                "validation": self.validation,
                 "log_window": {"sums": window, "count": log.count},  # a partial log.csv row
                 "world_size": world.size,
                 # the dataset cache folder it was trained from: commands on the run find its data from anywhere

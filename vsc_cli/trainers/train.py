@@ -27,7 +27,8 @@ from vsc_cli.models.regularisers import penalty_of, rate_kl
 from vsc_cli.models.schedule import Schedule, Step
 from vsc_cli.models.vae import VAE
 from vsc_cli.trainers import dist
-from vsc_cli.trainers.checkpoint import CHECKPOINT, load_checkpoint
+from vsc_cli.trainers.augment import augment, augments
+from vsc_cli.trainers.checkpoint import BEST, CHECKPOINT, load_checkpoint
 from vsc_cli.trainers.data import load_data
 from vsc_cli.trainers.log import LOG, TERM_COLUMNS, Log
 from vsc_cli.trainers.state import RunState, agree
@@ -39,18 +40,27 @@ EVAL_BATCH = 1000
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool = False) -> dict:
+def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool = False, mean_image=None) -> dict:
     """Mean per-image ELBO terms over x (a tensor or `Images`), with exact spike draws (c = inf) by default,
-    and sparsity."""
+    and sparsity. With mean_image (the training images' mean, (pixels,)) also the codes' reconstruction error:
+    the squared error of the decoded code E[z] = gamma mu over that of the mean image (evaluation/encoding.py's
+    reconstruction_error, which `vsc sparsity` reports)."""
     model.eval()
     param = next(model.parameters())
     gen = torch.Generator(device=param.device).manual_seed(10_000 + seed)
     sums = dict.fromkeys(TERM_COLUMNS, 0.0)  # the fixed ones first, in metrics.json's order; 0 where the family
     gamma_sum = None  # has no such term
     step = Step(c, 1.0, model.cfg.alpha)  # c = inf: Step.evaluation, the true ELBO
+    mean = None if mean_image is None else torch.as_tensor(mean_image).to(param.device, torch.float64)
+    err_code = err_mean = 0.0
     for start in tqdm(range(0, len(x), EVAL_BATCH), desc="evaluating", leave=False, disable=not progress):
         xb = x[start:start + EVAL_BATCH]
         xb = (torch.from_numpy(xb) if isinstance(xb, np.ndarray) else xb).to(param.device, param.dtype)
+        if mean is not None:
+            q = model.posterior(xb)
+            recon = model.decoder.mean(q.gamma * q.mu).double()
+            err_code += float(((xb.double() - recon) ** 2).sum())
+            err_mean += float(((xb.double() - mean) ** 2).sum())
         terms = model.elbo_terms(xb, step, generator=gen)
         gamma = terms.pop("gamma", None)
         for k, val in terms.items():
@@ -63,6 +73,8 @@ def evaluate(model: VAE, x, seed: int = 0, c: float = math.inf, progress: bool =
     if gamma_sum is not None:  # the aggregate spike-rate term's KL over the whole set, at the run's alpha
         out["aggregate_rate_kl"] = float(rate_kl(gamma_sum / len(x), model.cfg.alpha))
     out["sparsity"] = out.pop("active")  # expected fraction of non-zero latent elements (appendix E.2)
+    if mean is not None:
+        out["reconstruction_error"] = err_code / err_mean if err_mean > 0 else None
     return out
 
 
@@ -187,13 +199,15 @@ def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, wo
 
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     progress, ckpt_path = progress and world.main, out_dir / CHECKPOINT
-    cfg, run, x_train, x_test, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
+    cfg, run, data, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
+    x_train, x_val, x_test = data.train, data.validation, data.test
     model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
-    if resume and start == cfg.iterations:  # nothing to train; a kill during the final evaluation left no metrics
-        return _finished(run, x_test, out_dir, device, progress)
-    mean = dist.global_mean(world, device) if world.on else None  # a batch statistic over every process's batch
+    if resume and (start == cfg.iterations or run.validation["stopped_at"]):
+        return _finished(run, data, out_dir, device, progress)  # nothing to train (a kill during the final
+    mean = dist.global_mean(world, device) if world.on else None  # evaluation may have left no metrics)
     penalty, schedule, net = penalty_of(cfg, model.family, mean, model), Schedule(cfg), _parallel(model, world, device)
-    t0, shown = time.perf_counter(), None
+    t0, shown, val_shown = time.perf_counter(), None, _last_validation(run)
+    clock = StepClock(start, cfg.iterations, device, progress)
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
 
@@ -202,9 +216,15 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
         run.last_good = run.iteration
         stops.checkpointed()
 
+    def postfix(elbo):
+        bar.set_postfix(elbo=f"{elbo:.1f}" if elbo is not None else "-", c=f"{step.c:.0f}",
+                        **({"val": f"{val_shown:.1f}"} if val_shown is not None else {}), refresh=False)
+
     with Stops(world, device, cfg.checkpoint_minutes) as stops, contextlib.closing(bar):
-        for it in bar:  # the loop: a batch, the iteration's schedule, one step; the log row; the checkpoint
-            xb, step = x_train.take(run.next_batch(), device, dtype), schedule(it)
+        for it in bar:  # the loop: a batch (augmented), the iteration's schedule, one step; the log row; the
+            xb, step = x_train.take(run.next_batch(), device, dtype), schedule(it)  # validation; the checkpoint
+            if augments(cfg):
+                xb = augment(xb, x_train.shape, cfg, run.aug_gen)
             try:
                 value = training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good,
                                       penalty)
@@ -218,13 +238,26 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
                                         "a scale the networks' initialisation expects") from None
                 raise
             run.iteration = it + 1
+            clock.tick(run.iteration, bar)
             if run.iteration % cfg.log_every == 0 or run.iteration == cfg.iterations:
                 shown = log.write(run.iteration, step.c, run.seconds + time.perf_counter() - t0)
-                bar.set_postfix(elbo=f"{shown:.1f}" if shown is not None else "-", c=f"{step.c:.0f}", refresh=False)
+                postfix(shown)
             elif shown is None and progress and (run.iteration - start) % 10 == 1:
-                # before the first row: the mean over the window so far (the bar shows log rows' numbers after)
-                value = log.running_elbo()
-                bar.set_postfix(elbo=f"{value:.1f}" if value is not None else "-", c=f"{step.c:.0f}", refresh=False)
+                postfix(log.running_elbo())  # before the first row: the mean over the window so far
+            stop_early = False
+            if x_val is not None and (run.iteration % cfg.validate_every == 0 or run.iteration == cfg.iterations):
+                val_shown = validate(run, x_val, data.mean_image, out_dir, run.seconds + time.perf_counter() - t0,
+                                     log, progress)
+                postfix(shown)
+                v = run.validation
+                if cfg.patience and v["since_best"] >= cfg.patience and run.iteration < cfg.iterations:
+                    v["stopped_at"], stop_early = run.iteration, True
+                    if world.main:
+                        (bar.write if progress else print)(f"stopping early at iteration {run.iteration:,}: no better validation ELBO in "
+                                  f"{cfg.patience} evaluations since iteration {v['best_iteration']:,} "
+                                  f"({v['best_elbo']:.2f}); --patience 0 trains every iteration", file=sys.stderr)
+            if stop_early:
+                break
             signum, due = stops.poll()
             if signum is not None:
                 checkpoint()
@@ -237,18 +270,83 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
             if run.iteration == stop_at:
                 return None
     train_seconds = time.perf_counter() - t0
-    run.iteration = cfg.iterations
     digests = run.save(ckpt_path, log, run.seconds + train_seconds)
     if not world.main:
         return None
-    return _final_metrics(run, x_test, out_dir, device, train_seconds, cfg.iterations - start, digests, progress)
+    return _final_metrics(run, data, out_dir, device, train_seconds, run.iteration - start, digests, progress)
 
 
-def _finished(run, x_test, out_dir, device, progress):
+def _last_validation(run):
+    rows = run.validation["rows"]
+    return rows[-1]["elbo"] if rows else None
+
+
+VALIDATION_LOG = "validation.csv"
+RECONSTRUCTIONS = "reconstructions.png"
+VALIDATION_FIELDS = ("iteration", "elbo", "recon", "reconstruction_error", "sparsity", "best_iteration", "seconds")
+
+
+def validate(run, x_val, mean_image, out_dir: Path, seconds: float, log, progress: bool) -> float:
+    """One evaluation on the validation split (the ELBO with exact spike draws, the codes' reconstruction error):
+    a row of validation.csv, best.safetensors when the ELBO is the best so far, reconstructions.png; returns the
+    validation ELBO. Every rank evaluates (the same model: the same numbers) and takes part in the save."""
+    model, v = run.model, run.validation
+    terms = evaluate(model, x_val, run.cfg.seed, mean_image=mean_image)
+    improved = v["best_elbo"] is None or terms["elbo"] > v["best_elbo"]
+    if improved:
+        v["best_elbo"], v["best_iteration"], v["since_best"] = terms["elbo"], run.iteration, 0
+    else:
+        v["since_best"] += 1
+    v["rows"].append({"iteration": run.iteration, "elbo": terms["elbo"], "recon": terms["recon"],
+                      "reconstruction_error": terms["reconstruction_error"], "sparsity": terms["sparsity"],
+                      "best_iteration": v["best_iteration"], "seconds": round(seconds, 3)})
+    if improved:
+        run.save(out_dir / BEST, log, seconds)
+    if run.world.main:
+        lines = [",".join(VALIDATION_FIELDS)] + [",".join("" if r[k] is None else str(r[k]) for k in VALIDATION_FIELDS)
+                                                 for r in v["rows"]]
+        atomic_write_text(out_dir / VALIDATION_LOG, "\n".join(lines) + "\n")
+        write_reconstructions(model, x_val, out_dir / RECONSTRUCTIONS)
+    return terms["elbo"]
+
+
+def write_reconstructions(model, x, path: Path, count: int = 8) -> None:
+    """A small PNG: `count` images spread over x (top row) and their reconstructions from the codes E[z] (bottom),
+    each scaled by its own maximum as `vsc figure` draws them."""
+    from PIL import Image
+
+    from vsc_cli.evaluation.figures import tile
+    from vsc_cli.common.safeio import atomic_write
+
+    shape = tuple(model.cfg.image_shape) if model.cfg.image_shape else None
+    if shape is None:
+        from vsc_cli.data.datasets import image_shape
+        shape = image_shape(model.cfg.data, x.pixels)
+    idx = np.unique(np.linspace(0, len(x) - 1, min(count, len(x))).astype(np.int64))
+    rows = x[idx]
+    param = next(model.parameters())
+    model.eval()
+    with torch.no_grad():
+        q = model.posterior(torch.from_numpy(rows).to(param.device, param.dtype))
+        recon = model.decoder.mean(q.gamma * q.mu).float().cpu().numpy()
+    model.train()
+    cells = [[tile(r.reshape(shape)) for r in rows], [tile(r.reshape(shape)) for r in recon]]
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in cells], axis=0)
+    image = Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8))
+    scale = max(1, 64 // shape[1])  # small images drawn larger
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def _finished(run, data, out_dir, device, progress):
     """`--resume` of a run that trained all its iterations: its metrics, evaluated now if a kill during the final
     evaluation left none (a note on stderr says nothing was trained)."""
     cfg, world = run.cfg, run.world
-    if world.main:
+    if world.main and run.validation["stopped_at"]:
+        print(f"note: {out_dir} stopped early at iteration {run.validation['stopped_at']:,} (--patience "
+              f"{cfg.patience}); nothing to train", file=sys.stderr)
+    elif world.main:
         print(f"note: {out_dir} already trained all its {cfg.iterations:,} iterations; nothing to train "
               "(a longer run is a new run: --iterations N --out NEW_DIR)", file=sys.stderr)
     metrics_path = out_dir / METRICS
@@ -256,7 +354,7 @@ def _finished(run, x_test, out_dir, device, progress):
         metrics = json.loads(metrics_path.read_text()) if world.main else None
     else:
         digests = agree(run.model, world, device)
-        metrics = _final_metrics(run, x_test, out_dir, device, 0.0, 0, digests, progress) if world.main else None
+        metrics = _final_metrics(run, data, out_dir, device, 0.0, 0, digests, progress) if world.main else None
     return metrics
 
 
@@ -276,7 +374,7 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
     asked_backend = cfg.backend
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
         cfg = dataclasses.replace(cfg, backend=default_backend(device))
-    x_train, x_test, cfg, x_mean, data_max = load_data(cfg, data_dir, world, progress)
+    x_train, x_val, x_test, cfg, x_mean, data_max = load_data(cfg, data_dir, world, progress)
     if state is None and world.main:  # `vsc train --config RUN/config.toml` trains this run again, on any device
         atomic_write_text(out_dir / CONFIG, to_toml(dataclasses.replace(cfg, backend=asked_backend)))
     n, pixels, dtype = len(x_train), x_train.pixels, getattr(torch, cfg.dtype)
@@ -298,7 +396,63 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
     log = Log(out_dir / LOG, run.iteration if state is not None else None, world, device)
     if state is not None:
         log.sums, log.count = dict(state["log_window"]["sums"]), int(state["log_window"]["count"])
-    return cfg, run, x_train, x_test, log
+    return cfg, run, Data(x_train, x_val, x_test, x_mean), log
+
+
+@dataclasses.dataclass
+class Data:
+    """A run's splits (`Images`; validation None without one) and its training images' mean image."""
+    train: object
+    validation: object
+    test: object
+    mean_image: np.ndarray
+
+
+class StepClock:
+    """The honest start: after a few timed steps, one line on stderr with the time the rest of the run will take
+    on this device and, when that is long, what would shorten it. The first WARMUP steps are not timed (numba's
+    compilation, allocator warm-up)."""
+    WARMUP, TIMED = 3, 10
+    LONG = 15 * 60  # seconds: a run this long on the CPU is told what would shorten it
+
+    def __init__(self, start: int, total: int, device, progress: bool):
+        self.start, self.total, self.device, self.on = start, total, str(device), progress
+        self.t = None
+
+    def tick(self, iteration: int, bar) -> None:
+        if not self.on:
+            return
+        done = iteration - self.start
+        if done == self.WARMUP:
+            self.t = time.perf_counter()
+        elif done == self.WARMUP + self.TIMED and self.t is not None:
+            per_step = (time.perf_counter() - self.t) / self.TIMED
+            self.on = False
+            left = self.total - iteration
+            if left * per_step < 60:  # a short run needs no forecast
+                return
+            bar.write(estimate_line(per_step, left, self.device, torch.cuda.is_available()), file=sys.stderr)
+
+
+def duration(seconds: float) -> str:
+    """'2 h 05 min', '14 min', '40 s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+def estimate_line(per_step: float, left: int, device: str, cuda_available: bool) -> str:
+    """The forecast line: the time of the `left` iterations at `per_step` seconds each, and what fits."""
+    line = f"estimated time: about {duration(per_step * left)} for the {left:,} iterations left on {device} " \
+           f"({per_step:.3f} s a step, timed over {StepClock.TIMED})"
+    if device.startswith("cpu") and per_step * left > StepClock.LONG:
+        if cuda_available:
+            line += "; a GPU is there: --device cuda (or --device auto) trains faster"
+        else:
+            line += ("; on a CPU, fewer --iterations or a smaller network (e.g. --set channels=16,32,64,128 for the "
+                     "conv network) shorten it, and --patience stops it once the validation ELBO stops improving")
+    return line
 
 
 def recorded_data_dir(data: str, data_dir) -> str | None:
@@ -307,6 +461,15 @@ def recorded_data_dir(data: str, data_dir) -> str | None:
     from vsc_cli.data.sources import is_path
 
     return None if is_path(data) else str(Path(data_dir or default_data_dir()).resolve())
+
+
+def _best_model(run, path: Path):
+    """The model of the best checkpoint (best.safetensors), on the run's device; the training model is untouched."""
+    import copy
+
+    model = copy.deepcopy(run.model)
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
 
 
 def _parallel(model, world, device):
@@ -318,12 +481,32 @@ def _parallel(model, world, device):
     return DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
 
 
-def _final_metrics(run, x_test, out_dir, device, train_seconds, done, digests, progress) -> dict:
-    """The test-set metrics of a finished run, written to metrics.json (rank 0)."""
+TRAIN_SAMPLE = 1000  # training images (spread evenly) whose ELBO and error metrics.json sets beside the test split's
+
+
+def _final_metrics(run, data, out_dir, device, train_seconds, done, digests, progress) -> dict:
+    """The metrics of a finished run, written to metrics.json (rank 0): the test split's ELBO terms and the codes'
+    reconstruction error, the same on TRAIN_SAMPLE training images and (with one) the validation split, and the
+    gaps between them. With a validation split every number is the best checkpoint's (best_iteration), which the
+    commands on the run use too."""
     cfg, model, world = run.cfg, run.model, run.world
-    metrics = {f"test_{k}": v for k, v in evaluate(model, x_test, cfg.seed, progress=progress).items()}
+    v = run.validation
+    if data.validation is not None and v["best_iteration"] is not None and (out_dir / BEST).is_file():
+        model = _best_model(run, out_dir / BEST)
+    metrics = {f"test_{k}": v for k, v in evaluate(model, data.test, cfg.seed, progress=progress,
+                                                   mean_image=data.mean_image).items()}
+    sample = np.unique(np.linspace(0, len(data.train) - 1, min(TRAIN_SAMPLE, len(data.train))).astype(np.int64))
+    train_terms = evaluate(model, data.train.subset(sample), cfg.seed, mean_image=data.mean_image)
+    metrics.update(train_elbo=train_terms["elbo"], train_reconstruction_error=train_terms["reconstruction_error"],
+                   train_sample=len(sample))
+    if data.validation is not None:
+        val_terms = evaluate(model, data.validation, cfg.seed, mean_image=data.mean_image)
+        metrics.update(validation_elbo=val_terms["elbo"],
+                       validation_reconstruction_error=val_terms["reconstruction_error"],
+                       best_iteration=v["best_iteration"], stopped_early_at=v["stopped_at"])
+    metrics["elbo_gap"] = metrics["train_elbo"] - metrics["test_elbo"]  # per image: > 0 when training images fit better
     metrics.update(
-        iterations=cfg.iterations, alpha=cfg.alpha if model.family.uses_alpha else None,
+        iterations=run.iteration, alpha=cfg.alpha if model.family.uses_alpha else None,
         seconds=run.seconds + train_seconds,
         seconds_per_1000_iterations=(train_seconds / done * 1000) if done else None,
         images_per_second=(done * cfg.batch_size * world.size / train_seconds) if done else None,
