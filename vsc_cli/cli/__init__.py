@@ -78,8 +78,9 @@ def download(dataset, data_dir, source, quiet):
 @run_option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
             help="Continue the interrupted run in this directory (its own config is used).")
 @run_option("--force", is_flag=True, help="Overwrite a finished or partial run in --out.")
-@run_option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-            help="Torch device for the networks.")
+@run_option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+            help="Torch device for the networks; auto: cuda when PyTorch sees a GPU, else cpu (a resumed run "
+                 "whose spike-and-slab op is numba's, a CPU kernel, stays on the CPU).")
 @data_dir_option
 @run_option("--quiet", is_flag=True, help="No progress bar.")
 @run_option("--detect-anomaly", is_flag=True,
@@ -101,6 +102,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 
     ctx = click.get_current_context()
     typed = {n for n in opts if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    device = auto_device(device, opts["backend"], resume)
     check_backend(opts["backend"], device)
     recipe_typed = ctx.get_parameter_source("recipe") == click.core.ParameterSource.COMMANDLINE
     cfg, out = run_config(opts, typed, recipe, recipe_typed, paper, config_file, resume, out, force)
@@ -109,6 +111,26 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     if metrics is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     click.echo(json.dumps(metrics, indent=2) if as_json else "\n".join(report_lines(metrics, cfg, out)))
+
+
+def auto_device(device: str, backend: str, resume) -> str:
+    """--device auto: cuda when PyTorch sees a GPU, else cpu; the CPU for --backend numba, and for a resumed run
+    whose recorded op is numba's (its checkpoint names the backend it used)."""
+    if device != "auto":
+        return device
+    import torch
+
+    if backend == "numba" or not torch.cuda.is_available():
+        return "cpu"
+    if resume is not None:
+        from vsc_cli.trainers.checkpoint import load_checkpoint
+
+        try:
+            if load_checkpoint(resume)["config"].get("backend") == "numba":
+                return "cpu"
+        except Exception:  # noqa: BLE001 - training itself says what is wrong with the checkpoint
+            return "cpu"
+    return "cuda"
 
 
 @main.command()

@@ -450,7 +450,7 @@ def estimate_line(per_step: float, left: int, device: str, cuda_available: bool)
         if cuda_available:
             line += "; a GPU is there: --device cuda (or --device auto) trains faster"
         else:
-            line += ("; on a CPU, fewer --iterations or a smaller network (e.g. --set channels=16,32,64,128 for the "
+            line += ("; on a CPU, fewer --iterations or a smaller network (e.g. --channels 16,32,64,128 for the "
                      "conv network) shorten it, and --patience stops it once the validation ELBO stops improving")
     return line
 
