@@ -65,9 +65,10 @@ def test_own_data_have_three_disjoint_splits_and_the_test_split_is_unchanged(tmp
 
 
 def test_builtin_sets_keep_the_papers_protocol_and_small_sets_hold_out():
-    assert resolve(data="fmnist").validation == 0.0 and resolve(data="fmnist").patience == 0
+    assert not resolve(data="fmnist").validation and not resolve(data="fmnist").patience
+    assert resolve(data="fmnist") == resolve(data="fmnist", validation=None, patience=None)
     assert resolve(data="celeba").validation == 0.1 and resolve(data="celeba").patience == 5
-    assert resolve("paper", data="celeba").validation == 0.0
+    assert not resolve("paper", data="celeba").validation
     assert resolve(data="celeba", validation=0.2, patience=0).patience == 0
     assert TrainConfig().validation is None  # a checkpoint of vsc before the split: none
 
@@ -281,3 +282,31 @@ def test_memorisation_warning_and_its_advice():
     assert memorisation({"train_reconstruction_error": 0.30, "test_reconstruction_error": 0.31}, cfg) is None
     assert memorisation({}, cfg) is None
     assert "--validation 0.1" in memorisation(m, resolve(data="fmnist"))
+
+
+# ------------------------------------------------------------------------------------------ the API
+def test_the_api_reopens_a_photo_runs_data_at_its_size_and_gives_pixels(tmp_path):
+    import vsc_cli as vsc
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):  # 12 x 16 colour photos, resized to 8 x 8 by the run
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    cfg = vsc.train_config(data=str(folder), image_size=8, dim=4, network="mlp", hidden=(8,), iterations=5,
+                           batch_size=8)
+    vsc.fit(cfg, tmp_path / "run", progress=False)
+    run = vsc.load(tmp_path / "run")
+    x, labels = run.dataset("test")
+    assert x.shape == (4, 3, 8, 8) and run.encode(x).code.shape == (4, 4)
+    xv, _ = vsc.dataset(run, "validation")
+    assert xv.shape == (4, 3, 8, 8)  # a tenth of the 36 training images
+    px = run.to_pixels(run.reconstruct(x))
+    assert px.shape == (4, 8, 8, 3) and px.dtype == np.uint8
+    # the plain definition: clip at 0, each image over its own maximum, times 255, rounded
+    rec = np.clip(run.reconstruct(x).numpy().astype(np.float64), 0, None)
+    expect = np.rint(rec / rec.reshape(4, -1).max(1)[:, None, None, None] * 255).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(px, expect.astype(np.uint8))
+    raw = vsc.dataset(str(folder), "test", normalisation="01", image_size=8)[0]
+    assert np.abs(vsc.to_pixels(raw, "01").astype(int) - np.rint(raw * 255).transpose(0, 2, 3, 1)).max() == 0

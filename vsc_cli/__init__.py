@@ -10,7 +10,7 @@
 
 from vsc_cli.common.version import __version__
 
-_API = ("load", "dataset", "Run", "Codes", "train_config", "fit")
+_API = ("load", "dataset", "to_pixels", "Run", "Codes", "train_config", "fit")
 __all__ = ["__version__", *_API]
 
 

@@ -122,9 +122,10 @@ ROWS = (
 )
 
 
-def read_factors(path: Path, split: str, n: int) -> np.ndarray:
+def read_factors(path: Path, split: str, n: int, validation: float = 0.0, train_size: int | None = None) -> np.ndarray:
     """The `factors` of the split's rows of a set with known factors (own data's split: every tenth is a test
-    image); VscError when the file has none or they do not fit the n images encoded."""
+    image; a run's validation split carved from its first train_size training images, sources.carve); VscError
+    when the file has none or they do not fit the n images encoded."""
     try:
         f = np.load(path)
         if not isinstance(f, np.lib.npyio.NpzFile):  # an .npy file: one array, no names
@@ -134,11 +135,17 @@ def read_factors(path: Path, split: str, n: int) -> np.ndarray:
             if "factors" not in f.files:
                 raise VscError(f"--truth {path}: no 'factors' array (make one with vsc synth)")
             factors = np.asarray(f["factors"], dtype=np.float64)
-    except (OSError, ValueError) as exc:
-        raise VscError(f"--truth {path}: not a readable .npz file ({exc})") from None
+    except (OSError, ValueError) as exc:  # a text file, a pickle, a damaged archive
+        why = "it holds pickled objects, which are never loaded" if "pickle" in str(exc) else str(exc)
+        raise VscError(f"--truth {path}: not a readable .npz file ({why}); make one with vsc synth") from None
     if factors.ndim != 2:
         raise VscError(f"--truth {path}: 'factors' must be (images, factors), not {factors.shape}")
-    rows = own_split(len(factors), split)
+    rows = own_split(len(factors), "test" if split == "test" else "train")
+    if split != "test" and validation:
+        from vsc_cli.data.sources import pick_split
+
+        rows = rows[:train_size] if train_size is not None else rows
+        rows = rows[pick_split(len(rows), split, validation)]
     if len(rows) != n:
         raise VscError(f"--truth {path}: its {len(factors)} images give {len(rows)} {split} images, the run's data "
                        f"{n}; give the file the run was trained on")

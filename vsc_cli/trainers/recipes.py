@@ -205,12 +205,12 @@ def held_out(recipe: str, data: str, settings: dict) -> dict:
     split, all 20,000 iterations). Own images resized to a square keep their aspect ratio (centre crop)."""
     from vsc_cli.data.sources import is_path
 
-    out = {}
-    if settings.get("validation") is None:
-        small = is_path(data) or str(data).lower() == "celeba"
-        out["validation"] = VALIDATION if small and recipe != "paper" else 0.0
-    if settings.get("patience") is None:
-        out["patience"] = PATIENCE if out.get("validation", settings.get("validation")) else 0
+    out = {}  # None (not set) is no validation split and no patience: the paper's protocol, left as it was
+    small = is_path(data) or str(data).lower() == "celeba"
+    if settings.get("validation") is None and small and recipe != "paper":
+        out["validation"] = VALIDATION
+    if settings.get("patience") is None and out.get("validation", settings.get("validation")):
+        out["patience"] = PATIENCE
     if settings.get("aspect") is None and is_path(data):
         out["aspect"] = "crop"
     return out
