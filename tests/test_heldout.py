@@ -310,3 +310,15 @@ def test_the_api_reopens_a_photo_runs_data_at_its_size_and_gives_pixels(tmp_path
     np.testing.assert_array_equal(px, expect.astype(np.uint8))
     raw = vsc.dataset(str(folder), "test", normalisation="01", image_size=8)[0]
     assert np.abs(vsc.to_pixels(raw, "01").astype(int) - np.rint(raw * 255).transpose(0, 2, 3, 1)).max() == 0
+
+
+def test_device_auto_is_cuda_only_where_torch_sees_a_gpu(monkeypatch, tmp_path):
+    from vsc_cli.cli import auto_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto_device("auto", "auto", None) == "cpu" and auto_device("cuda", "auto", None) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert auto_device("auto", "auto", None) == "cuda" and auto_device("auto", "numba", None) == "cpu"
+    path = photos(tmp_path)
+    train(small(path, iterations=2, backend="numba"), tmp_path / "run", progress=False)
+    assert auto_device("auto", "auto", tmp_path / "run") == "cpu"  # a numba run resumes on the CPU
