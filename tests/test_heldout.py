@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from vsc_cli.cli import main
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.data import sources
-from vsc_cli.evaluation.verdict import memorisation
+from vsc_cli.trainers.report import memorisation
 from vsc_cli.trainers import train as train_module
 from vsc_cli.trainers.augment import augment
 from vsc_cli.trainers.checkpoint import load_checkpoint
@@ -83,12 +83,16 @@ def small(path, **kw):
 
 def test_validation_rows_the_best_checkpoint_and_what_commands_open(tmp_path):
     path = photos(tmp_path)
-    metrics = train(small(path), tmp_path / "run", progress=False)
+    cfg = small(path)
+    assert (cfg.pretrain, cfg.pretrain_ramp) == (24, 12)  # the default recipe: the objective settles at 36
+    metrics = train(cfg, tmp_path / "run", progress=False)
     with open(tmp_path / "run" / "validation.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["iteration"]) for r in rows] == [10, 20, 30, 40, 50, 60]
+    # evaluations during spike pre-training and its ramp are written, not compared
+    assert [r["best_iteration"] for r in rows[:3]] == ["", "", ""]
     elbos = [float(r["elbo"]) for r in rows]
-    best = int(np.argmax(elbos))
+    best = 3 + int(np.argmax(elbos[3:]))
     assert metrics["best_iteration"] == int(rows[best]["iteration"])
     assert load_checkpoint(tmp_path / "run" / "best.safetensors")["iteration"] == metrics["best_iteration"]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")["iteration"] == 60
@@ -131,7 +135,7 @@ def test_reconstruction_error_in_metrics_is_the_reference_on_the_test_split(tmp_
 
 def test_patience_stops_early_and_resume_has_nothing_to_do(tmp_path, monkeypatch):
     path = photos(tmp_path)
-    cfg = small(path, iterations=400, patience=2, lr=0.05)
+    cfg = small(path, iterations=400, patience=2, lr=0.05, pretrain=0, pretrain_ramp=0)  # settled from the start
     # the validation ELBO a run sees: better twice, then never again
     values = iter([1.0, 2.0, 1.5, 1.4, 1.3, 1.2])
     real = train_module.evaluate
@@ -313,7 +317,7 @@ def test_the_api_reopens_a_photo_runs_data_at_its_size_and_gives_pixels(tmp_path
 
 
 def test_device_auto_is_cuda_only_where_torch_sees_a_gpu(monkeypatch, tmp_path):
-    from vsc_cli.cli import auto_device
+    from vsc_cli.trainers.dist import auto_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert auto_device("auto", "auto", None) == "cpu" and auto_device("cuda", "auto", None) == "cuda"
@@ -322,3 +326,18 @@ def test_device_auto_is_cuda_only_where_torch_sees_a_gpu(monkeypatch, tmp_path):
     path = photos(tmp_path)
     train(small(path, iterations=2, backend="numba"), tmp_path / "run", progress=False)
     assert auto_device("auto", "auto", tmp_path / "run") == "cpu"  # a numba run resumes on the CPU
+
+
+def test_the_schedule_settles_after_pretraining_annealing_and_warmup():
+    from vsc_cli.models.schedule import Schedule
+
+    # default recipe at alpha 0.01: pre-training 8,000 + ramp 4,000; alpha held 8,000 then annealed over 6,000
+    assert Schedule(resolve(alpha=0.01, iterations=20_000)).settled == 14_000
+    assert Schedule(resolve(alpha=0.2, iterations=20_000)).settled == 12_000  # nothing to anneal above 0.1
+    assert Schedule(resolve("paper", iterations=20_000)).settled == 0
+    assert Schedule(resolve("paper", iterations=20_000, kl_warmup=500)).settled == 500
+    schedule = Schedule(resolve(alpha=0.01, iterations=20_000))
+    settled = schedule.settled
+    for it in (settled - 1, settled, settled + 1000):  # the steps from there on differ only in c
+        step = schedule(it)
+        assert (step.slab_scale, step.alpha, step.kl_weight) == (1.0, 0.01, 1.0)

@@ -194,7 +194,8 @@ def test_folder_npy_and_hdf5_train_and_encode(tmp_path):
     result = run("encode", tmp_path / "run-folder", "-o", codes, "--quiet")
     assert result.exit_code == 0, result.output
     with h5py.File(codes) as f:
-        assert f["train/code"].shape == (108, 4) and f["test/code"].shape == (12, 4)
+        # 120 images: 12 test; of the 108 training images a tenth (11) is the validation split
+        assert f["train/code"].shape == (97, 4) and f["test/code"].shape == (12, 4)
         order = np.argsort([f"class_{y[i]}/img_{i:04d}" for i in range(120)], kind="stable")
         np.testing.assert_array_equal(f["test/labels"][:], y[order][own_split(120, "test")])
     result = run("figure", "codes", tmp_path / "run-folder", "-o", tmp_path / "fig.png", "--count", "2")

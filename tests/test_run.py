@@ -148,7 +148,7 @@ def test_the_api_is_built_over_the_run(fmnist_run, shared_data):
     np.testing.assert_array_equal(again, want)
     raw, _ = vsc.dataset(api, "test", data_dir=shared_data, limit=30, normalisation="none")
     assert raw.max() > 1 and raw.shape == (30, 1, 28, 28)
-    with pytest.raises(VscError, match="choose train or test"):
+    with pytest.raises(VscError, match="choose train, validation, test"):
         vsc.dataset(api, "valid", data_dir=shared_data)
 
 

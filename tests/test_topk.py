@@ -130,7 +130,7 @@ def test_a_resumed_run_goes_on_exactly_with_its_auxk_counter(topk_run):
     from vsc_cli.trainers.recipes import resolve
     from vsc_cli.trainers.train import train
 
-    cfg = resolve("paper", model="topk", k=2, dim=8, hidden=(16,), data=str(root / "x.npy"), iterations=30,
+    cfg = resolve("default", model="topk", k=2, dim=8, hidden=(16,), data=str(root / "x.npy"), iterations=30,
                   batch_size=20, dead_after=40, log_every=10, checkpoint_every=10)
     assert train(cfg, cut, progress=False, stop_at=15) is None
     assert load_checkpoint(cut)["model"]["since_fired"].shape == (8,)  # the counter is saved with the model

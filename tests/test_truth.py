@@ -157,7 +157,8 @@ def test_synth_train_and_score_through_the_commands(tmp_path):
     import vsc_cli
 
     run = vsc_cli.load(tmp_path / "run")
-    train, _ = vsc_cli.dataset(str(x), "train", normalisation="01")
+    train, _ = run.dataset("train")  # the run's training images: the training split less its validation split
+    assert len(train) == 162 and len(run.dataset("validation")[0]) == 18
     test, _ = vsc_cli.dataset(str(x), "test", normalisation="01")
     recon = run.decode(run.encode(test).code).numpy().astype(np.float64)
     sse = ((test - recon) ** 2).sum((1, 2, 3))

@@ -96,6 +96,7 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
 
     Several processes: torchrun --standalone --nproc-per-node 2 --no-python vsc train --data fmnist
     """
+    from vsc_cli.trainers.dist import auto_device
     from vsc_cli.trainers.launch import run_config
     from vsc_cli.trainers.report import report_lines
     from vsc_cli.trainers.train import train as run_training
@@ -111,26 +112,6 @@ def train(out, resume, force, device, data_dir, quiet, as_json, detect_anomaly, 
     if metrics is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     click.echo(json.dumps(metrics, indent=2) if as_json else "\n".join(report_lines(metrics, cfg, out)))
-
-
-def auto_device(device: str, backend: str, resume) -> str:
-    """--device auto: cuda when PyTorch sees a GPU, else cpu; the CPU for --backend numba, and for a resumed run
-    whose recorded op is numba's (its checkpoint names the backend it used)."""
-    if device != "auto":
-        return device
-    import torch
-
-    if backend == "numba" or not torch.cuda.is_available():
-        return "cpu"
-    if resume is not None:
-        from vsc_cli.trainers.checkpoint import load_checkpoint
-
-        try:
-            if load_checkpoint(resume)["config"].get("backend") == "numba":
-                return "cpu"
-        except Exception:  # noqa: BLE001 - training itself says what is wrong with the checkpoint
-            return "cpu"
-    return "cuda"
 
 
 @main.command()

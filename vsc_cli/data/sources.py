@@ -539,7 +539,8 @@ def open_images(data: str, split: str, data_dir=None, normalisation: str = "unit
     if split not in SPLITS:
         raise VscError(f"unknown split {split!r}; choose {', '.join(SPLITS)}")
     if split == "validation" and not validation:
-        raise VscError("this run has no validation split (it was trained with --validation 0)")
+        raise VscError("this run has no validation split (it was trained without --validation); use --split train "
+                       "or test")
     base = "test" if split == "test" else "train"
     if is_path(data):
         images = open_own(data, image_size, normalisation, progress, aspect)

@@ -19,6 +19,7 @@ import numpy as np
 from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.safeio import atomic_write, check_writable_folder
+from vsc_cli.data.display import tile
 
 # torch, the model and the data are imported when a figure is drawn: the command line reads KINDS for its choices
 CONSISTENCY_IMAGES = 2000  # the split's first images over which the consistency figure scores the elements
@@ -113,13 +114,6 @@ def decode(model, z: np.ndarray, shape) -> np.ndarray:
     with torch.no_grad():
         out = model.decoder.mean(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)))
     return out.numpy().reshape(len(z), *shape)
-
-
-def tile(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) unit-norm image -> (H, W) or (H, W, 3) in [0, 1], scaled by its own maximum."""
-    img = np.clip(img, 0, None)
-    img = img / img.max() if img.max() > 0 else img
-    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
 
 
 def _pick(loaded: Loaded, indices, count: int) -> list[int]:

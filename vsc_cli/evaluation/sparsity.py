@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from vsc_cli.common.errors import VscError
-from vsc_cli.evaluation.verdict import memorisation, verdict
+from vsc_cli.evaluation.verdict import verdict
+from vsc_cli.trainers.report import memorisation
 from vsc_cli.evaluation.codes import read_gamma, read_labels
 from vsc_cli.evaluation.encoding import active_elements, encode_batches, reconstruction_error  # noqa: F401
 from vsc_cli.evaluation.metrics import ALWAYS, THRESHOLD, USED, active_sets, dimension_use, specificity

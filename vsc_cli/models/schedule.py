@@ -70,6 +70,16 @@ class Schedule:
     def __init__(self, cfg):
         self.cfg = cfg
 
+    @property
+    def settled(self) -> int:
+        """The first iteration (1-based count of iterations done) from which the objective no longer changes but
+        for c: spike pre-training and its ramp over (lambda = 1), alpha annealed to the run's, the KL at full
+        weight. Validation ELBOs before it are not compared (training.py: the best checkpoint, --patience): during
+        pre-training the decoder has never seen a slab value, so the true ELBO means little yet."""
+        get = self.cfg.get
+        alpha_done = get("alpha_hold", 0) + get("alpha_anneal", 0) if get("alpha_start", None) is not None else 0
+        return max(get("pretrain", 0) + get("pretrain_ramp", 0), alpha_done, self.cfg.kl_warmup)
+
     def __call__(self, it: int) -> Step:
         cfg = self.cfg
         # a family without a spike has none of its settings: the values that leave the step as the paper's

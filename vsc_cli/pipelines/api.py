@@ -27,6 +27,7 @@ from vsc_cli.trainers.run import Run as Opened, open_split
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.registry import FAMILIES
 from vsc_cli.common.errors import VscError
+from vsc_cli.data.display import to_pixels
 from vsc_cli.evaluation.encoding import Codes, encode_tensor
 
 __all__ = ["Codes", "Run", "load", "dataset", "to_pixels", "train_config", "fit"]
@@ -178,30 +179,6 @@ def dataset(name, split: str = "test", data_dir=None, normalisation: str | None 
         images = open_split(name, split, data_dir, normalisation or "unit", limit, image_size)
     x = images[:]
     return x.reshape(len(x), *images.shape), np.asarray(images.labels, dtype=np.int64)
-
-
-def to_pixels(images, normalisation: str = "unit", shape: tuple | None = None) -> np.ndarray:
-    """Normalised images (N, C, H, W), (C, H, W), or flat rows with `shape`) -> uint8 pixels (N, H, W, C).
-    '01' and 'none' images go back to 0..255 exactly (times 255, or as they are); 'unit' images have lost their
-    brightness (each was divided by its L2 norm), so each is scaled by its own maximum, as `vsc figure` draws
-    them. Negative values (a decoder's mean may dip below 0) become 0."""
-    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    x = x.astype(np.float64)
-    if shape is not None:
-        x = x.reshape(-1, *shape)
-    elif x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise VscError(f"images of shape {tuple(np.shape(images))}: give (N, C, H, W), or rows with shape=(C, H, W)")
-    x = np.clip(x, 0, None)
-    if normalisation == "unit":
-        top = x.reshape(len(x), -1).max(1, initial=0.0).reshape(-1, 1, 1, 1)
-        x = np.where(top > 0, x / np.where(top > 0, top, 1.0), 0.0) * 255.0
-    elif normalisation == "01":
-        x = x * 255.0
-    elif normalisation != "none":
-        raise VscError(f"normalisation {normalisation!r}: choose unit, 01 or none")
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def train_config(recipe: str = "default", **settings) -> TrainConfig:

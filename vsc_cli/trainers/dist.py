@@ -189,3 +189,21 @@ def global_mean(world, device):
         return gbar + (total - gbar.detach())
 
     return mean
+
+
+def auto_device(device: str, backend: str, resume) -> str:
+    """--device auto: cuda when PyTorch sees a GPU, else cpu; the CPU for --backend numba, and for a resumed run
+    whose recorded op is numba's (its checkpoint names the backend it used)."""
+    if device != "auto":
+        return device
+    if backend == "numba" or not torch.cuda.is_available():
+        return "cpu"
+    if resume is not None:
+        from vsc_cli.trainers.checkpoint import load_checkpoint
+
+        try:
+            if load_checkpoint(resume)["config"].get("backend") == "numba":
+                return "cpu"
+        except Exception:  # noqa: BLE001 - training itself says what is wrong with the checkpoint
+            return "cpu"
+    return "cuda"

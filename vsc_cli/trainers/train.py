@@ -247,7 +247,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
             stop_early = False
             if x_val is not None and (run.iteration % cfg.validate_every == 0 or run.iteration == cfg.iterations):
                 val_shown = validate(run, x_val, data.mean_image, out_dir, run.seconds + time.perf_counter() - t0,
-                                     log, progress)
+                                     log, counts=run.iteration >= schedule.settled)
                 postfix(shown)
                 v = run.validation
                 if cfg.patience and v["since_best"] >= cfg.patience and run.iteration < cfg.iterations:
@@ -286,16 +286,18 @@ RECONSTRUCTIONS = "reconstructions.png"
 VALIDATION_FIELDS = ("iteration", "elbo", "recon", "reconstruction_error", "sparsity", "best_iteration", "seconds")
 
 
-def validate(run, x_val, mean_image, out_dir: Path, seconds: float, log, progress: bool) -> float:
+def validate(run, x_val, mean_image, out_dir: Path, seconds: float, log, counts: bool = True) -> float:
     """One evaluation on the validation split (the ELBO with exact spike draws, the codes' reconstruction error):
     a row of validation.csv, best.safetensors when the ELBO is the best so far, reconstructions.png; returns the
-    validation ELBO. Every rank evaluates (the same model: the same numbers) and takes part in the save."""
+    validation ELBO. counts: whether the schedule has settled (Schedule.settled): before, the row is written but
+    neither the best checkpoint nor --patience looks at it. Every rank evaluates (the same model: the same
+    numbers) and takes part in the save."""
     model, v = run.model, run.validation
     terms = evaluate(model, x_val, run.cfg.seed, mean_image=mean_image)
-    improved = v["best_elbo"] is None or terms["elbo"] > v["best_elbo"]
+    improved = counts and (v["best_elbo"] is None or terms["elbo"] > v["best_elbo"])
     if improved:
         v["best_elbo"], v["best_iteration"], v["since_best"] = terms["elbo"], run.iteration, 0
-    else:
+    elif counts:
         v["since_best"] += 1
     v["rows"].append({"iteration": run.iteration, "elbo": terms["elbo"], "recon": terms["recon"],
                       "reconstruction_error": terms["reconstruction_error"], "sparsity": terms["sparsity"],
@@ -315,8 +317,8 @@ def write_reconstructions(model, x, path: Path, count: int = 8) -> None:
     each scaled by its own maximum as `vsc figure` draws them."""
     from PIL import Image
 
-    from vsc_cli.evaluation.figures import tile
     from vsc_cli.common.safeio import atomic_write
+    from vsc_cli.data.display import tile
 
     shape = tuple(model.cfg.image_shape) if model.cfg.image_shape else None
     if shape is None:
