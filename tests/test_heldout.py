@@ -341,3 +341,12 @@ def test_the_schedule_settles_after_pretraining_annealing_and_warmup():
     for it in (settled, settled + 1000):  # the steps from there on (0-based) differ only in c
         step = schedule(it)
         assert (step.slab_scale, step.alpha, step.kl_weight) == (1.0, 0.01, 1.0)
+
+
+def test_a_fresh_run_in_the_folder_leaves_no_stale_best_checkpoint(tmp_path):
+    path = photos(tmp_path)
+    train(small(path), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    train(small(path, validation=0.0, patience=0, iterations=20), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "best.safetensors").exists() and not (tmp_path / "run" / "validation.csv").exists()
+    assert Run.open(tmp_path / "run").iteration == 20  # the new run's, not the old best

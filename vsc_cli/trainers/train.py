@@ -370,8 +370,9 @@ def _setup(cfg, out_dir, device, data_dir, resume, progress, world):
         recorded = state.get("data_dir")  # resumed from another folder: the data it was trained from
         if data_dir is None and not os.environ.get("VSC_DATA_DIR") and recorded and Path(recorded).is_dir():
             data_dir = Path(recorded)
-    elif world.main:
-        (out_dir / METRICS).unlink(missing_ok=True)  # a fresh run: no stale metrics beside it
+    elif world.main:  # a fresh run: no stale metrics, best checkpoint or validation rows beside it
+        for stale in (METRICS, BEST, VALIDATION_LOG, RECONSTRUCTIONS):
+            (out_dir / stale).unlink(missing_ok=True)
 
     asked_backend = cfg.backend
     if cfg.backend == "auto":  # record the backend actually used in the checkpoint and metrics
