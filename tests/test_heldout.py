@@ -350,3 +350,18 @@ def test_a_fresh_run_in_the_folder_leaves_no_stale_best_checkpoint(tmp_path):
     train(small(path, validation=0.0, patience=0, iterations=20), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "best.safetensors").exists() and not (tmp_path / "run" / "validation.csv").exists()
     assert Run.open(tmp_path / "run").iteration == 20  # the new run's, not the old best
+
+
+def test_sparsity_shows_the_splits_and_warns_of_memorisation(tmp_path):
+    path = photos(tmp_path)
+    train(small(path), tmp_path / "run", progress=False)
+    metrics_file = tmp_path / "run" / "metrics.json"
+    m = json.loads(metrics_file.read_text())
+    r = CliRunner().invoke(main, ["sparsity", str(tmp_path / "run"), "--json", "--quiet"])
+    out = json.loads(r.stdout)
+    assert out["splits"] == {s: m[f"{s}_reconstruction_error"] for s in ("train", "validation", "test")}
+    m.update(train_reconstruction_error=0.1, test_reconstruction_error=0.4)  # as a memorising run's
+    metrics_file.write_text(json.dumps(m))
+    r = CliRunner().invoke(main, ["sparsity", str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 0 and "training / validation / test (metrics.json)" in r.stdout
+    assert "this run memorises its training images" in r.stderr and "4.0x" in r.stderr

@@ -103,7 +103,12 @@ def _reconstruction(enc: Encoded, value):
 def _reconstruction_rows(r, value):
     if r.get("reconstruction_error") is None:  # the decoded codes against the mean image
         return []
-    return [("reconstruction error of the codes / the mean training image's", f"{r['reconstruction_error']:.3f}")]
+    rows = [("reconstruction error of the codes / the mean training image's", f"{r['reconstruction_error']:.3f}")]
+    if len(r.get("splits") or {}) > 1:  # metrics.json's, of the same checkpoint: memorisation shows as a gap
+        rows.append(("  training / validation / test (metrics.json)",
+                     " / ".join(f"{r['splits'][s]:.3f}" if s in r["splits"] else "-"
+                                for s in ("train", "validation", "test"))))
+    return rows
 
 
 def _consistency(enc: Encoded, value):
