@@ -279,10 +279,11 @@ def test_a_long_run_prints_its_estimate_once(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ memorisation
 def test_memorisation_warning_and_its_advice():
-    cfg = resolve(data="celeba", flip=True)
+    cfg = resolve(data="celeba", flip=True, crop=0)
     m = {"train_reconstruction_error": 0.177, "test_reconstruction_error": 0.404}
     w = memorisation(m, cfg)
     assert "2.3x" in w and "--flip" not in w and "--crop 2" in w and "--validation" not in w
+    assert "--flip" not in memorisation(m, resolve(data="celeba")) and "--crop" not in memorisation(m, resolve(data="celeba"))
     assert memorisation({"train_reconstruction_error": 0.30, "test_reconstruction_error": 0.31}, cfg) is None
     assert memorisation({}, cfg) is None
     assert "--validation 0.1" in memorisation(m, resolve(data="fmnist"))
@@ -365,3 +366,14 @@ def test_sparsity_shows_the_splits_and_warns_of_memorisation(tmp_path):
     r = CliRunner().invoke(main, ["sparsity", str(tmp_path / "run"), "--quiet"])
     assert r.exit_code == 0 and "training / validation / test (metrics.json)" in r.stdout
     assert "this run memorises its training images" in r.stderr and "4.0x" in r.stderr
+
+
+def test_photographs_are_flipped_and_shifted_by_default_and_nothing_else_is(tmp_path):
+    rgb = photos(tmp_path)
+    grey = tmp_path / "grey.npy"
+    np.save(grey, np.zeros((20, 8, 8), np.uint8))
+    assert (resolve(data=str(rgb)).flip, resolve(data=str(rgb)).crop) == (True, 2)
+    assert (resolve(data="celeba").flip, resolve(data="celeba").crop) == (True, 2)
+    for cfg in (resolve(data=str(grey)), resolve(data="fmnist"), resolve(data="mnist"), resolve("paper", data="celeba"),
+                resolve(data=str(rgb), flip=False, crop=0)):
+        assert (cfg.flip, cfg.crop) == (False, 0)

@@ -236,11 +236,11 @@ class TrainConfig:
         Float(0), "beyond the paper", settable=True)
     flip: bool = setting(
         False, "Augment: flip each training image left-right with probability 1/2 at every step. Not in the paper.",
-        Flag(), "beyond the paper", settable=True)
+        Flag(), "beyond the paper", settable=True, shown_default="on for celeba and own colour images, else off")
     crop: int = setting(
         0, "Augment: shift each training image by up to this many pixels each way at every step (a random crop "
         "of the image padded with its edge pixels), then renormalise. 0 = off. Not in the paper.", Int(0),
-        "beyond the paper", settable=True)
+        "beyond the paper", settable=True, shown_default="2 for celeba and own colour images, else 0")
     log_every: int = setting(100, "Iterations between rows of log.csv (averages of the ELBO terms).", Int(1), "run")
     validate_every: int = setting(
         1000, "Iterations between evaluations on the validation split (validation.csv: its ELBO and the codes' "
