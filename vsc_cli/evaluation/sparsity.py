@@ -93,7 +93,7 @@ def measure(source: Path, split: str = "test", data_dir=None, threshold: float =
         ran[report.name] = value
     out.update(source=str(source), split=split)
     if is_run:  # a collapsed or dense run is never reported without a word (verdict.py)
-        out["verdict"] = verdict(run.cfg, out["active_mean"], out.get("reconstruction_error"))
+        out["verdict"] = verdict(run.cfg, out["active_mean"], out.get("reconstruction_error"), out.get("jaccard_all"))
         m = run.metrics or {}
         if (run.checkpoint is not None and run.checkpoint.name == "best.safetensors") or not m.get("best_iteration"):
             # metrics.json's numbers are those of the checkpoint opened here: its splits, side by side
