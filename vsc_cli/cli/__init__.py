@@ -318,6 +318,40 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
         click.echo(result["verdict"], err=True)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write the site into (written beside it and renamed when complete); open OUT/index.html.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
+              help="Which split's images are encoded and shown.")
+@click.option("--top", type=click.IntRange(min=1, max=64), default=8, show_default=True,
+              help="Images shown per element for each of: strongest positive, strongest negative, weakest.")
+@click.option("--elements", type=click.IntRange(min=1),
+              help="Only the N most often active elements get a page [default: every element].")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="An element is active when its spike probability gamma exceeds this.")
+@click.option("--range", "span", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="An element's alteration strip sets it to values from -RANGE to +RANGE.")
+@click.option("--force", is_flag=True, help="Replace an existing OUT folder.")
+@data_dir_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def dashboard(run_dir, out, split, top, elements, threshold, span, force, data_dir, quiet):
+    """Write a static site of every element of a trained run: which images switch each on, what it does when
+    moved, how often it is on, and the run's numbers (open OUT/index.html in a browser; no server needed).
+
+    Example: vsc dashboard runs/fmnist-vsc-d200-a0.01-s0 -o dashboard
+    """
+    from vsc_cli.evaluation.dashboard import dashboard as build_dashboard
+
+    r = build_dashboard(run_dir, out, data_dir, split=split, top=top, elements=elements, threshold=threshold,
+                        span=span, force=force, progress=not quiet)
+    click.echo(f"wrote {r['out']}/index.html: {r['elements']} of {r['dim']} elements, {r['images']:,} {split} images "
+               f"({r['dead']} dead, {r['always']} always on)")
+    if r.get("verdict"):
+        click.echo(r["verdict"], err=True)
+
+
 @main.command(cls=LazyCommand)
 @click.argument("grid", type=click.Choice(["dims", "alpha", "families"]))
 @click.option("--data", type=click.Choice(IDX_NAMES, case_sensitive=False), default="fmnist",

@@ -1,0 +1,110 @@
+"""`vsc dashboard`: the element table against a plain loop, and the site's files, links and rows (without a browser)."""
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vsc_cli.cli import main
+from vsc_cli.evaluation.dashboard import element_table
+
+
+def naive_table(codes, active, labels):
+    """Element by element, image by image."""
+    n, dim = codes.shape
+    out = []
+    for j in range(dim):
+        on = [i for i in range(n) if active[i, j]]
+        rate = len(on) / n
+        mean_abs = sum(abs(codes[i, j]) for i in on) / max(len(on), 1)
+        positive = sum(1 for i in on if codes[i, j] > 0) / max(len(on), 1)
+        status = "dead" if rate < 0.01 else "always" if rate >= 0.95 else "used"
+        counts = {}
+        for i in on:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1
+        best = max(sorted(counts), key=lambda c: counts[c]) if counts else None
+        jac = []
+        for k in range(dim):
+            if k == j:
+                continue
+            both = sum(1 for i in range(n) if active[i, j] and active[i, k])
+            union = sum(1 for i in range(n) if active[i, j] or active[i, k])
+            jac.append((both / union if union else 0.0, k))
+        top = [k for _, k in sorted(jac, key=lambda t: (-t[0], t[1]))[:3]]
+        out.append(dict(rate=rate, mean_abs=mean_abs, positive=positive, status=status, best=best,
+                        share=counts[best] / len(on) if counts else None, top=top))
+    return out
+
+
+def test_the_element_table_is_the_plain_loops():
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(60, 7))
+    active = rng.random((60, 7)) < np.array([0.0, 0.5, 0.2, 0.99, 1.0, 0.05, 0.3])
+    codes = codes * active
+    labels = rng.integers(0, 4, 60)
+    got = element_table(codes, active, labels)
+    for j, want in enumerate(naive_table(codes, active, labels)):
+        assert got["rate"][j] == pytest.approx(want["rate"])
+        assert got["mean_abs"][j] == pytest.approx(want["mean_abs"])
+        assert got["positive"][j] == pytest.approx(want["positive"])
+        assert got["status"][j] == want["status"]
+        if want["best"] is not None:
+            assert got["best_class"][j] == want["best"] and got["class_share"][j] == pytest.approx(want["share"])
+        assert list(got["cooccurs"][j]) == want["top"]
+    assert element_table(codes, active, None)["best_class"] is None  # no labels, no classes
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.rows, self.ids = [], 0, set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("href", "src"):
+            if key in a:
+                self.refs.append(a[key])
+        if tag == "tr" and "data-status" in a:
+            self.rows += 1
+        if "id" in a:
+            self.ids.add(a["id"])
+
+
+def test_the_site_of_a_run_has_every_element_and_no_broken_link(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (200, 8, 8), dtype=np.uint8)
+    labels = np.repeat(np.arange(4), 50)
+    np.savez(tmp_path / "x.npz", images=x, labels=labels)
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", "--data", str(tmp_path / "x.npz"), "--dim", "6", "--hidden", "16",
+                             "--iterations", "40", "--batch-size", "20", "--alpha", "0.5", "--out",
+                             str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    site = tmp_path / "site"
+    r = runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"wrote .*index.html: 6 of 6 elements, 20 test images", r.stdout)
+    index = Links()
+    index.feed((site / "index.html").read_text())
+    assert index.rows == 6 and {"elements", "filter", "status"} <= index.ids
+    pages = sorted((site / "e").glob("*.html"))
+    assert [p.stem for p in pages] == sorted(str(j) for j in range(6))
+    for page in [site / "index.html", *pages]:
+        links = Links()
+        links.feed(page.read_text())
+        for ref in links.refs:
+            assert (page.parent / ref).resolve().is_file(), (page.name, ref)
+    # a second run into the same folder is refused without --force, and nothing half-written is left on failure
+    again = runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet"])
+    assert again.exit_code == 1 and "use --force" in again.output and "Traceback" not in again.output
+    assert runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet", "--force",
+                                "--elements", "2"]).exit_code == 0
+    index = Links()
+    index.feed((site / "index.html").read_text())
+    assert index.rows == 2 and len(list((site / "e").glob("*.html"))) == 2
+    assert not list(tmp_path.glob(".site.partial*"))
+    for page in [site / "index.html", *(site / "e").glob("*.html")]:  # links only to pages that were written
+        links = Links()
+        links.feed(page.read_text())
+        assert all((page.parent / ref).resolve().is_file() for ref in links.refs), page.name

@@ -1,0 +1,303 @@
+"""`vsc dashboard`: every element of a run, as a static site (no server, no network: open index.html from disk).
+
+One encoding pass over the split (evaluation/encoding.py: the same codes and the same "active" as `vsc encode` and
+`vsc sparsity`), then per element: how often it is on, its value where on, the class it predicts best, the
+elements it co-occurs with; the images that switch it on most strongly (each sign), the weakest that switch it on,
+and an alteration strip (the element moved across -RANGE..+RANGE in images where it is on, decoded in batches, as
+`vsc figure alter` does). `element_table` is the same numbers for a notebook (the Python API's `run.elements()`).
+
+Layout of DIR: index.html (the run's settings and numbers, a sortable, filterable table of every element),
+e/J.html (element J), img/J-*.png (its images, written once, loaded lazily by the browser), style.css, table.js.
+"""
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsc_cli.common.errors import VscError
+from vsc_cli.common.progress import tqdm
+from vsc_cli.common.safeio import check_writable_folder
+from vsc_cli.data.display import tile
+from vsc_cli.evaluation.encoding import active_elements, encode_batches
+from vsc_cli.evaluation.metrics import mean_jaccard
+from vsc_cli.evaluation.verdict import verdict
+
+DEAD, ALWAYS = 0.01, 0.95  # rates below / at or above which an element is dead / always on (as `vsc sparsity`)
+STEPS = 7  # decoded values per alteration strip
+ALTER_IMAGES = 3  # images per alteration strip
+JACCARD_SAMPLE = 2000  # images the overview's mean Jaccard is measured on
+
+
+def element_table(codes: np.ndarray, active: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Per element j of codes (N, J) with active (N, J) bool: rate (fraction of images on), status (dead, always,
+    used), mean_abs (mean |value| where on), positive (fraction of its on-values > 0), best_class / class_share
+    (the class most of its on-images have, and that fraction; None without labels), class_rates (classes x J),
+    cooccurs (the 3 elements whose active sets overlap its own most, by Jaccard, and those Jaccards)."""
+    n, dim = codes.shape
+    on = active.astype(np.float64)
+    count = on.sum(0)
+    rate = count / max(n, 1)
+    safe = np.maximum(count, 1)
+    mean_abs = (np.abs(codes) * on).sum(0) / safe
+    positive = ((codes > 0) & active).sum(0) / safe
+    status = np.where(rate < DEAD, "dead", np.where(rate >= ALWAYS, "always", "used"))
+    out = {"rate": rate, "count": count.astype(np.int64), "mean_abs": mean_abs, "positive": positive,
+           "status": status, "best_class": None, "class_share": None, "class_rates": None, "classes": None}
+    if labels is not None and len(labels) == n and (np.asarray(labels) >= 0).all() and n:
+        classes = np.unique(labels)
+        member = (np.asarray(labels)[:, None] == classes[None, :]).astype(np.float64)  # (N, C)
+        on_by_class = member.T @ on  # (C, J): on-images of each class
+        out["classes"] = classes
+        out["class_rates"] = on_by_class / np.maximum(member.sum(0), 1)[:, None]
+        best = on_by_class.argmax(0)
+        out["best_class"] = classes[best]
+        out["class_share"] = np.where(count > 0, on_by_class[best, np.arange(dim)] / safe, np.nan)
+    both = on.T @ on  # (J, J) images where both are on
+    union = count[:, None] + count[None, :] - both
+    jac = np.where(union > 0, both / np.maximum(union, 1), 0.0)
+    np.fill_diagonal(jac, -1.0)
+    order = np.argsort(-jac, axis=1, kind="stable")[:, :3]
+    out["cooccurs"] = order
+    out["cooccur_jaccard"] = np.take_along_axis(jac, order, 1)
+    return out
+
+
+def _grid(rows: list, path: Path, scale: int) -> None:
+    """Rows of images (C, H, W) as one PNG, each image scaled by its own maximum (data/display.tile)."""
+    from PIL import Image
+
+    grid = np.concatenate([np.concatenate([tile(im) for im in row], axis=1) for row in rows], axis=0)
+    img = Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img.save(path)
+
+
+def _svg_bars(values, labels, width=260, height=80, title="") -> str:
+    """A small bar chart as inline SVG (no plotting library in the page)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return ""
+    top = values.max() if values.max() > 0 else 1.0
+    w = width / len(values)
+    bars = "".join(f'<rect x="{i * w:.1f}" y="{height - 14 - (v / top) * (height - 20):.1f}" width="{max(w - 1, 1):.1f}" '
+                   f'height="{(v / top) * (height - 20):.1f}"><title>{html.escape(str(lab))}: {v:.3g}</title></rect>'
+                   for i, (v, lab) in enumerate(zip(values, labels)))
+    ticks = "".join(f'<text x="{i * w + w / 2:.1f}" y="{height - 2}" text-anchor="middle">{html.escape(str(lab))}</text>'
+                    for i, lab in enumerate(labels) if len(labels) <= 12)
+    return (f'<svg class="bars" width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
+            f"{bars}{ticks}</svg>")
+
+
+def _fmt(v, spec=".3f"):
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
+
+
+CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}
+td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th{cursor:pointer;background:#f4f4f4}
+td.l,th.l{text-align:left}img{image-rendering:pixelated}.bars rect{fill:#3b7dd8}.bars text{font-size:9px}
+.warn{color:#a00;font-weight:bold}.dead{color:#999}.always{color:#a60}nav a{margin-right:1em}
+"""
+JS = """// sort the element table by a column (click its header again to reverse) and filter it by status and text
+(function(){const t=document.getElementById('elements');if(!t)return;const body=t.tBodies[0];
+let col=-1,dir=1;function key(r,c){const v=r.cells[c].dataset.v;return v===undefined?r.cells[c].textContent:v}
+t.tHead.querySelectorAll('th').forEach((th,c)=>th.addEventListener('click',()=>{dir=(col===c)?-dir:1;col=c;
+const rows=[...body.rows];rows.sort((a,b)=>{const x=key(a,c),y=key(b,c),nx=parseFloat(x),ny=parseFloat(y);
+return dir*((isNaN(nx)||isNaN(ny))?String(x).localeCompare(String(y)):nx-ny)});rows.forEach(r=>body.appendChild(r));}));
+const f=document.getElementById('filter'),s=document.getElementById('status');
+function apply(){const q=f.value.trim().toLowerCase(),st=s.value;let shown=0;for(const r of body.rows){
+const ok=(!st||r.dataset.status===st)&&(!q||r.textContent.toLowerCase().includes(q));r.hidden=!ok;if(ok)shown++}
+document.getElementById('shown').textContent=shown}f.addEventListener('input',apply);s.addEventListener('change',apply);
+apply()})();
+"""
+
+
+def _page(title: str, body: str, depth: int = 0) -> str:
+    up = "../" * depth
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<link rel="stylesheet" href="{up}style.css"></head><body>\n{body}\n'
+            f'<script src="{up}table.js"></script></body></html>\n')
+
+
+def build(run, out: Path, split: str = "test", top: int = 8, elements: int | None = None, threshold: float = 0.5,
+          span: float = 3.0, force: bool = False, progress: bool = False) -> dict:
+    """Write the dashboard of `run` (trainers.run.Run) into folder `out` (refused if it exists, unless force; written
+    beside it and renamed when complete, so a failure leaves nothing half-written); returns a summary."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise VscError(f"{out} exists; use --force to replace it, or another -o")
+    check_writable_folder(out)
+    model, cfg = run.model, run.cfg
+    x = run.images(split, progress=progress)
+    if len(x) == 0:
+        raise VscError(f"the {split} split has no images")
+    mu, gamma = [], []
+    for _, m, _, g in encode_batches(model, x, 1000, progress, desc="encoding"):
+        mu.append(m)
+        gamma.append(g)
+    mu, gamma = np.concatenate(mu), np.concatenate(gamma)
+    codes = (gamma * mu).astype(np.float64)
+    active = active_elements(model, x, gamma, threshold, model.family.active)
+    labels = np.asarray(x.labels)
+    table = element_table(codes, active, labels)
+    dim = codes.shape[1]
+    order = np.argsort(-table["rate"], kind="stable")
+    shown = order[:elements] if elements else order
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "e").mkdir(parents=True)
+    (tmp / "img").mkdir()
+    try:
+        summary = _write(run, tmp, x, codes, active, labels, table, shown, split, top, threshold, span, progress)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {**summary, "out": str(out), "elements": int(len(shown)), "dim": int(dim), "images": int(len(x))}
+
+
+def _write(run, tmp, x, codes, active, labels, table, shown, split, top, threshold, span, progress) -> dict:
+    model, cfg = run.model, run.cfg
+    shape = tuple(run.shape)
+    scale = max(1, 64 // shape[1])  # small images drawn larger (nearest-neighbour: pixels stay pixels)
+    n, dim = codes.shape
+    per_image = active.sum(1)
+    sample = np.unique(np.linspace(0, n - 1, min(n, JACCARD_SAMPLE)).astype(np.int64))
+    jaccard = mean_jaccard(active[sample])["all"]
+    metrics = run.metrics or {}
+    warning = verdict(cfg, float(per_image.mean()), metrics.get("test_reconstruction_error"), jaccard)
+    param = next(model.parameters())
+
+    have = [int(k) for k in shown]  # the elements with a page, in the table's order (most often on first)
+    for j in tqdm(shown, desc="elements", disable=not progress, leave=False):
+        j = int(j)
+        on = np.flatnonzero(active[:, j])
+        value = codes[on, j]
+        pos, neg = on[value > 0], on[value < 0]
+        groups = {"pos": pos[np.argsort(-codes[pos, j], kind="stable")][:top],
+                  "neg": neg[np.argsort(codes[neg, j], kind="stable")][:top],
+                  "weak": on[np.argsort(np.abs(value), kind="stable")][:top]}
+        for name, idx in groups.items():
+            if len(idx):
+                _grid([list(x[idx].reshape(len(idx), *shape))], tmp / "img" / f"{j}-{name}.png", scale)
+        base = on[np.argsort(-np.abs(value), kind="stable")][:ALTER_IMAGES]
+        if len(base):  # the element moved across -span..span in its strongest images, the rest of each code fixed
+            z = np.repeat(codes[base][:, None, :], STEPS, axis=1)
+            z[:, :, j] = np.linspace(-span, span, STEPS)[None, :]
+            with torch.no_grad():
+                dec = model.decoder.mean(torch.from_numpy(z.reshape(-1, dim)).to(param.device, param.dtype))
+            dec = dec.float().cpu().numpy().reshape(len(base), STEPS, *shape)
+            _grid([list(row) for row in dec], tmp / "img" / f"{j}-alter.png", scale)
+        (tmp / "e" / f"{j}.html").write_text(_element_page(j, table, groups, value, have, span, len(base) > 0, n))
+    (tmp / "index.html").write_text(_overview(run, table, shown, per_image, jaccard, warning, split, threshold, n))
+    (tmp / "style.css").write_text(CSS)
+    (tmp / "table.js").write_text(JS)
+    return {"active_mean": float(per_image.mean()), "jaccard": jaccard, "verdict": warning,
+            "dead": int((table["status"] == "dead").sum()), "always": int((table["status"] == "always").sum())}
+
+
+def _element_page(j, table, groups, value, have, span, altered, n) -> str:
+    """Element j's page; `have`: the elements with a page, in the table's order (links go to those only)."""
+    rate, status = table["rate"][j], table["status"][j]
+    at = have.index(j)
+    nav = (f'<nav><a href="../index.html">all elements</a>'
+           + (f'<a href="{have[at - 1]}.html">previous: element {have[at - 1]}</a>' if at > 0 else "")
+           + (f'<a href="{have[at + 1]}.html">next: element {have[at + 1]}</a>' if at < len(have) - 1 else "")
+           + "</nav>")
+    parts = [nav, f"<h1>Element {j}</h1>",
+             f'<p>on in {table["count"][j]:,} of {n:,} images ({rate:.1%}; <span class="{status}">{status}</span>); '
+             f'mean |value| where on {table["mean_abs"][j]:.3f}; positive in {table["positive"][j]:.0%} of them.</p>']
+    if table["best_class"] is not None and table["count"][j]:
+        parts.append(f"<p>its images are most often class {table['best_class'][j]} "
+                     f"({table['class_share'][j]:.0%} of them).</p>")
+        parts.append("<h2>Rate per class</h2>" + _svg_bars(table["class_rates"][:, j], table["classes"],
+                                                           title="rate per class"))
+    if len(value):
+        hist, edges = np.histogram(value, bins=20)
+        parts.append("<h2>Its value where on</h2>" + _svg_bars(hist, [f"{e:.2f}" for e in edges[:-1]],
+                                                               title="histogram of the value where on"))
+    captions = {"pos": "switch it on most strongly (positive values)",
+                "neg": "switch it on most strongly (negative values)",
+                "weak": "switch it on most weakly"}
+    for name, idx in groups.items():
+        if len(idx):
+            parts.append(f'<h2>Images that {captions[name]}</h2><img loading="lazy" src="../img/{j}-{name}.png" '
+                         f'alt="element {j}: {captions[name]}">')
+    if altered:
+        parts.append(f"<h2>Moved from {-span:g} to {span:g}</h2><p>each row one of its strongest images, decoded with "
+                     f'the element set to {STEPS} values, every other element as encoded.</p>'
+                     f'<img loading="lazy" src="../img/{j}-alter.png" alt="element {j} altered">')
+    links = ", ".join((f'<a href="{int(k)}.html">{int(k)}</a>' if int(k) in have else str(int(k)))
+                      + f" (Jaccard {jac:.2f})"
+                      for k, jac in zip(table["cooccurs"][j], table["cooccur_jaccard"][j]) if jac > 0)
+    parts.append(f"<h2>On together with</h2><p>{links or 'no other element shares its images'}</p>")
+    return _page(f"element {j}", "\n".join(parts), depth=1)
+
+
+def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, n) -> str:
+    cfg, metrics = run.cfg, run.metrics or {}
+    p5, p50, p95 = np.percentile(per_image, [5, 50, 95]) if len(per_image) else (0, 0, 0)
+    status = table["status"]
+    numbers = [("images encoded", f"{n:,} ({split} split)"),
+               ("active elements per image, mean (p5 / median / p95)",
+                f"{per_image.mean():.1f} ({p5:.0f} / {p50:.0f} / {p95:.0f}) of {cfg.dim}"),
+               ("elements used / dead / always on",
+                f"{(status == 'used').sum()} / {(status == 'dead').sum()} / {(status == 'always').sum()}"),
+               ("mean Jaccard between two images' active sets", _fmt(jaccard))]
+    for key, label in (("test_elbo", "test ELBO per image"), ("validation_elbo", "validation ELBO per image"),
+                       ("test_reconstruction_error", "codes' reconstruction error, test (of the mean image's)"),
+                       ("train_reconstruction_error", "the same, training images")):
+        if metrics.get(key) is not None:
+            numbers.append((label, _fmt(metrics[key], ".3f" if "error" in key else ".2f")))
+    settings = {k: v for k, v in cfg.to_dict().items() if k in ("data", "model", "network", "dim", "alpha",
+                                                                  "iterations", "image_size", "validation")}
+    head = [f"<h1>{html.escape(str(run.path or 'run'))}</h1>",
+            f"<p>{html.escape(json.dumps(settings))}; iteration {run.iteration:,}; "
+            f"an element is on where {'gamma > ' + format(threshold, 'g') if run.model.family.active == 'gamma' else 'non-zero in a draw'}.</p>"]
+    if warning:
+        head.append(f'<p class="warn">{html.escape(warning)}</p>')
+    head.append("<table>" + "".join(f'<tr><td class="l">{html.escape(a)}</td><td>{html.escape(b)}</td></tr>'
+                                    for a, b in numbers) + "</table>")
+    head.append('<h2>Every element</h2><p><input id="filter" placeholder="filter" aria-label="filter"> '
+                '<select id="status" aria-label="status"><option value="">any status</option><option>used</option>'
+                '<option>dead</option><option>always</option></select> <span id="shown"></span> shown; '
+                'click a column to sort.</p>')
+    has_class = table["best_class"] is not None
+    cols = ["element", "status", "rate", "mean |value|", "positive", *(["best class", "share"] if has_class else []),
+            "on with", "strongest images"]
+    rows = []
+    for j in shown:
+        j = int(j)
+        cells = [f'<td data-v="{j}"><a href="e/{j}.html">{j}</a></td>', f'<td class="l">{status[j]}</td>',
+                 f'<td data-v="{table["rate"][j]:.6f}">{table["rate"][j]:.1%}</td>',
+                 f'<td>{table["mean_abs"][j]:.3f}</td>', f'<td data-v="{table["positive"][j]:.4f}">'
+                 f'{table["positive"][j]:.0%}</td>']
+        if has_class:
+            share = table["class_share"][j]
+            cells += [f"<td>{table['best_class'][j]}</td>",
+                      f'<td data-v="{0 if np.isnan(share) else share:.4f}">{_fmt(share, ".0%")}</td>']
+        cells.append('<td class="l">' + " ".join(str(int(k)) for k, jac in
+                                                 zip(table["cooccurs"][j], table["cooccur_jaccard"][j]) if jac > 0)
+                     + "</td>")
+        thumb = "pos" if table["count"][j] and table["positive"][j] >= 0.5 else "neg"
+        cells.append('<td class="l">' + (f'<img loading="lazy" height="28" src="img/{j}-{thumb}.png" alt="">'
+                                          if table["count"][j] else "") + "</td>")
+        rows.append(f'<tr data-status="{status[j]}">' + "".join(cells) + "</tr>")
+    tab = ('<table id="elements"><thead><tr>' + "".join(f'<th class="l">{c}</th>' if c in ("status", "on with",
+                                                         "strongest images") else f"<th>{c}</th>" for c in cols)
+           + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
+    return _page(f"vsc dashboard: {run.path}", "\n".join(head) + tab)
+
+
+def dashboard(run_dir: Path, out: Path, data_dir=None, **kw) -> dict:
+    """`vsc dashboard RUN -o DIR`: build() of the run in folder RUN (its best checkpoint where it has one)."""
+    from vsc_cli.trainers.run import Run
+
+    return build(Run.open(run_dir, data_dir=data_dir), out, **kw)
