@@ -108,3 +108,49 @@ def test_the_site_of_a_run_has_every_element_and_no_broken_link(tmp_path):
         links = Links()
         links.feed(page.read_text())
         assert all((page.parent / ref).resolve().is_file() for ref in links.refs), page.name
+
+
+def chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def rendered(url, tmp_path):
+    """The DOM of a page after its scripts ran, in headless Chromium, and what the console printed."""
+    import subprocess
+
+    r = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                        "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout, r.stderr
+
+
+@pytest.mark.skipif(chromium() is None and not __import__("os").environ.get("VSC_REQUIRE_BROWSER"),
+                    reason="needs Debian's chromium (CI installs it)")
+def test_the_site_in_a_real_browser_sorts_filters_and_shows_images(tmp_path):
+    """Headless Chromium opens the overview and an element page from disk: every element's row, sorting by rate
+    (ascending: the file lists them descending), filtering by status, the element page's images, and no error in the console."""
+    assert chromium() is not None, "VSC_REQUIRE_BROWSER is set but chromium is not installed"
+    x = np.random.default_rng(0).integers(0, 256, (200, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=x, labels=np.repeat(np.arange(4), 50))
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--data", str(tmp_path / "x.npz"), "--dim", "6", "--hidden", "16",
+                                "--iterations", "40", "--batch-size", "20", "--alpha", "0.5", "--out",
+                                str(tmp_path / "run"), "--quiet"]).exit_code == 0
+    site = tmp_path / "site"
+    assert runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet"]).exit_code == 0
+    index = (site / "index.html").as_uri()
+    dom, console = rendered(index + "#sort=rate", tmp_path)  # ascending: the page is written descending
+    rows = re.findall(r'<tr data-status="(\w+)"[^>]*>.*?<td data-v="(\d+)">.*?<td data-v="([\d.]+)">', dom, re.S)
+    assert len(rows) == 6
+    rates = [float(r[2]) for r in rows]
+    assert rates == sorted(rates) and rates != sorted(rates, reverse=True)
+    assert re.search(r'<span id="shown">6</span>', dom)
+    assert "Uncaught" not in console and "ERROR:CONSOLE" not in console, console
+    dom, console = rendered(index + "#status=always", tmp_path)
+    always = sum(1 for r in rows if r[0] == "always")
+    assert re.search(rf'<span id="shown">{always}</span>', dom) and dom.count(" hidden=") == 6 - always
+    j = int(rows[-1][1])  # the most often on
+    dom, console = rendered((site / "e" / f"{j}.html").as_uri(), tmp_path)
+    assert f"<h1>Element {j}</h1>" in dom and f'src="../img/{j}-' in dom and "Uncaught" not in console

@@ -103,17 +103,21 @@ td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th{cursor:po
 td.l,th.l{text-align:left}img{image-rendering:pixelated}.bars rect{fill:#3b7dd8}.bars text{font-size:9px}
 .warn{color:#a00;font-weight:bold}.dead{color:#999}.always{color:#a60}nav a{margin-right:1em}
 """
-JS = """// sort the element table by a column (click its header again to reverse) and filter it by status and text
+JS = """// sort the element table by a column (click its header again to reverse) and filter it by status and text;
+// index.html#sort=COLUMN&dir=-1&q=TEXT&status=dead opens it sorted and filtered (a link to a view, and the tests')
 (function(){const t=document.getElementById('elements');if(!t)return;const body=t.tBodies[0];
 let col=-1,dir=1;function key(r,c){const v=r.cells[c].dataset.v;return v===undefined?r.cells[c].textContent:v}
-t.tHead.querySelectorAll('th').forEach((th,c)=>th.addEventListener('click',()=>{dir=(col===c)?-dir:1;col=c;
-const rows=[...body.rows];rows.sort((a,b)=>{const x=key(a,c),y=key(b,c),nx=parseFloat(x),ny=parseFloat(y);
-return dir*((isNaN(nx)||isNaN(ny))?String(x).localeCompare(String(y)):nx-ny)});rows.forEach(r=>body.appendChild(r));}));
+function sortBy(c,d){col=c;dir=d;const rows=[...body.rows];rows.sort((a,b)=>{const x=key(a,c),y=key(b,c),
+nx=parseFloat(x),ny=parseFloat(y);return dir*((isNaN(nx)||isNaN(ny))?String(x).localeCompare(String(y)):nx-ny)});
+rows.forEach(r=>body.appendChild(r))}
+t.tHead.querySelectorAll('th').forEach((th,c)=>th.addEventListener('click',()=>sortBy(c,(col===c)?-dir:1)));
 const f=document.getElementById('filter'),s=document.getElementById('status');
 function apply(){const q=f.value.trim().toLowerCase(),st=s.value;let shown=0;for(const r of body.rows){
 const ok=(!st||r.dataset.status===st)&&(!q||r.textContent.toLowerCase().includes(q));r.hidden=!ok;if(ok)shown++}
 document.getElementById('shown').textContent=shown}f.addEventListener('input',apply);s.addEventListener('change',apply);
-apply()})();
+const h=new URLSearchParams(location.hash.slice(1));const names=[...t.tHead.querySelectorAll('th')].map(th=>th.textContent);
+if(h.has('sort')){const c=names.indexOf(h.get('sort'));if(c>=0)sortBy(c,h.get('dir')==='-1'?-1:1)}
+if(h.has('q'))f.value=h.get('q');if(h.has('status'))s.value=h.get('status');apply()})();
 """
 
 
