@@ -154,3 +154,21 @@ def test_the_site_in_a_real_browser_sorts_filters_and_shows_images(tmp_path):
     j = int(rows[-1][1])  # the most often on
     dom, console = rendered((site / "e" / f"{j}.html").as_uri(), tmp_path)
     assert f"<h1>Element {j}</h1>" in dom and f'src="../img/{j}-' in dom and "Uncaught" not in console
+
+
+def test_the_api_gives_the_same_table_and_top_images(tmp_path):
+    import vsc_cli as vsc
+
+    x = np.random.default_rng(0).integers(0, 256, (100, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    vsc.fit(vsc.train_config(data=str(tmp_path / "x.npy"), dim=5, hidden=(16,), iterations=30, batch_size=20,
+                             alpha=0.5), tmp_path / "run", progress=False)
+    run = vsc.load(tmp_path / "run")
+    t = run.elements()
+    codes = run.encode(t["images"]).code.numpy().astype(np.float64)
+    active = run.encode(t["images"]).gamma.numpy() > 0.5
+    np.testing.assert_allclose(t["rate"], active.mean(0))
+    for j in range(5):
+        on = [i for i in range(len(codes)) if active[i, j] and codes[i, j] > 0]
+        want = sorted(on, key=lambda i: -codes[i, j])[:3]
+        assert list(t["top"](j, 3)) == want

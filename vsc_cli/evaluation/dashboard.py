@@ -67,6 +67,34 @@ def element_table(codes: np.ndarray, active: np.ndarray, labels: np.ndarray | No
     return out
 
 
+def encoded(run, split: str = "test", threshold: float = 0.5, progress: bool = False):
+    """(images, codes (N, J) = gamma mu, active (N, J) bool, element_table) of a run's split: one encoding pass,
+    "active" as the family defines it (encoding.active_elements)."""
+    model = run.model
+    x = run.images(split, progress=progress)
+    if len(x) == 0:
+        raise VscError(f"the {split} split has no images")
+    mu, gamma = [], []
+    for _, m, _, g in encode_batches(model, x, 1000, progress, desc="encoding"):
+        mu.append(m)
+        gamma.append(g)
+    mu, gamma = np.concatenate(mu), np.concatenate(gamma)
+    codes = (gamma * mu).astype(np.float64)
+    active = active_elements(model, x, gamma, threshold, model.family.active)
+    return x, codes, active, element_table(codes, active, np.asarray(x.labels))
+
+
+def strongest(codes: np.ndarray, active: np.ndarray, j: int, n: int, sign: int = 1) -> np.ndarray:
+    """Indices of the n images that switch element j on most strongly with values of this sign (+1 / -1), or
+    (sign 0) most weakly, in that order."""
+    on = np.flatnonzero(active[:, j])
+    value = codes[on, j]
+    if sign == 0:
+        return on[np.argsort(np.abs(value), kind="stable")][:n]
+    keep = on[value * sign > 0]
+    return keep[np.argsort(-codes[keep, j] * sign, kind="stable")][:n]
+
+
 def _grid(rows: list, path: Path, scale: int) -> None:
     """Rows of images (C, H, W) as one PNG, each image scaled by its own maximum (data/display.tile)."""
     from PIL import Image
@@ -136,19 +164,8 @@ def build(run, out: Path, split: str = "test", top: int = 8, elements: int | Non
     if out.exists() and not force:
         raise VscError(f"{out} exists; use --force to replace it, or another -o")
     check_writable_folder(out)
-    model, cfg = run.model, run.cfg
-    x = run.images(split, progress=progress)
-    if len(x) == 0:
-        raise VscError(f"the {split} split has no images")
-    mu, gamma = [], []
-    for _, m, _, g in encode_batches(model, x, 1000, progress, desc="encoding"):
-        mu.append(m)
-        gamma.append(g)
-    mu, gamma = np.concatenate(mu), np.concatenate(gamma)
-    codes = (gamma * mu).astype(np.float64)
-    active = active_elements(model, x, gamma, threshold, model.family.active)
+    x, codes, active, table = encoded(run, split, threshold, progress)
     labels = np.asarray(x.labels)
-    table = element_table(codes, active, labels)
     dim = codes.shape[1]
     order = np.argsort(-table["rate"], kind="stable")
     shown = order[:elements] if elements else order
@@ -184,10 +201,8 @@ def _write(run, tmp, x, codes, active, labels, table, shown, split, top, thresho
         j = int(j)
         on = np.flatnonzero(active[:, j])
         value = codes[on, j]
-        pos, neg = on[value > 0], on[value < 0]
-        groups = {"pos": pos[np.argsort(-codes[pos, j], kind="stable")][:top],
-                  "neg": neg[np.argsort(codes[neg, j], kind="stable")][:top],
-                  "weak": on[np.argsort(np.abs(value), kind="stable")][:top]}
+        groups = {"pos": strongest(codes, active, j, top, 1), "neg": strongest(codes, active, j, top, -1),
+                  "weak": strongest(codes, active, j, top, 0)}
         for name, idx in groups.items():
             if len(idx):
                 _grid([list(x[idx].reshape(len(idx), *shape))], tmp / "img" / f"{j}-{name}.png", scale)

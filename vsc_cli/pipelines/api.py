@@ -83,6 +83,20 @@ class Run:
         (N, H, W, C), ready for PIL.Image.fromarray (`to_pixels(images, run.config["normalisation"])`)."""
         return to_pixels(images, self.config["normalisation"], self.shape)
 
+    def elements(self, split: str = "test", threshold: float = 0.5, progress: bool = False) -> dict:
+        """Every element's statistics over a split, as `vsc dashboard` shows them (numpy arrays of length J):
+        rate, count, status (dead / used / always), mean_abs, positive, best_class, class_share, class_rates,
+        cooccurs; and `top(j, n=8, sign=1)`, the split's indices of the images that switch element j on most
+        strongly (sign -1: negative values; 0: most weakly), with `images` the split's (N, C, H, W) images."""
+        from vsc_cli.evaluation.dashboard import encoded, strongest
+
+        x, codes, active, table = encoded(self.opened, split, threshold, progress)
+        table = dict(table)
+        table["top"] = lambda j, n=8, sign=1: strongest(codes, active, j, n, sign)
+        table["images"] = x[:].reshape(len(x), *self.shape)
+        table["codes"], table["active"] = codes, active
+        return table
+
     def _flat(self, images, what: str) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         c, h, w = self.shape
