@@ -1,8 +1,6 @@
 """`vsc dashboard`: the element table against a plain loop, and the site's files, links and rows (without a browser)."""
 import re
 from html.parser import HTMLParser
-from pathlib import Path
-
 import numpy as np
 import pytest
 from click.testing import CliRunner

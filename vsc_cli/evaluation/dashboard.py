@@ -226,7 +226,7 @@ def _element_page(j, table, groups, value, have, span, altered, n) -> str:
     """Element j's page; `have`: the elements with a page, in the table's order (links go to those only)."""
     rate, status = table["rate"][j], table["status"][j]
     at = have.index(j)
-    nav = (f'<nav><a href="../index.html">all elements</a>'
+    nav = ('<nav><a href="../index.html">all elements</a>'
            + (f'<a href="{have[at - 1]}.html">previous: element {have[at - 1]}</a>' if at > 0 else "")
            + (f'<a href="{have[at + 1]}.html">next: element {have[at + 1]}</a>' if at < len(have) - 1 else "")
            + "</nav>")

@@ -200,7 +200,7 @@ def _train_anomaly(cfg, out_dir, device, data_dir, resume, progress, stop_at, wo
 def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     progress, ckpt_path = progress and world.main, out_dir / CHECKPOINT
     cfg, run, data, log = _setup(cfg, out_dir, device, data_dir, resume, progress, world)
-    x_train, x_val, x_test = data.train, data.validation, data.test
+    x_train, x_val = data.train, data.validation
     model, start, dtype = run.model, run.iteration, getattr(torch, cfg.dtype)
     if resume and (start == cfg.iterations or run.validation["stopped_at"]):
         return _finished(run, data, out_dir, device, progress)  # nothing to train (a kill during the final
