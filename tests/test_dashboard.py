@@ -170,3 +170,99 @@ def test_the_api_gives_the_same_table_and_top_images(tmp_path):
         on = [i for i in range(len(codes)) if active[i, j] and codes[i, j] > 0]
         want = sorted(on, key=lambda i: -codes[i, j])[:3]
         assert list(t["top"](j, 3)) == want
+
+
+def test_consistency_and_mean_change_are_the_sparsity_commands_and_a_plain_mean(tmp_path):
+    """The consistency column is `vsc sparsity --consistency`'s per element (one definition), and the mean pixel
+    change drawn on an element page is the plain mean over its images of dec(z + spread e_j) - dec(z)."""
+    import json
+
+    import torch
+
+    import vsc_cli as vsc
+    from vsc_cli.evaluation.dashboard import encoded, scores
+
+    x = np.random.default_rng(1).integers(0, 256, (200, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--data", str(tmp_path / "x.npy"), "--dim", "6", "--hidden", "16",
+                                "--iterations", "40", "--batch-size", "20", "--alpha", "0.5", "--out",
+                                str(tmp_path / "run"), "--quiet"]).exit_code == 0
+    r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--consistency", "--json", "--quiet"])
+    per = json.loads(r.stdout)["consistency_per_element"]
+    run = vsc.load(tmp_path / "run").opened
+    _, codes, active, _ = encoded(run)
+    s = scores(run, codes, active, "test")
+    assert per, "no element scored: the test says nothing"
+    for j in range(6):
+        if str(j) in per:
+            # the dashboard's codes are float64, the command's float32: their spreads differ in the 8th digit
+            assert s["consistency"][j] == pytest.approx(per[str(j)], abs=1e-6)
+        else:
+            assert np.isnan(s["consistency"][j]) and j not in s["mean_change"]
+    dec = run.model.decoder.mean
+    param = next(run.model.parameters())
+    for j, got in s["mean_change"].items():
+        on = [i for i in range(len(codes)) if active[i, j]]  # 20 test images: every on-image is used
+        spread = float(np.std(codes[on, j])) or 1.0
+        total = 0.0
+        for i in on:
+            z = torch.tensor(codes[i][None], dtype=param.dtype)
+            moved = z.clone()
+            moved[0, j] += spread
+            with torch.no_grad():
+                total = total + (dec(moved) - dec(z)).double().numpy()[0]
+        np.testing.assert_allclose(got, total / len(on), atol=1e-5)
+    site = tmp_path / "site"
+    assert runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet"]).exit_code == 0
+    for j in s["mean_change"]:
+        assert (site / "img" / f"{j}-change.png").is_file() and f"{j}-change.png" in (site / "e" / f"{j}.html").read_text()
+    assert "consistency, median over" in (site / "index.html").read_text()
+    assert runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(tmp_path / "plain"), "--quiet",
+                                "--no-consistency"]).exit_code == 0
+    assert not list((tmp_path / "plain" / "img").glob("*-change.png"))
+
+
+def test_truth_columns_are_the_hungarian_match_and_a_plain_argmax(tmp_path):
+    """With --truth each element's matched factor is the one truth_scores' matching gives it (the MCC the overview
+    shows is `vsc sparsity --truth`'s), and its best factor the argmax of a plain |corr| loop."""
+    import json
+
+    import vsc_cli as vsc
+    from vsc_cli.evaluation.dashboard import encoded, scores
+    from vsc_cli.evaluation.truth import read_factors
+
+    runner = CliRunner()
+    data = tmp_path / "x.npz"
+    assert runner.invoke(main, ["synth", "sparse-linear", "-o", str(data), "--images", "200", "--factors", "5",
+                                "--active", "2", "--side", "6"]).exit_code == 0
+    assert runner.invoke(main, ["train", "--data", str(data), "--normalise", "01", "--dim", "8", "--hidden", "16",
+                                "--iterations", "40", "--batch-size", "20", "--out", str(tmp_path / "run"),
+                                "--quiet"]).exit_code == 0
+    r = runner.invoke(main, ["sparsity", str(tmp_path / "run"), "--truth", str(data), "--json", "--quiet"])
+    want = json.loads(r.stdout)
+    run = vsc.load(tmp_path / "run").opened
+    _, codes, active, _ = encoded(run)
+    s = scores(run, codes, active, "test", truth=data, consistency=False)
+    assert s["run_truth"]["truth_mcc"] == pytest.approx(want["truth_mcc"], abs=1e-12)
+    factors = read_factors(data, "test", len(codes))
+    matched = sorted(float(s["factor_corr"][j]) for j in range(8) if s["factor"][j] >= 0)
+    assert sorted(s["factor"][s["factor"] >= 0].tolist()) == list(range(5))  # each factor to its own element
+    assert matched == pytest.approx(sorted(want["truth_matched_corr"]), abs=1e-12)
+    for j in range(8):
+        corr = []
+        for k in range(5):
+            a, b = codes[:, j], factors[:, k]
+            corr.append(0.0 if a.std() == 0 or b.std() == 0 else abs(float(np.corrcoef(a, b)[0, 1])))
+        assert s["factor_best_corr"][j] == pytest.approx(max(corr), abs=1e-9)
+        assert corr[s["factor_best"][j]] == pytest.approx(max(corr), abs=1e-9)
+    site = tmp_path / "site"
+    r = runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(site), "--quiet", "--truth", str(data)])
+    assert r.exit_code == 0, r.output
+    page = (site / "index.html").read_text()
+    assert "<th>factor</th>" in page and f"{want['truth_mcc']:.3f}" in page
+    other = tmp_path / "m.npz"
+    assert runner.invoke(main, ["synth", "manifolds", "-o", str(other), "--images", "50", "--side", "6"]).exit_code == 0
+    r = runner.invoke(main, ["dashboard", str(tmp_path / "run"), "-o", str(tmp_path / "s2"), "--truth", str(other)])
+    assert r.exit_code == 1 and "give the file the run was trained on" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "s2").exists()

@@ -332,11 +332,17 @@ def figure(kind, run_dir, out, indices, count, elements, steps, span, threshold,
               help="An element is active when its spike probability gamma exceeds this.")
 @click.option("--range", "span", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="An element's alteration strip sets it to values from -RANGE to +RANGE.")
+@click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A set with known factors (vsc synth's .npz, the one RUN_DIR was trained on): each element's "
+                   "matched true factor and the run's MCC, as vsc sparsity --truth reports them.")
+@click.option("--consistency/--no-consistency", default=True, show_default=True,
+              help="Score each element's consistency and draw its mean pixel change (as vsc sparsity "
+                   "--consistency; two decoder passes of up to 100 images per element).")
 @click.option("--force", is_flag=True, help="Replace an existing OUT folder.")
 @data_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def dashboard(run_dir, out, split, top, elements, threshold, span, force, data_dir, quiet):
+def dashboard(run_dir, out, split, top, elements, threshold, span, truth, consistency, force, data_dir, quiet):
     """Write a static site of every element of a trained run: which images switch each on, what it does when
     moved, how often it is on, and the run's numbers (open OUT/index.html in a browser; no server needed).
 
@@ -345,7 +351,7 @@ def dashboard(run_dir, out, split, top, elements, threshold, span, force, data_d
     from vsc_cli.evaluation.dashboard import dashboard as build_dashboard
 
     r = build_dashboard(run_dir, out, data_dir, split=split, top=top, elements=elements, threshold=threshold,
-                        span=span, force=force, progress=not quiet)
+                        span=span, force=force, progress=not quiet, truth=truth, consistency=consistency)
     click.echo(f"wrote {r['out']}/index.html: {r['elements']} of {r['dim']} elements, {r['images']:,} {split} images "
                f"({r['dead']} dead, {r['always']} always on)")
     if r.get("verdict"):

@@ -23,12 +23,15 @@ def pair_cosines(changes: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def consistency(model, codes: np.ndarray, active: np.ndarray, max_images: int = 100, seed: int = 0) -> dict:
-    """The module docstring's scores from codes (N, J) E[z] and their active sets (N, J) under model.decoder."""
+def consistency(model, codes: np.ndarray, active: np.ndarray, max_images: int = 100, seed: int = 0,
+                mean_change: bool = False) -> dict:
+    """The module docstring's scores from codes (N, J) E[z] and their active sets (N, J) under model.decoder;
+    mean_change: also each scored element's mean pixel change over its images (`consistency_mean_change`, j -> (P,)),
+    as `vsc dashboard` draws it."""
     param = next(model.parameters())
     rng = np.random.default_rng(seed)
     rate = active.mean(0)
-    scores = {}
+    scores, means = {}, {}
     for j in np.flatnonzero(rate >= USED):
         on = np.flatnonzero(active[:, j])
         if len(on) < 2:
@@ -40,8 +43,11 @@ def consistency(model, codes: np.ndarray, active: np.ndarray, max_images: int = 
         step[:, j] = spread if spread > 0 else 1.0
         change = (model.decoder.mean(z + step) - model.decoder.mean(z)).double().cpu().numpy()
         scores[int(j)] = float(np.median(pair_cosines(change)))
+        if mean_change:
+            means[int(j)] = change.mean(0)
     values = np.array(list(scores.values()))
     order = sorted(scores, key=lambda j: -scores[j])
     return {"consistency": float(np.median(values)) if len(values) else None, "consistency_elements": len(values),
             "consistency_best": order[:5], "consistency_worst": order[::-1][:5],
-            "consistency_per_element": {str(j): scores[j] for j in order}}
+            "consistency_per_element": {str(j): scores[j] for j in order},
+            **({"consistency_mean_change": means} if mean_change else {})}

@@ -3,8 +3,10 @@
 One encoding pass over the split (evaluation/encoding.py: the same codes and the same "active" as `vsc encode` and
 `vsc sparsity`), then per element: how often it is on, its value where on, the class it predicts best, the
 elements it co-occurs with; the images that switch it on most strongly (each sign), the weakest that switch it on,
-and an alteration strip (the element moved across -RANGE..+RANGE in images where it is on, decoded in batches, as
-`vsc figure alter` does). `element_table` is the same numbers for a notebook (the Python API's `run.elements()`).
+an alteration strip (the element moved across -RANGE..+RANGE in images where it is on, decoded in batches, as
+`vsc figure alter` does), its consistency score and mean pixel change (consistency.py, as `vsc sparsity
+--consistency`), and with --truth the true factor it is matched to (truth.py, as `vsc sparsity --truth`).
+`element_table` is the same numbers for a notebook (the Python API's `run.elements()`).
 
 Layout of DIR: index.html (the run's settings and numbers, a sortable, filterable table of every element),
 e/J.html (element J), img/J-*.png (its images, written once, loaded lazily by the browser), style.css, table.js.
@@ -23,6 +25,7 @@ from vsc_cli.common.errors import VscError
 from vsc_cli.common.progress import tqdm
 from vsc_cli.common.safeio import check_writable_folder
 from vsc_cli.data.display import tile
+from vsc_cli.evaluation.consistency import consistency as consistency_scores
 from vsc_cli.evaluation.encoding import active_elements, encode_batches
 from vsc_cli.evaluation.metrics import mean_jaccard
 from vsc_cli.evaluation.verdict import verdict
@@ -106,6 +109,20 @@ def _grid(rows: list, path: Path, scale: int) -> None:
     img.save(path)
 
 
+def _signed(change: np.ndarray, path: Path, scale: int) -> None:
+    """A (C, H, W) pixel change as a PNG: mid-grey where nothing changes, lighter where the pixel grows, darker where
+    it shrinks, scaled by the largest |change| (per channel for colour, so a hue shows which channel moved)."""
+    from PIL import Image
+
+    top = np.abs(change).max()
+    img = 0.5 + 0.5 * change / top if top > 0 else np.full_like(change, 0.5)
+    img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+    out = Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+    if scale > 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+    out.save(path)
+
+
 def _svg_bars(values, labels, width=260, height=80, title="") -> str:
     """A small bar chart as inline SVG (no plotting library in the page)."""
     values = np.asarray(values, dtype=np.float64)
@@ -156,15 +173,46 @@ def _page(title: str, body: str, depth: int = 0) -> str:
             f'<script src="{up}table.js"></script></body></html>\n')
 
 
+def scores(run, codes: np.ndarray, active: np.ndarray, split: str, truth=None, consistency: bool = True) -> dict:
+    """The per-element scores beside element_table's, added to `table` in place and returned as the run's: with
+    consistency, `consistency` (J,; NaN for elements on in < 1% of the images) and `mean_change` (j -> pixels);
+    with truth (a vsc synth .npz), `factor` (J,; the true factor matched to each element by the Hungarian method,
+    -1 for none), `factor_corr` (its |corr|), `factor_best` / `factor_best_corr` (the factor it correlates with
+    most) and the run's truth scores."""
+    dim = codes.shape[1]
+    out = {"consistency": np.full(dim, np.nan), "mean_change": {}}
+    if consistency:
+        c = consistency_scores(run.model, codes, active, mean_change=True)
+        for j, v in c["consistency_per_element"].items():
+            out["consistency"][int(j)] = v
+        out["mean_change"] = c["consistency_mean_change"]
+        out["run_consistency"] = {k: c[k] for k in ("consistency", "consistency_elements")}
+    if truth is not None:
+        from vsc_cli.evaluation.truth import abs_correlation, linear_sum_assignment, run_factors, truth_scores
+
+        factors = run_factors(run, truth, split, len(codes))
+        corr = abs_correlation(codes, factors)  # (J, K)
+        rows, cols = linear_sum_assignment(-corr)
+        out["factor"] = np.full(dim, -1)
+        out["factor"][rows] = cols
+        out["factor_corr"] = np.where(out["factor"] >= 0, corr[np.arange(dim), np.maximum(out["factor"], 0)], np.nan)
+        out["factor_best"] = corr.argmax(1)
+        out["factor_best_corr"] = corr.max(1)
+        out["run_truth"] = truth_scores(codes, active, factors)
+    return out
+
+
 def build(run, out: Path, split: str = "test", top: int = 8, elements: int | None = None, threshold: float = 0.5,
-          span: float = 3.0, force: bool = False, progress: bool = False) -> dict:
+          span: float = 3.0, force: bool = False, progress: bool = False, truth=None, consistency: bool = True) -> dict:
     """Write the dashboard of `run` (trainers.run.Run) into folder `out` (refused if it exists, unless force; written
-    beside it and renamed when complete, so a failure leaves nothing half-written); returns a summary."""
+    beside it and renamed when complete, so a failure leaves nothing half-written); returns a summary. truth: a set
+    with known factors (vsc synth's .npz) that the run was trained on; consistency: score each element (scores)."""
     out = Path(out)
     if out.exists() and not force:
         raise VscError(f"{out} exists; use --force to replace it, or another -o")
     check_writable_folder(out)
     x, codes, active, table = encoded(run, split, threshold, progress)
+    table.update(scores(run, codes, active, split, truth, consistency))
     labels = np.asarray(x.labels)
     dim = codes.shape[1]
     order = np.argsort(-table["rate"], kind="stable")
@@ -214,7 +262,10 @@ def _write(run, tmp, x, codes, active, labels, table, shown, split, top, thresho
                 dec = model.decoder.mean(torch.from_numpy(z.reshape(-1, dim)).to(param.device, param.dtype))
             dec = dec.float().cpu().numpy().reshape(len(base), STEPS, *shape)
             _grid([list(row) for row in dec], tmp / "img" / f"{j}-alter.png", scale)
-        (tmp / "e" / f"{j}.html").write_text(_element_page(j, table, groups, value, have, span, len(base) > 0, n))
+        if j in table["mean_change"]:
+            _signed(table["mean_change"][j].reshape(shape), tmp / "img" / f"{j}-change.png", scale)
+        (tmp / "e" / f"{j}.html").write_text(_element_page(j, table, groups, value, have, span, len(base) > 0, n,
+                                                          j in table["mean_change"]))
     (tmp / "index.html").write_text(_overview(run, table, shown, per_image, jaccard, warning, split, threshold, n))
     (tmp / "style.css").write_text(CSS)
     (tmp / "table.js").write_text(JS)
@@ -222,7 +273,7 @@ def _write(run, tmp, x, codes, active, labels, table, shown, split, top, thresho
             "dead": int((table["status"] == "dead").sum()), "always": int((table["status"] == "always").sum())}
 
 
-def _element_page(j, table, groups, value, have, span, altered, n) -> str:
+def _element_page(j, table, groups, value, have, span, altered, n, changed=False) -> str:
     """Element j's page; `have`: the elements with a page, in the table's order (links go to those only)."""
     rate, status = table["rate"][j], table["status"][j]
     at = have.index(j)
@@ -233,6 +284,16 @@ def _element_page(j, table, groups, value, have, span, altered, n) -> str:
     parts = [nav, f"<h1>Element {j}</h1>",
              f'<p>on in {table["count"][j]:,} of {n:,} images ({rate:.1%}; <span class="{status}">{status}</span>); '
              f'mean |value| where on {table["mean_abs"][j]:.3f}; positive in {table["positive"][j]:.0%} of them.</p>']
+    c = table["consistency"][j]
+    parts.append(f"<p>consistency {c:.3f}: the median cosine between images of the pixel change a step in it makes "
+                 "(1: the same change wherever it is on).</p>" if not np.isnan(c) else
+                 "<p>consistency: not scored (on in fewer than 1% of the images, or not computed).</p>")
+    if "factor" in table:
+        best = table["factor_best"][j]
+        matched = (f"matched to true factor {table['factor'][j]} (|corr| {table['factor_corr'][j]:.3f})"
+                   if table["factor"][j] >= 0 else "matched to no true factor")
+        parts.append(f"<p>{matched}; it correlates most with factor {best} (|corr| "
+                     f"{table['factor_best_corr'][j]:.3f}).</p>")
     if table["best_class"] is not None and table["count"][j]:
         parts.append(f"<p>its images are most often class {table['best_class'][j]} "
                      f"({table['class_share'][j]:.0%} of them).</p>")
@@ -253,6 +314,10 @@ def _element_page(j, table, groups, value, have, span, altered, n) -> str:
         parts.append(f"<h2>Moved from {-span:g} to {span:g}</h2><p>each row one of its strongest images, decoded with "
                      f'the element set to {STEPS} values, every other element as encoded.</p>'
                      f'<img loading="lazy" src="../img/{j}-alter.png" alt="element {j} altered">')
+    if changed:
+        parts.append("<h2>Mean pixel change</h2><p>of a step of one spread of its values, over the images where it is "
+                     "on: grey nothing, lighter brighter, darker dimmer.</p>"
+                     f'<img loading="lazy" src="../img/{j}-change.png" alt="element {j}: mean pixel change">')
     links = ", ".join((f'<a href="{int(k)}.html">{int(k)}</a>' if int(k) in have else str(int(k)))
                       + f" (Jaccard {jac:.2f})"
                       for k, jac in zip(table["cooccurs"][j], table["cooccur_jaccard"][j]) if jac > 0)
@@ -275,6 +340,15 @@ def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, 
                        ("train_reconstruction_error", "the same, training images")):
         if metrics.get(key) is not None:
             numbers.append((label, _fmt(metrics[key], ".3f" if "error" in key else ".2f")))
+    if table.get("run_consistency", {}).get("consistency") is not None:
+        rc = table["run_consistency"]
+        numbers.append((f"consistency, median over the {rc['consistency_elements']} elements on in >= 1% of images",
+                        _fmt(rc["consistency"])))
+    if "run_truth" in table:
+        t = table["run_truth"]
+        numbers += [("true factors: MCC (matched |corr|)", _fmt(t["truth_mcc"])),
+                    ("true factors recovered (|corr| >= 0.9)", f"{t['truth_recovered_09']} of {t['truth_factors']}"),
+                    ("support F1", _fmt(t["truth_support_f1"]))]
     settings = {k: v for k, v in cfg.to_dict().items() if k in ("data", "model", "network", "dim", "alpha",
                                                                   "iterations", "image_size", "validation")}
     head = [f"<h1>{html.escape(str(run.path or 'run'))}</h1>",
@@ -289,7 +363,9 @@ def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, 
                 '<option>dead</option><option>always</option></select> <span id="shown"></span> shown; '
                 'click a column to sort.</p>')
     has_class = table["best_class"] is not None
-    cols = ["element", "status", "rate", "mean |value|", "positive", *(["best class", "share"] if has_class else []),
+    has_truth = "factor" in table
+    cols = ["element", "status", "rate", "mean |value|", "positive", "consistency",
+            *(["best class", "share"] if has_class else []), *(["factor", "|corr|"] if has_truth else []),
             "on with", "strongest images"]
     rows = []
     for j in shown:
@@ -298,10 +374,16 @@ def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, 
                  f'<td data-v="{table["rate"][j]:.6f}">{table["rate"][j]:.1%}</td>',
                  f'<td>{table["mean_abs"][j]:.3f}</td>', f'<td data-v="{table["positive"][j]:.4f}">'
                  f'{table["positive"][j]:.0%}</td>']
+        c = table["consistency"][j]
+        cells.append(f'<td data-v="{-2 if np.isnan(c) else c:.4f}">{_fmt(c)}</td>')
         if has_class:
             share = table["class_share"][j]
             cells += [f"<td>{table['best_class'][j]}</td>",
                       f'<td data-v="{0 if np.isnan(share) else share:.4f}">{_fmt(share, ".0%")}</td>']
+        if has_truth:
+            f, fc = table["factor"][j], table["factor_corr"][j]
+            cells += [f'<td data-v="{f}">{f if f >= 0 else "-"}</td>',
+                      f'<td data-v="{-1 if np.isnan(fc) else fc:.4f}">{_fmt(fc)}</td>']
         cells.append('<td class="l">' + " ".join(str(int(k)) for k, jac in
                                                  zip(table["cooccurs"][j], table["cooccur_jaccard"][j]) if jac > 0)
                      + "</td>")

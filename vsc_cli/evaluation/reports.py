@@ -125,11 +125,9 @@ def _consistency_rows(r, value):
 
 
 def _truth(enc: Encoded, value):
-    from vsc_cli.evaluation.truth import read_factors, truth_scores
+    from vsc_cli.evaluation.truth import run_factors, truth_scores
 
-    cfg = enc.run.cfg if enc.run is not None else None
-    held = (cfg.validation or 0.0) if cfg is not None and enc.run.data_override is None else 0.0
-    factors = read_factors(value, enc.split, len(enc.codes), held, cfg.train_size if cfg is not None else None)
+    factors = run_factors(enc.run, value, enc.split, len(enc.codes))
     scores = truth_scores(enc.codes, enc.active, factors)
     return {**scores, "truth": str(value)}
 

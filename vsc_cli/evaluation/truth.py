@@ -122,6 +122,14 @@ ROWS = (
 )
 
 
+def run_factors(run, path: Path, split: str, n: int) -> np.ndarray:
+    """read_factors for the n images of a run's split (trainers.run.Run): its validation split and train size, where
+    the run's own data are encoded."""
+    cfg = run.cfg
+    held = (cfg.validation or 0.0) if run.data_override is None else 0.0
+    return read_factors(path, split, n, held, cfg.train_size)
+
+
 def read_factors(path: Path, split: str, n: int, validation: float = 0.0, train_size: int | None = None) -> np.ndarray:
     """The `factors` of the split's rows of a set with known factors (own data's split: every tenth is a test
     image; a run's validation split carved from its first train_size training images, sources.carve); VscError

@@ -83,15 +83,18 @@ class Run:
         (N, H, W, C), ready for PIL.Image.fromarray (`to_pixels(images, run.config["normalisation"])`)."""
         return to_pixels(images, self.config["normalisation"], self.shape)
 
-    def elements(self, split: str = "test", threshold: float = 0.5, progress: bool = False) -> dict:
+    def elements(self, split: str = "test", threshold: float = 0.5, progress: bool = False, truth=None,
+                 consistency: bool = True) -> dict:
         """Every element's statistics over a split, as `vsc dashboard` shows them (numpy arrays of length J):
         rate, count, status (dead / used / always), mean_abs, positive, best_class, class_share, class_rates,
-        cooccurs; and `top(j, n=8, sign=1)`, the split's indices of the images that switch element j on most
+        cooccurs, consistency (NaN where not scored) and mean_change (j -> pixels); with truth (a vsc synth .npz),
+        factor, factor_corr, factor_best, factor_best_corr and run_truth; and `top(j, n=8, sign=1)`, the split's indices of the images that switch element j on most
         strongly (sign -1: negative values; 0: most weakly), with `images` the split's (N, C, H, W) images."""
-        from vsc_cli.evaluation.dashboard import encoded, strongest
+        from vsc_cli.evaluation.dashboard import encoded, scores, strongest
 
         x, codes, active, table = encoded(self.opened, split, threshold, progress)
         table = dict(table)
+        table.update(scores(self.opened, codes, active, split, truth, consistency))
         table["top"] = lambda j, n=8, sign=1: strongest(codes, active, j, n, sign)
         table["images"] = x[:].reshape(len(x), *self.shape)
         table["codes"], table["active"] = codes, active
