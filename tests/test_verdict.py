@@ -3,7 +3,6 @@ setting the run has), its numbers against a naive computation, and the two comma
 import json
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 

@@ -226,8 +226,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
             if augments(cfg):
                 xb = augment(xb, x_train.shape, cfg, run.aug_gen)
             try:
-                value = training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good,
-                                      penalty)
+                training_step(net, model, run.opt, xb, step, run.noise_gen, log, it + 1, run.last_good, penalty)
             except RuntimeError as exc:  # autograd's anomaly mode: the message names the iteration
                 exc.vsc_iteration = it + 1
                 raise
