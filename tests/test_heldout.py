@@ -267,6 +267,17 @@ def test_the_estimate_line_names_the_time_and_what_fits():
     assert "about 2 h 46 min for the 20,000 iterations left on cpu" in line and "fewer --iterations" in line
     assert "--device cuda" in estimate_line(0.5, 20_000, "cpu", cuda_available=True)
     assert ";" not in estimate_line(0.01, 20_000, "cuda", cuda_available=True)  # short on a GPU: no advice
+    # the advice fits the run: its own network's half width, never a setting it already has
+    conv = resolve(data="celeba", network="conv")
+    line = estimate_line(0.5, 20_000, "cpu", False, conv)
+    assert "--channels 16,32,64,128" in line and "--hidden" not in line
+    mlp = resolve(data="celeba", network="mlp")
+    line = estimate_line(0.5, 20_000, "cpu", False, mlp)
+    assert "--hidden 1000,1000" in line and "--channels" not in line
+    assert mlp.validation and mlp.patience and "--patience 5" not in line and f"in {mlp.patience} evaluations" in line
+    nostop = resolve(data="celeba", network="mlp", patience=0)
+    assert "--patience 5" in estimate_line(0.5, 20_000, "cpu", False, nostop)
+    assert "--patience" not in estimate_line(0.5, 20_000, "cpu", False, resolve(data="fmnist"))  # no validation split
 
 
 def test_a_long_run_prints_its_estimate_once(tmp_path, capsys):

@@ -117,6 +117,7 @@ class Network:
       encoder, decoder, heads_layer, logvar_bias: its builders, the encoder's last linear layer (whose outputs are
                       the family's heads), the decoder's log-variance bias entries (the Gaussian's start)
       describe        a few words for messages ("hidden 400")
+      smaller         the setting that makes it about half as wide, for the advice to a long run (None: none)
       defaults        the values it trains with on a data set when they are not given (recipes.resolve)
       chosen_for      whether a new run on such data gets it when --network is not given (recipes.default_network)
     """
@@ -150,6 +151,10 @@ class Network:
         return cls.title or cls.__name__
 
     @classmethod
+    def smaller(cls, cfg) -> str | None:
+        return None
+
+    @classmethod
     def defaults(cls, data: str) -> dict:
         return {}
 
@@ -179,6 +184,11 @@ class MLP(Network):
     @classmethod
     def describe(cls, cfg):
         return f"hidden {','.join(map(str, cfg.hidden))}"
+
+    @classmethod
+    def smaller(cls, cfg):
+        half = [max(w // 2, 16) for w in cfg.hidden]
+        return None if list(half) == list(cfg.hidden) else f"--hidden {','.join(map(str, half))}"
 
     @classmethod
     def defaults(cls, data):
@@ -220,6 +230,11 @@ class Conv(Network):
     @classmethod
     def describe(cls, cfg):
         return f"conv network {','.join(map(str, cfg.channels))}"
+
+    @classmethod
+    def smaller(cls, cfg):
+        half = [max(c // 2, 8) for c in cfg.channels]
+        return None if list(half) == list(cfg.channels) else f"--channels {','.join(map(str, half))}"
 
     @classmethod
     def defaults(cls, data):

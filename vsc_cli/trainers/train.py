@@ -207,7 +207,7 @@ def _train(cfg, out_dir, device, data_dir, resume, progress, stop_at, world):
     mean = dist.global_mean(world, device) if world.on else None  # evaluation may have left no metrics)
     penalty, schedule, net = penalty_of(cfg, model.family, mean, model), Schedule(cfg), _parallel(model, world, device)
     t0, shown, val_shown = time.perf_counter(), None, _last_validation(run)
-    clock = StepClock(start, cfg.iterations, device, progress)
+    clock = StepClock(start, cfg.iterations, device, progress, cfg)
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="training",
                disable=not progress, dynamic_ncols=True)
 
@@ -417,8 +417,8 @@ class StepClock:
     WARMUP, TIMED = 3, 10
     LONG = 15 * 60  # seconds: a run this long on the CPU is told what would shorten it
 
-    def __init__(self, start: int, total: int, device, progress: bool):
-        self.start, self.total, self.device, self.on = start, total, str(device), progress
+    def __init__(self, start: int, total: int, device, progress: bool, cfg=None):
+        self.start, self.total, self.device, self.on, self.cfg = start, total, str(device), progress, cfg
         self.t = None
 
     def tick(self, iteration: int, bar) -> None:
@@ -433,7 +433,8 @@ class StepClock:
             left = self.total - iteration
             if left * per_step < 60:  # a short run needs no forecast
                 return
-            bar.write(estimate_line(per_step, left, self.device, torch.cuda.is_available()), file=sys.stderr)
+            bar.write(estimate_line(per_step, left, self.device, torch.cuda.is_available(), self.cfg),
+                      file=sys.stderr)
 
 
 def duration(seconds: float) -> str:
@@ -444,16 +445,26 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
-def estimate_line(per_step: float, left: int, device: str, cuda_available: bool) -> str:
-    """The forecast line: the time of the `left` iterations at `per_step` seconds each, and what fits."""
+def estimate_line(per_step: float, left: int, device: str, cuda_available: bool, cfg=None) -> str:
+    """The forecast line: the time of the `left` iterations at `per_step` seconds each, and what would shorten a
+    long one on a CPU, in settings the run does not have yet (its network's half width, early stopping where it
+    has a validation split and no patience)."""
     line = f"estimated time: about {duration(per_step * left)} for the {left:,} iterations left on {device} " \
            f"({per_step:.3f} s a step, timed over {StepClock.TIMED})"
     if device.startswith("cpu") and per_step * left > StepClock.LONG:
         if cuda_available:
-            line += "; a GPU is there: --device cuda (or --device auto) trains faster"
-        else:
-            line += ("; on a CPU, fewer --iterations or a smaller network (e.g. --channels 16,32,64,128 for the "
-                     "conv network) shorten it, and --patience stops it once the validation ELBO stops improving")
+            return line + "; a GPU is there: --device cuda (or --device auto) trains faster"
+        from vsc_cli.common.registry import NETWORKS
+
+        tips = ["fewer --iterations"]
+        smaller = NETWORKS[cfg.network].smaller(cfg) if cfg is not None else None
+        if smaller:
+            tips.append(f"a smaller network ({smaller})")
+        if cfg is not None and cfg.validation and not cfg.patience:
+            tips.append("--patience 5 (stop once the validation ELBO stops improving)")
+        line += "; on a CPU, " + " or ".join(tips) + " would shorten it"
+        if cfg is not None and cfg.validation and cfg.patience:
+            line += f" (it stops early if the validation ELBO has not improved in {cfg.patience} evaluations)"
     return line
 
 
