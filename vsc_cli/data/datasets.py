@@ -63,6 +63,18 @@ DATASETS = {
     ),
 }
 ALIASES = {"fashion-mnist": "fmnist", "fashion_mnist": "fmnist"}
+# the classes' names, by label (Fashion-MNIST's README; MNIST's are its digits)
+CLASS_NAMES = {"fmnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                          "Ankle boot")}
+
+
+def class_name(data: str, label) -> str:
+    """'7 Sneaker' for a named class of a built-in set, else the label as it is."""
+    names = CLASS_NAMES.get(ALIASES.get(str(data), str(data)), ())
+    try:
+        return f"{label} {names[int(label)]}" if 0 <= int(label) < len(names) else str(label)
+    except (TypeError, ValueError):
+        return str(label)
 NORMALISATIONS = ("unit", "01", "none")
 DOWNLOAD_TIMEOUT_S = 60
 

@@ -24,6 +24,7 @@ import torch
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.progress import tqdm
 from vsc_cli.common.safeio import check_writable_folder
+from vsc_cli.data.datasets import class_name
 from vsc_cli.data.display import tile
 from vsc_cli.evaluation.consistency import consistency as consistency_scores
 from vsc_cli.evaluation.encoding import active_elements, encode_batches
@@ -133,7 +134,7 @@ def _svg_bars(values, labels, width=260, height=80, title="") -> str:
     bars = "".join(f'<rect x="{i * w:.1f}" y="{height - 14 - (v / top) * (height - 20):.1f}" width="{max(w - 1, 1):.1f}" '
                    f'height="{(v / top) * (height - 20):.1f}"><title>{html.escape(str(lab))}: {v:.3g}</title></rect>'
                    for i, (v, lab) in enumerate(zip(values, labels)))
-    ticks = "".join(f'<text x="{i * w + w / 2:.1f}" y="{height - 2}" text-anchor="middle">{html.escape(str(lab))}</text>'
+    ticks = "".join(f'<text x="{i * w + w / 2:.1f}" y="{height - 2}" text-anchor="middle">{html.escape(str(lab).split(" ")[0])}</text>'
                     for i, lab in enumerate(labels) if len(labels) <= 12)
     return (f'<svg class="bars" width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
             f"{bars}{ticks}</svg>")
@@ -265,7 +266,7 @@ def _write(run, tmp, x, codes, active, labels, table, shown, split, top, thresho
         if j in table["mean_change"]:
             _signed(table["mean_change"][j].reshape(shape), tmp / "img" / f"{j}-change.png", scale)
         (tmp / "e" / f"{j}.html").write_text(_element_page(j, table, groups, value, have, span, len(base) > 0, n,
-                                                          j in table["mean_change"]))
+                                                          j in table["mean_change"], run.data))
     (tmp / "index.html").write_text(_overview(run, table, shown, per_image, jaccard, warning, split, threshold, n))
     (tmp / "style.css").write_text(CSS)
     (tmp / "table.js").write_text(JS)
@@ -273,7 +274,7 @@ def _write(run, tmp, x, codes, active, labels, table, shown, split, top, thresho
             "dead": int((table["status"] == "dead").sum()), "always": int((table["status"] == "always").sum())}
 
 
-def _element_page(j, table, groups, value, have, span, altered, n, changed=False) -> str:
+def _element_page(j, table, groups, value, have, span, altered, n, changed=False, data="") -> str:
     """Element j's page; `have`: the elements with a page, in the table's order (links go to those only)."""
     rate, status = table["rate"][j], table["status"][j]
     at = have.index(j)
@@ -295,14 +296,16 @@ def _element_page(j, table, groups, value, have, span, altered, n, changed=False
         parts.append(f"<p>{matched}; it correlates most with factor {best} (|corr| "
                      f"{table['factor_best_corr'][j]:.3f}).</p>")
     if table["best_class"] is not None and table["count"][j]:
-        parts.append(f"<p>its images are most often class {table['best_class'][j]} "
+        parts.append(f"<p>its images are most often class {html.escape(class_name(data, table['best_class'][j]))} "
                      f"({table['class_share'][j]:.0%} of them).</p>")
-        parts.append("<h2>Rate per class</h2>" + _svg_bars(table["class_rates"][:, j], table["classes"],
+        parts.append("<h2>Rate per class</h2>" + _svg_bars(table["class_rates"][:, j],
+                                                           [class_name(data, c) for c in table["classes"]],
                                                            title="rate per class"))
     if len(value):
         hist, edges = np.histogram(value, bins=20)
         parts.append("<h2>Its value where on</h2>" + _svg_bars(hist, [f"{e:.2f}" for e in edges[:-1]],
-                                                               title="histogram of the value where on"))
+                                                               title="histogram of the value where on")
+                     + f"<p>20 bins from {edges[0]:.3f} to {edges[-1]:.3f}.</p>")
     captions = {"pos": "switch it on most strongly (positive values)",
                 "neg": "switch it on most strongly (negative values)",
                 "weak": "switch it on most weakly"}
@@ -378,7 +381,8 @@ def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, 
         cells.append(f'<td data-v="{-2 if np.isnan(c) else c:.4f}">{_fmt(c)}</td>')
         if has_class:
             share = table["class_share"][j]
-            cells += [f"<td>{table['best_class'][j]}</td>",
+            cells += [f'<td class="l" data-v="{table["best_class"][j]}">'
+                      f"{html.escape(class_name(run.data, table['best_class'][j]))}</td>",
                       f'<td data-v="{0 if np.isnan(share) else share:.4f}">{_fmt(share, ".0%")}</td>']
         if has_truth:
             f, fc = table["factor"][j], table["factor_corr"][j]
@@ -391,7 +395,7 @@ def _overview(run, table, shown, per_image, jaccard, warning, split, threshold, 
         cells.append('<td class="l">' + (f'<img loading="lazy" height="28" src="img/{j}-{thumb}.png" alt="">'
                                           if table["count"][j] else "") + "</td>")
         rows.append(f'<tr data-status="{status[j]}">' + "".join(cells) + "</tr>")
-    tab = ('<table id="elements"><thead><tr>' + "".join(f'<th class="l">{c}</th>' if c in ("status", "on with",
+    tab = ('<table id="elements"><thead><tr>' + "".join(f'<th class="l">{c}</th>' if c in ("status", "best class", "on with",
                                                          "strongest images") else f"<th>{c}</th>" for c in cols)
            + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
     return _page(f"vsc dashboard: {run.path}", "\n".join(head) + tab)
