@@ -213,10 +213,10 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet, **reports):
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["sparse-linear", "manifolds"]))
+@click.argument("kind", type=click.Choice(["sparse-linear", "manifolds", "patches"]))
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help=".npz file to write (written to a temporary name, renamed when complete).")
-@click.option("--images", type=click.IntRange(min=10), default=20_000, show_default=True, help="Images in the set.")
+@click.option("--images", type=click.IntRange(min=10), help="Images in the set.  [default: 20,000; 60,000 patches]")
 @click.option("--factors", type=click.IntRange(min=1), default=100, show_default=True,
               help="sparse-linear: dictionary atoms K.")
 @click.option("--active", type=click.IntRange(min=1), default=5, show_default=True,
@@ -229,17 +229,24 @@ def sparsity(source, split, threshold, data_dir, as_json, quiet, **reports):
               help="manifolds: classes, each with its own factors.")
 @click.option("--per-class", type=click.IntRange(min=1), default=3, show_default=True,
               help="manifolds: factors of each class.")
-@click.option("--side", type=click.IntRange(min=2, max=256), default=28, show_default=True,
-              help="Images are SIDE x SIDE pixels.")
+@click.option("--whiten", type=click.Choice(["none", "zca"]), default="none", show_default=True,
+              help="patches: after each patch's mean is removed, ZCA-whiten the pixels over the set, or not.")
+@click.option("--from", "folder", type=click.Path(path_type=Path),
+              help="patches: cut them from every image in this folder  [default: the ten photographs scikit-image "
+                   "ships; pip install scikit-image]")
+@click.option("--side", type=click.IntRange(min=2, max=256), help="Images are SIDE x SIDE pixels.  [default: 28; "
+              "12 for patches]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything in the set.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @handle_errors
-def synth(kind, out, images, factors, active, values, noise, classes, per_class, side, seed, force):
-    """Make a set of images with known factors, to score whether code elements are features.
+def synth(kind, out, images, factors, active, values, noise, classes, per_class, whiten, folder, side, seed, force):
+    """Make a set of images with known factors, to score whether code elements are features, or of natural-image
+    patches, the classic sparse-coding data.
 
     \b
     sparse-linear  x = D s + noise: K random unit-norm atoms, ACTIVE of them on per image
     manifolds      CLASSES classes, each with its own factors, through a fixed random network
+    patches        grey patches of photographs, each patch's mean removed, the set mapped into [0, 1]
 
     Train on it like any own data and score the codes against its factors:
 
@@ -257,11 +264,21 @@ def synth(kind, out, images, factors, active, values, noise, classes, per_class,
         raise click.UsageError(f"-o {out}: give a .npz file name")
     if kind == "sparse-linear" and active > factors:
         raise click.UsageError(f"--active {active} is more than the {factors} --factors")
-    sizes = (dict(images=images, factors=factors, active=active, values=values, noise=noise, side=side, seed=seed)
-             if kind == "sparse-linear" else dict(images=images, classes=classes, per_class=per_class, side=side,
-                                                  seed=seed))
+    if kind != "patches" and (folder is not None or whiten != "none"):
+        raise click.UsageError(f"--{'from' if folder is not None else 'whiten'} is for patches, not {kind}")
+    side = side or (12 if kind == "patches" else 28)
+    images = images or (60_000 if kind == "patches" else 20_000)
+    sizes = {"sparse-linear": dict(images=images, factors=factors, active=active, values=values, noise=noise,
+                                   side=side, seed=seed),
+             "manifolds": dict(images=images, classes=classes, per_class=per_class, side=side, seed=seed),
+             "patches": dict(images=images, side=side, whiten=whiten, seed=seed, folder=folder)}[kind]
     arrays = make(kind, **sizes)
     atomic_write_npz(out, arrays)
+    if kind == "patches":
+        click.echo(f"wrote {out}: {images} patches of {side}x{side} from {len(arrays['photos'])} photographs "
+                   f"(each patch's mean removed{', ZCA-whitened' if whiten == 'zca' else ''}; 0 is "
+                   f"{float(arrays['offset']):.3f} in [0, 1])")
+        return
     f = arrays["factors"]
     click.echo(f"wrote {out}: {len(f)} images of {side}x{side}, {f.shape[1]} factors, "
                f"{(f != 0).sum(1).mean():.1f} on per image")
