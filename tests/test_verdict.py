@@ -40,6 +40,9 @@ def test_the_advice_is_never_what_the_run_has():
     assert "--alpha 0.1" in verdict(cfg(alpha=0.5), 150.0, 0.3)
     assert "--alpha 0.01" in verdict(cfg(alpha=0.1), 150.0, 0.3)
     assert "--alpha" not in verdict(cfg(alpha=0.01), 150.0, 0.3)
+    # a fixed decoder noise has no learned variance to start (vsc train refuses --logvar-init with it)
+    fixed = verdict(cfg(iterations=1000, noise_std=0.05), 0.0, 1.3)
+    assert "--logvar-init" not in fixed and "a smaller --noise-std than 0.05" in fixed
 
 
 class FakeRun:

@@ -193,6 +193,13 @@ class TrainConfig:
         "mean face, even as a VAE).", Float(0, lo_open=True), "training", settable=True,
         shown_default="1e-4 for celeba's MLP, 1e-3 otherwise")
     min_logvar: float = setting(-10.0, "Soft floor on the Gaussian decoder's per-pixel log-variance.", Float(), "model")
+    noise_std: float | None = setting(
+        None, "The rate-distortion setting: fix the Gaussian decoder's noise to this standard deviation sigma_x (in "
+        "the normalised pixels' units, every pixel alike) instead of learning a variance per pixel (A.1). The loss "
+        "is then ||x - mean||^2 / (2 sigma_x^2) + KL, classical sparse coding's energy with lambda = 2 sigma_x^2 "
+        "(a beta-VAE's beta): smaller keeps more detail with more elements on, larger gives sparser codes and "
+        "more error (docs/model.md).", Float(0, lo_open=True), "beyond the paper", settable=True,
+        shown_default="learned per pixel")
     logvar_init: float | str | None = setting(
         None, "Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) or a "
         "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True,

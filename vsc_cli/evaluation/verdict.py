@@ -28,7 +28,10 @@ SAMPLE = 500  # images `vsc figure` encodes for its check (a few seconds for a c
 def collapse_advice(cfg) -> list[str]:
     """What to try on a collapsed run, leaving out what it already has."""
     out = []
-    if cfg.get("likelihood") == "gaussian" and cfg.get("logvar_init") is None:
+    noise = cfg.get("noise_std")
+    if noise is not None:  # a fixed decoder noise: a smaller one makes detail worth coding
+        out.append(f"a smaller --noise-std than {noise:g} (the KL outweighs the detail it would keep)")
+    elif cfg.get("likelihood") == "gaussian" and cfg.get("logvar_init") is None:
         out.append("--logvar-init data (start the decoder's variance at the data's)")
     if cfg.iterations < 20_000:
         out.append(f"more iterations than {cfg.iterations:,}")

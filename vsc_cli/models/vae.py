@@ -17,6 +17,8 @@ from vsc_cli.common.registry import FAMILIES, NETWORKS
 from vsc_cli.models.distributions import draw_and_kl
 from vsc_cli.models.schedule import Step
 
+LOG_2PI = math.log(2.0 * math.pi)
+
 
 def networks_of(cfg) -> tuple:
     """The run's encoder network class and its decoder's: the encoder's mirrored, or a decoder-only one named by
@@ -34,6 +36,9 @@ class Decoder(nn.Module):
     that are zero in every image (MNIST's border) otherwise let the variance go to 0 and the
     likelihood to +infinity. With -10 the floor is a standard deviation of 0.0067, small beside
     unit-norm pixel values (up to about 0.15).
+
+    With cfg.noise_std = sigma_x (the rate-distortion setting) the network outputs the means alone and every pixel's
+    variance is sigma_x^2, fixed: log p(x|z) = -1/2 sum(log 2 pi + log sigma_x^2 + (x - mean)^2 / sigma_x^2).
     """
 
     def __init__(self, cfg, pixels: int, network, shape=None):
@@ -41,9 +46,10 @@ class Decoder(nn.Module):
         likelihood, min_logvar = cfg.likelihood, cfg.min_logvar
         logvar_init = cfg.logvar_init if isinstance(cfg.logvar_init, (int, float)) else None
         self.likelihood, self.min_logvar = likelihood, min_logvar
-        groups = 2 if likelihood == "gaussian" else 1
+        self.noise_std = getattr(cfg, "noise_std", None) if likelihood == "gaussian" else None
+        groups = 2 if likelihood == "gaussian" and self.noise_std is None else 1
         self.net = network.decoder(cfg, shape, pixels, groups)  # network: a models.networks.Network class
-        if likelihood == "gaussian" and logvar_init is not None:
+        if groups == 2 and logvar_init is not None:
             # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
             # pixels of ~0.02, which makes the reconstruction gradient tiny beside the KL's early on)
             target = torch.tensor(max(float(logvar_init) - min_logvar, 1e-3))
@@ -53,6 +59,8 @@ class Decoder(nn.Module):
 
     def forward(self, z):
         out = self.net(z)
+        if self.noise_std is not None:
+            return out, torch.full_like(out, 2.0 * math.log(self.noise_std))
         if self.likelihood == "gaussian":
             mean, raw = out.chunk(2, dim=-1)
             return mean, self.min_logvar + F.softplus(raw - self.min_logvar)
@@ -60,6 +68,11 @@ class Decoder(nn.Module):
 
     def log_likelihood(self, x, z, backend: str = "torch"):
         """log p(x|z) summed over pixels, per image (backend: the fused Gaussian op's)."""
+        if self.noise_std is not None:  # the fixed variance: a scaled squared error and a constant
+            mean = self.net(z)
+            logvar = 2.0 * math.log(self.noise_std)
+            return -0.5 * (mean.shape[-1] * (LOG_2PI + logvar)
+                           + ((x.to(mean.dtype) - mean) ** 2).sum(-1) / self.noise_std ** 2)
         if self.likelihood == "gaussian":
             # one fused pass over the (B, 2P) output for the value and its gradient (vsc_kernels.gaussian_loglik;
             # backend "torch" is the plain expression -0.5 sum(log 2 pi + logvar + (x - mean)^2 exp(-logvar)))
