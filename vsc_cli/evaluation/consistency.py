@@ -32,6 +32,7 @@ def consistency(model, codes: np.ndarray, active: np.ndarray, max_images: int = 
     rng = np.random.default_rng(seed)
     rate = active.mean(0)
     scores, means = {}, {}
+    base = None  # dec(z) of every image, decoded once (each element then decodes only its stepped codes)
     for j in np.flatnonzero(rate >= USED):
         on = np.flatnonzero(active[:, j])
         if len(on) < 2:
@@ -41,7 +42,10 @@ def consistency(model, codes: np.ndarray, active: np.ndarray, max_images: int = 
         spread = float(np.std(codes[on, j]))
         step = torch.zeros_like(z)
         step[:, j] = spread if spread > 0 else 1.0
-        change = (model.decoder.mean(z + step) - model.decoder.mean(z)).double().cpu().numpy()
+        if base is None:
+            base = torch.cat([model.decoder.mean(torch.from_numpy(codes[i:i + 1000]).to(param.device, param.dtype))
+                              for i in range(0, len(codes), 1000)])
+        change = (model.decoder.mean(z + step) - base[torch.from_numpy(pick)]).double().cpu().numpy()
         scores[int(j)] = float(np.median(pair_cosines(change)))
         if mean_change:
             means[int(j)] = change.mean(0)
