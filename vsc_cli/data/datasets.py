@@ -66,6 +66,12 @@ ALIASES = {"fashion-mnist": "fmnist", "fashion_mnist": "fmnist"}
 # the classes' names, by label (Fashion-MNIST's README; MNIST's are its digits)
 CLASS_NAMES = {"fmnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                           "Ankle boot")}
+NORMALISATIONS = ("unit", "01", "none")
+DOWNLOAD_TIMEOUT_S = 60
+
+
+IMAGE_DATASETS = ("celeba",)  # not idx files: see celeba.py
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "celeba": (3, 32, 32)}  # (channels, height, width)
 
 
 def class_name(data: str, label) -> str:
@@ -75,12 +81,6 @@ def class_name(data: str, label) -> str:
         return f"{label} {names[int(label)]}" if 0 <= int(label) < len(names) else str(label)
     except (TypeError, ValueError):
         return str(label)
-NORMALISATIONS = ("unit", "01", "none")
-DOWNLOAD_TIMEOUT_S = 60
-
-
-IMAGE_DATASETS = ("celeba",)  # not idx files: see celeba.py
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "celeba": (3, 32, 32)}  # (channels, height, width)
 
 
 def canonical(name: str) -> str:

@@ -106,9 +106,8 @@ def read_photos(folder=None) -> list:
     photos = []
     for path in files:
         try:
-            with Image.open(path) as im:
-                im = im.convert("L") if im.mode not in ("L", "RGB", "RGBA") else im
-                photos.append((path.name, grey(np.asarray(im.convert("RGB") if im.mode == "RGBA" else im))))
+            with Image.open(path) as im:  # any mode (palette, grey, alpha) as RGB, then its luma
+                photos.append((path.name, grey(np.asarray(im.convert("RGB")))))
         except (OSError, ValueError) as exc:
             raise VscError(f"{path}: not a readable image ({exc})") from None
     if not photos:

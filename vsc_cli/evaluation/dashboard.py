@@ -99,29 +99,27 @@ def strongest(codes: np.ndarray, active: np.ndarray, j: int, n: int, sign: int =
     return keep[np.argsort(-codes[keep, j] * sign, kind="stable")][:n]
 
 
-def _grid(rows: list, path: Path, scale: int) -> None:
-    """Rows of images (C, H, W) as one PNG, each image scaled by its own maximum (data/display.tile)."""
+def _png(img: np.ndarray, path: Path, scale: int) -> None:
+    """(H, W) or (H, W, 3) values in [0, 1] as a PNG, each pixel scale x scale (nearest: pixels stay pixels)."""
     from PIL import Image
 
-    grid = np.concatenate([np.concatenate([tile(im) for im in row], axis=1) for row in rows], axis=0)
-    img = Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8))
+    out = Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
     if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+    out.save(path)
+
+
+def _grid(rows: list, path: Path, scale: int) -> None:
+    """Rows of images (C, H, W) as one PNG, each image scaled by its own maximum (data/display.tile)."""
+    _png(np.concatenate([np.concatenate([tile(im) for im in row], axis=1) for row in rows], axis=0), path, scale)
 
 
 def _signed(change: np.ndarray, path: Path, scale: int) -> None:
     """A (C, H, W) pixel change as a PNG: mid-grey where nothing changes, lighter where the pixel grows, darker where
     it shrinks, scaled by the largest |change| (per channel for colour, so a hue shows which channel moved)."""
-    from PIL import Image
-
     top = np.abs(change).max()
     img = 0.5 + 0.5 * change / top if top > 0 else np.full_like(change, 0.5)
-    img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
-    out = Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
-    if scale > 1:
-        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
-    out.save(path)
+    _png(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), path, scale)
 
 
 def _svg_bars(values, labels, width=260, height=80, title="") -> str:

@@ -10,14 +10,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from vsc_kernels import gaussian_loglik
+from vsc_kernels.loglik import LOG_2PI
 
 from vsc_cli.common.config import TrainConfig
 from vsc_cli.common.errors import VscError
 from vsc_cli.common.registry import FAMILIES, NETWORKS
 from vsc_cli.models.distributions import draw_and_kl
 from vsc_cli.models.schedule import Step
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def networks_of(cfg) -> tuple:
@@ -48,6 +47,7 @@ class Decoder(nn.Module):
         self.likelihood, self.min_logvar = likelihood, min_logvar
         self.noise_std = getattr(cfg, "noise_std", None) if likelihood == "gaussian" else None
         groups = 2 if likelihood == "gaussian" and self.noise_std is None else 1
+        self.fixed_logvar = None if self.noise_std is None else 2.0 * math.log(self.noise_std)
         self.net = network.decoder(cfg, shape, pixels, groups)  # network: a models.networks.Network class
         if groups == 2 and logvar_init is not None:
             # start the log-variance near logvar_init instead of about 0 (sigma = 1, far above unit-norm
@@ -60,7 +60,7 @@ class Decoder(nn.Module):
     def forward(self, z):
         out = self.net(z)
         if self.noise_std is not None:
-            return out, torch.full_like(out, 2.0 * math.log(self.noise_std))
+            return out, torch.full_like(out, self.fixed_logvar)
         if self.likelihood == "gaussian":
             mean, raw = out.chunk(2, dim=-1)
             return mean, self.min_logvar + F.softplus(raw - self.min_logvar)
@@ -70,8 +70,7 @@ class Decoder(nn.Module):
         """log p(x|z) summed over pixels, per image (backend: the fused Gaussian op's)."""
         if self.noise_std is not None:  # the fixed variance: a scaled squared error and a constant
             mean = self.net(z)
-            logvar = 2.0 * math.log(self.noise_std)
-            return -0.5 * (mean.shape[-1] * (LOG_2PI + logvar)
+            return -0.5 * (mean.shape[-1] * (LOG_2PI + self.fixed_logvar)
                            + ((x.to(mean.dtype) - mean) ** 2).sum(-1) / self.noise_std ** 2)
         if self.likelihood == "gaussian":
             # one fused pass over the (B, 2P) output for the value and its gradient (vsc_kernels.gaussian_loglik;

@@ -179,16 +179,15 @@ def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> Tra
     settings = {k: v for k, v in settings.items() if k not in strangers}
     if "alpha" not in settings:  # the recipe's prior (default-3 on: a sparse one), where the family has alpha
         settings = {**settings, "alpha": recipe_alpha(recipe if FAMILIES[model].takes_recipe else "paper")}
-    if settings.get("noise_std") is not None:  # a fixed decoder noise: no learned variance to start or floor
+    fixed_noise = settings.get("noise_std") is not None  # no learned decoder variance to start
+    if fixed_noise:
         if settings.get("likelihood", "gaussian") != "gaussian":
             raise VscError("--noise-std fixes a Gaussian decoder's noise; the Bernoulli likelihood has none")
         if settings.get("logvar_init") is not None:
             raise VscError("--noise-std fixes the decoder's variance, so --logvar-init (the learned variance's "
                            "start) does not apply; give one of them")
     for name, value in NETWORKS[settings["network"]].defaults(data).items():  # the network's, per data set
-        if name == "logvar_init" and settings.get("noise_std") is not None:
-            continue
-        if settings.get(name) is None:
+        if settings.get(name) is None and not (fixed_noise and name == "logvar_init"):
             settings = {**settings, name: value}
     settings = {**settings, **data_defaults(recipe, data, settings)}
     base = TrainConfig(**settings)
