@@ -18,13 +18,23 @@ def test_recipe_settings_scale_with_the_run():
     d = recipe_settings("default-1", 20_000, 0.01)
     assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
                  "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab", "rate_weight": 0.0,
-                 "rate_target": None, "centre": False, "kl_warmup": 0, "encoder_scale": None}
-    # default-2 (today's default): default-1 plus the aggregate spike-rate term and the centred input
-    assert recipe_settings("default", 20_000, 0.01) == recipe_settings("default-2", 20_000, 0.01) == \
+                 "rate_target": None, "centre": False, "kl_warmup": 0, "encoder_scale": None, "c_ramp": None,
+                 "logvar_init": None, "spike_entropy": 0.0}
+    # default-2: default-1 plus the aggregate spike-rate term and the centred input; default-3 its settings
+    assert recipe_settings("default-3", 20_000, 0.01) == recipe_settings("default-2", 20_000, 0.01) == \
         {**d, "rate_weight": 3.0, "rate_target": 0.05, "centre": True}
+    # default-4 (today's default): default-3's phases at 5,000 iterations, whatever the run's length, the
+    # decoder's variance started at the data's
+    d4 = {**recipe_settings("default-3", 5_000, 0.01), "c_ramp": 5_000, "logvar_init": "data"}
+    assert recipe_settings("default", 20_000, 0.01) == recipe_settings("default-4", 20_000, 0.01) == d4
+    assert recipe_settings("default-4", 50_000, 0.01) == d4
+    assert recipe_settings("default-4", 5_000, 0.01) == d4
+    short = recipe_settings("default-4", 1_000, 0.01)  # a short try still leaves every phase, as default-3 did
+    assert {k: short[k] for k in ("pretrain", "pretrain_ramp", "alpha_hold", "alpha_anneal", "c_ramp")} == \
+        {"pretrain": 400, "pretrain_ramp": 200, "alpha_hold": 400, "alpha_anneal": 300, "c_ramp": 1_000}
     # at alpha 0.05 and above the term's target is the prior's alpha of each iteration
     assert recipe_settings("default", 20_000, 0.2)["rate_target"] is None
-    assert recipe_settings("default", 2_000, 0.01)["pretrain"] == 800
+    assert recipe_settings("default-3", 2_000, 0.01)["pretrain"] == 800
     assert recipe_settings("default", 20_000, 0.1)["alpha_start"] is None  # nothing to anneal from
     # a run's config: the recipe's values for the settings not given, the given ones as given; the paper's
     # recipe is TrainConfig's own defaults (what old checkpoints mean)
@@ -57,10 +67,13 @@ def test_train_uses_the_default_recipe_unless_paper(shared_data, tmp_path):
     cfg = load_checkpoint(tmp_path / "d")["config"]
     assert (cfg["spike"], cfg["pretrain"], cfg["pretrain_ramp"], cfg["alpha_start"], cfg["alpha_hold"],
             cfg["alpha_anneal"], cfg["rate_weight"], cfg["rate_target"], cfg["centre"]) == \
-        ("sigmoid", 4, 2, 0.1, 4, 3, 3.0, 0.05, True)  # default-2
+        ("sigmoid", 4, 2, 0.1, 4, 3, 3.0, 0.05, True)  # default-4's, at a tenth of its 5,000 iterations
+    # the decoder's log-variance started at the data's (a number once training starts), c rising over the run
+    assert cfg["c_ramp"] == 10 and isinstance(cfg["logvar_init"], float)
     assert run(*base, "--recipe", "default-1", "--out", tmp_path / "d1").exit_code == 0
     cfg1 = load_checkpoint(tmp_path / "d1")["config"]
-    assert cfg1 == {**cfg, "rate_weight": 0.0, "rate_target": None, "centre": False}
+    assert cfg1 == {**cfg, "rate_weight": 0.0, "rate_target": None, "centre": False, "c_ramp": None,
+                    "logvar_init": None}
     for bad, message in ((["--paper", "--recipe", "default-1"], "--paper is --recipe paper"),
                          (["--recipe", "paper", "--pretrain", 3], "cannot be combined with --pretrain"),
                          (["--recipe", "paper", "--resume", tmp_path / "d"], "drop --paper / --recipe")):

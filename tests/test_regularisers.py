@@ -204,3 +204,47 @@ def test_kl_weight_and_warmup_multiply():
             want = torch.autograd.grad(loss, list(model.parameters()))
             for g, wnt in zip(got, want):
                 torch.testing.assert_close(g, wnt, rtol=1e-10, atol=1e-12)
+
+
+def test_spike_entropy_is_the_bernoulli_entropy_with_its_gradient():
+    """The spike-entropy term's per-image sum_j H(Bern(gamma_j)) against torch.distributions in float64, values
+    and gradients, on hand-made gamma away from 0 and 1 (where the entropy's slope is infinite)."""
+    g = torch.tensor([[0.9, 0.2, 0.5, 0.01], [0.3, 0.6, 0.75, 0.999]], dtype=torch.float64, requires_grad=True)
+    got = R.spike_entropy(g)
+    ref_g = g.detach().clone().requires_grad_(True)
+    want = torch.distributions.Bernoulli(probs=ref_g).entropy().sum(-1)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    got.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(g.grad, ref_g.grad, rtol=1e-9, atol=0)
+    # at 0 and 1 the entropy is 0 and finite in value and gradient (1 - gamma floored inside the log)
+    edge = torch.tensor([[0.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    h = R.spike_entropy(edge)
+    h.sum().backward()
+    assert float(h) == pytest.approx(0.0, abs=1e-5) and bool(torch.isfinite(edge.grad).all())
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.1, 0.5])
+def test_spike_entropy_at_weight_1_leaves_the_spike_cost_linear_in_gamma(alpha):
+    """Eq. 9's spike KL plus the term at weight 1 is gamma ln(1/alpha) + (1 - gamma) ln(1/(1 - alpha)): linear in
+    gamma, so each image's cheapest spike is 0 or 1 (sparse coding's L0 cost), never alpha."""
+    from vsc_kernels import kl_bernoulli
+
+    g = torch.linspace(0.01, 0.99, 25, dtype=torch.float64).reshape(1, -1)
+    term = R.DecisiveSpike(1.0)({"gamma": g}, None)
+    kl = kl_bernoulli(g, alpha).sum()
+    want = (g * math.log(1 / alpha) + (1 - g) * math.log(1 / (1 - alpha))).sum()
+    assert float(kl + term) == pytest.approx(float(want), rel=1e-9)
+    weighted = R.DecisiveSpike(0.3)({"gamma": g}, None)
+    assert float(weighted) == pytest.approx(0.3 * float(R.spike_entropy(g).mean()), rel=1e-12)
+
+
+def test_training_adds_the_spike_entropy_term_to_the_loss_only():
+    from vsc_cli.models.spike_slab import SpikeSlabPosterior
+
+    cfg = TrainConfig(data="fmnist", dim=4, iterations=10).replace(spike_entropy=0.5)
+    terms = SpikeSlabPosterior.training_terms(cfg)
+    assert [type(t) for t in terms] == [R.DecisiveSpike] and terms[0].weight == 0.5
+    assert SpikeSlabPosterior.training_terms(TrainConfig(data="fmnist", dim=4)) == []
+    both = SpikeSlabPosterior.training_terms(cfg.replace(rate_weight=3.0))
+    assert [type(t) for t in both] == [R.AggregateRate, R.DecisiveSpike]

@@ -202,8 +202,8 @@ class TrainConfig:
         shown_default="learned per pixel")
     logvar_init: float | str | None = setting(
         None, "Initial decoder log-variance: 'data' (log of the training images' mean per-pixel variance) or a "
-        "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True,
-        shown_default="'data' with the conv network, else PyTorch's init, about 0")
+        "number. Not in the paper.", DataOrNumber(), "beyond the paper", settable=True, recipe=True,
+        shown_default="'data' (default-4 on, and the conv network), else PyTorch's init, about 0")
     encoder_scale: float | str | None = setting(
         None, "Multiply the encoder's input by this number, or 'data': 1 / the training images' mean per-pixel "
         "standard deviation (unit-norm pixels are ~0.02). None = 1.", DataOrNumber(positive=True),

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from vsc_cli.common.config import C_END, C_START
 
 
-def c_schedule(iteration: int, iterations: int, c_start: float = C_START, c_end: float = C_END) -> float:
-    """Sigmoid scale c at 0-based `iteration`: linear from c_start (first) to c_end (last) (C.2)."""
+def c_schedule(iteration: int, iterations: int, c_start: float = C_START, c_end: float = C_END,
+               ramp: int | None = None) -> float:
+    """Sigmoid scale c at 0-based `iteration`: linear from c_start (first) to c_end (last) (C.2); with `ramp`,
+    linear over the first `ramp` iterations and c_end after, whatever the run's length."""
+    iterations = iterations if ramp is None else ramp
     if iterations <= 1:
         return float(c_end)
     frac = min(max(iteration / (iterations - 1), 0.0), 1.0)
@@ -84,7 +87,8 @@ class Schedule:
         cfg = self.cfg
         # a family without a spike has none of its settings: the values that leave the step as the paper's
         get = cfg.get
-        return Step(c=c_schedule(it, cfg.iterations, get("c_start", C_START), get("c_end", C_END)),
+        return Step(c=c_schedule(it, cfg.iterations, get("c_start", C_START), get("c_end", C_END),
+                                     get("c_ramp", None)),
                     slab_scale=lambda_schedule(it, get("pretrain", 0), get("pretrain_ramp", 0)),
                     alpha=alpha_schedule(it, cfg.alpha, get("alpha_start", None), get("alpha_anneal", 0),
                                          get("alpha_hold", 0)),

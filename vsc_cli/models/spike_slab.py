@@ -10,7 +10,7 @@ from vsc_kernels import SpikeSlab, SpikeSlabPrior, log_gamma_sigmoid, spike_slab
 from vsc_cli.common.config import C_END, C_START, Choice, Float, Int, setting
 from vsc_cli.common.registry import PRIORS
 from vsc_cli.models.distributions import Posterior, register
-from vsc_cli.models.regularisers import AggregateRate
+from vsc_cli.models.regularisers import AggregateRate, DecisiveSpike
 
 
 class SpikeSlabPosterior(SpikeSlab, Posterior):
@@ -28,6 +28,10 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
                            Float(0, lo_open=True), "training", settable=True),
         "c_end": setting(C_END, "c at the last iteration, reached linearly (C.2).", Float(0, lo_open=True),
                          "training", settable=True),
+        "c_ramp": setting(
+            None, "Iterations over which c rises from --c-start to --c-end, then stays (None: the whole run, the "
+            "paper's C.2). A number makes a longer run the shorter one continued. Not in the paper.", Int(1),
+            "beyond the paper", settable=True, recipe=True, shown_default="the whole run"),
         "gamma_init": setting(
             None, "Start every spike probability near this value (with eq. 12 about half the elements otherwise "
             "start at gamma = 1 with zero gradient). Not in the paper.", Float(0, 1, lo_open=True, hi_open=True),
@@ -63,6 +67,11 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
         "rate_target": setting(
             None, "That term's target rate (None: the prior's alpha at each iteration).",
             Float(0, 1, lo_open=True, hi_open=True), "beyond the paper", settable=True, recipe=True),
+        "spike_entropy": setting(
+            0.0, "Weight w of the spike-entropy term w sum_j H(Bern(gamma_j)) per image (regularisers.py): at 1 it "
+            "cancels the entropy inside eq. 9's spike KL, so an element is on or off for each image instead of "
+            "sitting at gamma = alpha for all of them, unused. 0 = off.",
+            Float(0, math.inf, hi_open=True), "beyond the paper", settable=True, recipe=True),
     }
 
     def __init__(self, mu, logvar, v):
@@ -92,8 +101,9 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
 
     @classmethod
     def training_terms(cls, cfg, mean=None, model=None):
-        """The aggregate spike-rate term (regularisers.py) when cfg.rate_weight > 0."""
-        return [AggregateRate(cfg.rate_weight, cfg.rate_target, mean)] if cfg.rate_weight else []
+        """The aggregate spike-rate term and the spike-entropy term (regularisers.py), those with a weight > 0."""
+        return ([AggregateRate(cfg.rate_weight, cfg.rate_target, mean)] if cfg.rate_weight else []) + \
+            ([DecisiveSpike(cfg.spike_entropy)] if cfg.get("spike_entropy", 0.0) else [])
 
     def batch_terms(self):
         """The (B, J) spike probabilities, for training terms on the batch's rates (regularisers.py)."""
