@@ -142,9 +142,9 @@ def scores(r: dict) -> dict:
            "jaccard": r.get("jaccard_all"), "mcc": r.get("truth_mcc"), "rec09": r.get("truth_recovered_09"),
            "f1": r.get("truth_support_f1"), "time": r.get("train_seconds")}
     out["elbo"] = (r.get("metrics") or {}).get("test_elbo")
-    c = r.get("classify") or {}
-    acc = c.get("accuracy_mean", c.get("accuracy"))
-    out["accuracy"] = acc * 100 if isinstance(acc, float) and acc <= 1 else acc
+    results = (r.get("classify") or {}).get("results") or [{}]
+    acc = results[-1].get("accuracy_mean")  # 5,000 labelled codes, mean of the draws
+    out["accuracy"] = None if acc is None else 100 * acc
     return out
 
 

@@ -56,8 +56,8 @@ def dense_advice(cfg) -> list[str]:
 def shared_advice(cfg) -> list[str]:
     out = []
     if cfg.iterations < 20_000:
-        out.append(f"more iterations than {cfg.iterations:,} (the default recipe pre-trains the spikes for the "
-                   "first 40 %)")
+        out.append(f"more iterations than {cfg.iterations:,} (the default recipe pre-trains the spikes for its "
+                   "first 2,000, or 40 % of a shorter run)")
     if "rate_weight" in cfg and not cfg.rate_weight:
         out.append("--rate-weight 3 (hold each element's spike rate near alpha), or the default recipe (no --paper)")
     return out + ["--model topk --k K (each image its own K elements)"]
