@@ -269,7 +269,8 @@ def test_train_warns_of_posterior_collapse(monkeypatch, tmp_path):
                 "test_sparsity": 0.05, "seconds_per_1000_iterations": 1.0, "elbo_is_bound": seen.get("bound", True)}
 
     monkeypatch.setattr(T, "train", fake_train)
-    args = ["train", "--data", "fmnist", "--dim", "4", "--iterations", "2", "--quiet"]
+    # default-3: the decoder's variance not started at the data's, so the advice names it
+    args = ["train", "--data", "fmnist", "--dim", "4", "--iterations", "2", "--quiet", "--recipe", "default-3"]
     for kl, bound, warned in (((0.3, 0.2), True, True), ((0.3, 0.8), True, False), ((0.0, 0.0), False, False)):
         seen.update(kl=kl, bound=bound)
         result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / f"r{kl}{bound}")])
@@ -279,4 +280,7 @@ def test_train_warns_of_posterior_collapse(monkeypatch, tmp_path):
     # a run that already set the decoder's starting variance is not told to set it (trainers/report.py)
     seen.update(kl=(0.3, 0.2), bound=True)
     result = CliRunner().invoke(main, [*args, "--logvar-init", "-8", "--out", str(tmp_path / "given")])
+    assert "warning: posterior collapse" in result.output and "--logvar-init data" not in result.output, result.output
+    # nor is a default-4 run, which starts it at the data's
+    result = CliRunner().invoke(main, [*args[:-2], "--out", str(tmp_path / "default4")])
     assert "warning: posterior collapse" in result.output and "--logvar-init data" not in result.output, result.output
