@@ -65,7 +65,8 @@ def make_set(name: str, work: Path) -> Path:
 def one(job, args, core) -> str:
     name, seed = job
     label = args.label or args.recipe
-    tag = f"{name}-{label}-s{seed}-i{args.iterations}"
+    safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in label)  # a plain file name
+    tag = f"{name}-{safe}-s{seed}-i{args.iterations}"
     result = Path(args.out) / "results" / f"{tag}.json"
     if result.exists():
         return f"{tag}: done before"
