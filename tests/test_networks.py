@@ -233,4 +233,7 @@ def test_the_conv_network_starts_its_decoder_variance_at_the_datas():
     assert vsc_cli.train_config(data="celeba").logvar_init == "data"
     assert vsc_cli.train_config(data="fmnist", network="conv").logvar_init == "data"
     assert vsc_cli.train_config(data="fmnist", network="conv", logvar_init=-3.0).logvar_init == -3.0
-    assert vsc_cli.train_config(data="fmnist").logvar_init is None  # the MLP keeps PyTorch's init
+    # the MLP keeps PyTorch's init under default-3 and the paper's recipe; default-4 starts every network's at the data's
+    assert vsc_cli.train_config(data="fmnist", recipe="default-3").logvar_init is None
+    assert vsc_cli.train_config(data="fmnist", recipe="paper").logvar_init is None
+    assert vsc_cli.train_config(data="fmnist").logvar_init == "data"
