@@ -49,12 +49,11 @@ class AggregateRate:
         return self.weight * aggregate_rate_kl(terms["gamma"], target, self.mean)
 
 
-def spike_entropy(gamma: torch.Tensor, log_gamma: torch.Tensor | None = None) -> torch.Tensor:
+def spike_entropy(gamma: torch.Tensor) -> torch.Tensor:
     """sum_j H(Bern(gamma_j)) per image, for gamma of shape (B, J): (B,). 1 - gamma is floored at 1e-6 inside the
     log, so that gamma = 1 (eq. 12's v > 0) has a finite gradient."""
-    log_gamma = torch.log(gamma.clamp_min(1e-30)) if log_gamma is None else log_gamma
     off = 1.0 - gamma
-    return -(gamma * log_gamma + off * torch.log(off.clamp_min(1e-6))).sum(-1)
+    return -(gamma * torch.log(gamma.clamp_min(1e-30)) + off * torch.log(off.clamp_min(1e-6))).sum(-1)
 
 
 class DecisiveSpike:

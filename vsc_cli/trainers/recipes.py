@@ -202,7 +202,8 @@ def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> Tra
     settings = {k: v for k, v in settings.items() if k not in strangers}
     if "alpha" not in settings:  # the recipe's prior (default-3 on: a sparse one), where the family has alpha
         settings = {**settings, "alpha": recipe_alpha(recipe if FAMILIES[model].takes_recipe else "paper")}
-    fixed_noise = settings.get("noise_std") is not None  # no learned decoder variance to start
+    fixed_noise = settings.get("noise_std") is not None
+    unstarted = {"logvar_init"} if fixed_noise else set()  # no learned decoder variance to start
     if fixed_noise:
         if settings.get("likelihood", "gaussian") != "gaussian":
             raise VscError("--noise-std fixes a Gaussian decoder's noise; the Bernoulli likelihood has none")
@@ -210,16 +211,14 @@ def resolve(recipe: str = "default", foreign: str = "refuse", **settings) -> Tra
             raise VscError("--noise-std fixes the decoder's variance, so --logvar-init (the learned variance's "
                            "start) does not apply; give one of them")
     for name, value in NETWORKS[settings["network"]].defaults(data).items():  # the network's, per data set
-        if settings.get(name) is None and not (fixed_noise and name == "logvar_init"):
+        if settings.get(name) is None and name not in unstarted:
             settings = {**settings, name: value}
     settings = {**settings, **data_defaults(recipe, data, settings)}
     base = TrainConfig(**settings)
     family = FAMILIES[base.model]
     given = {**recipe_settings(recipe if family.takes_recipe else "paper", base.iterations, base.alpha),
              **family.own_defaults}
-    if fixed_noise:  # no learned variance to start (the recipe's logvar_init)
-        given.pop("logvar_init", None)
-    cfg = base.replace(**{k: v for k, v in given.items() if k not in settings and k in base})
+    cfg = base.replace(**{k: v for k, v in given.items() if k not in settings and k in base and k not in unstarted})
     problem = family.check(cfg)
     if problem:
         raise VscError(problem)
