@@ -91,3 +91,23 @@ def test_gamma_init_for_each_spike(spike):
     zero = torch.zeros_like(bias)
     gamma = model.family.from_heads((zero, zero, bias), model.cfg).gamma  # q(z|x)'s gamma where v = the bias
     torch.testing.assert_close(gamma, torch.full((7,), 0.3), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("spike", ["min", "sigmoid"])
+def test_gate_magnitude_adds_the_slabs_magnitude_to_v_without_gradient_into_mu(spike):
+    """--gate-magnitude s: log gamma is eq. 12's (or the sigmoid's) of v + s |mu|, the same for mu and -mu, and
+    the gate's gradient reaches v only (mu learns from the slab's terms alone)."""
+    mu, v = rand(4, 6, seed=7).requires_grad_(), rand(4, 6, seed=8).requires_grad_()
+    logvar = rand(4, 6, seed=9)
+    cfg = TrainConfig(dim=6, spike=spike, gate_magnitude=0.7)
+    q = VAE(cfg, 10).family.from_heads((mu, logvar, v), cfg)
+    shifted = (v + 0.7 * mu.abs()).detach()
+    want = torch.clamp(shifted, max=0) if spike == "min" else torch.log(torch.sigmoid(shifted))
+    torch.testing.assert_close(q.log_gamma, want, rtol=1e-12, atol=1e-14)
+    flipped = VAE(cfg, 10).family.from_heads((-mu, logvar, v), cfg)
+    torch.testing.assert_close(flipped.log_gamma, q.log_gamma, rtol=0, atol=0)
+    (gmu, gv) = torch.autograd.grad(q.log_gamma.sum(), (mu, v), allow_unused=True)
+    assert gmu is None or bool((gmu == 0).all())
+    assert bool((gv != 0).any())
+    plain = VAE(TrainConfig(dim=6, spike=spike), 10).family.from_heads((mu, logvar, v), cfg.replace(gate_magnitude=0.0))
+    torch.testing.assert_close(plain.log_gamma, torch.clamp(v, max=0) if spike == "min" else torch.log(torch.sigmoid(v)))

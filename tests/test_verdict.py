@@ -37,6 +37,7 @@ def test_the_advice_is_never_what_the_run_has():
     assert "--logvar-init data" in plain and "more iterations than 1,000" in plain and "--alpha than 0.01" in plain
     has_it = verdict(cfg(iterations=20_000, alpha=0.3, logvar_init=-2.0), 0.0, 1.3)
     assert "--logvar-init" not in has_it and "more iterations" not in has_it and "--alpha" not in has_it
+    assert "--spike-entropy 1" in plain and "--spike-entropy" not in verdict(cfg(spike_entropy=0.5), 0.0, 1.3)
     assert "--alpha 0.1" in verdict(cfg(alpha=0.5), 150.0, 0.3)
     assert "--alpha 0.01" in verdict(cfg(alpha=0.1), 150.0, 0.3)
     assert "--alpha" not in verdict(cfg(alpha=0.01), 150.0, 0.3)

@@ -39,6 +39,9 @@ def collapse_advice(cfg) -> list[str]:
         out.append(f"a larger --alpha than {cfg.alpha:g} (more elements on a priori)")
     if "rate_weight" in cfg and not cfg.rate_weight:
         out.append("--rate-weight 3 (hold each element's spike rate near alpha)")
+    if "spike_entropy" in cfg and not cfg.spike_entropy:
+        out.append("--spike-entropy 1 (each image decides each element, on or off, instead of every unused element "
+                   "sitting at gamma = alpha)")
     return out or ["another --seed, or --model vae to see whether any code is learned on these data"]
 
 

@@ -72,6 +72,11 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
             "cancels the entropy inside eq. 9's spike KL, so an element is on or off for each image instead of "
             "sitting at gamma = alpha for all of them, unused. 0 = off.",
             Float(0, math.inf, hi_open=True), "beyond the paper", settable=True, recipe=True),
+        "gate_magnitude": setting(
+            0.0, "Weight s of the slab's magnitude in the spike: the encoder's v becomes v + s |mu| (no gradient "
+            "into mu), so that an element is as easily on for a negative value as for a positive one. 0 = off "
+            "(the paper). Not in the paper.", Float(0, math.inf, hi_open=True), "beyond the paper", settable=True,
+            recipe=True),
     }
 
     def __init__(self, mu, logvar, v):
@@ -80,6 +85,10 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
     @classmethod
     def from_heads(cls, heads, cfg):
         mu, logvar, v = heads
+        if cfg.get("gate_magnitude", 0.0):
+            # a gate linear in the image is one-signed (on when w.x is large); a signed factor needs |w.x|, which
+            # the slab's mean already is. Without gradient into mu, the slab still learns only from eq. 11's terms
+            v = v + cfg.gate_magnitude * mu.detach().abs()
         return cls(mu, logvar, v if cfg.spike == "min" else log_gamma_sigmoid(v))
 
     @classmethod
