@@ -24,7 +24,7 @@ def test_c_schedule_with_a_ramp_of_its_own_then_c_end():
 
 @pytest.mark.parametrize("recipe", ["default-4", "default-5"])
 def test_default_4_at_20000_iterations_is_its_5000_iteration_run_continued(recipe):
-    """The phases of default-4 (and default-5, which has no pre-training) are in iterations of their own: every step of a 5,000-iteration run is the
+    """The phases of default-4 (and default-5's, the same) are in iterations of their own: every step of a 5,000-iteration run is the
     same step of a 20,000-iteration one, after which nothing but training goes on (c at its end, lambda 1, the
     run's alpha). default-3's phases scale with the run instead."""
     from vsc_cli.models.schedule import Schedule
