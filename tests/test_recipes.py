@@ -32,8 +32,6 @@ def test_recipe_settings_scale_with_the_run():
     short = recipe_settings("default-4", 1_000, 0.01)  # a short try still leaves every phase, as default-3 did
     assert {k: short[k] for k in ("pretrain", "pretrain_ramp", "alpha_hold", "alpha_anneal", "c_ramp")} == \
         {"pretrain": 400, "pretrain_ramp": 200, "alpha_hold": 400, "alpha_anneal": 300, "c_ramp": 1_000}
-    # default-5: default-4 with the slab's magnitude in the spike
-    assert recipe_settings("default-5", 20_000, 0.01) == {**d4, "gate_magnitude": 2.0}
     # at alpha 0.05 and above the term's target is the prior's alpha of each iteration
     assert recipe_settings("default", 20_000, 0.2)["rate_target"] is None
     assert recipe_settings("default-3", 2_000, 0.01)["pretrain"] == 800

@@ -96,11 +96,6 @@ RECIPES = (
                "pretrain": Capped(2000, 0.4), "pretrain_ramp": Capped(1000, 0.2),
                "alpha_hold": BelowAlpha(0.1, Capped(2000, 0.4), 0), "alpha_anneal": BelowAlpha(0.1, Capped(1500, 0.3), 0),
                "c_ramp": Capped(5000, 1.0), "logvar_init": "data"}),
-    # default-4 with the slab's magnitude in the spike: a spike linear in the image is on for one sign of a factor
-    # only, so each signed factor was learned as two one-signed elements (no factor of the signed K = 100 set
-    # recovered at |corr| 0.9); a spike that sees |mu| switches one element on for either sign (100 of 100 there;
-    # docs/results/suite). Pre-training stays: without it MNIST's codes kept half as much of the images
-    Recipe("default-5", "default-4 with the slab's magnitude in the spike", "default-4", {"gate_magnitude": 2.0}),
 )
 BY_NAME = {r.name: r for r in RECIPES}
 DEFAULT = "default-4"  # what `--recipe default` (and vsc train without --paper) means
