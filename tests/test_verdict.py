@@ -38,6 +38,12 @@ def test_the_advice_is_never_what_the_run_has():
     has_it = verdict(cfg(iterations=20_000, alpha=0.3, logvar_init=-2.0), 0.0, 1.3)
     assert "--logvar-init" not in has_it and "more iterations" not in has_it and "--alpha" not in has_it
     assert "--spike-entropy 1" in plain and "--spike-entropy" not in verdict(cfg(spike_entropy=0.5), 0.0, 1.3)
+    # the spike's view of the slab's magnitude: offered to a run without it; with it, pre-training is what to drop
+    assert "--gate-magnitude 2" in plain and "--gate-magnitude" not in verdict(cfg(gate_magnitude=2.0), 0.0, 1.3)
+    shared_gate = verdict(cfg(gate_magnitude=2.0, pretrain=2000), 30.0, 0.02, 0.75)
+    assert "--pretrain 0" in shared_gate and "--gate-magnitude 2" not in shared_gate
+    assert "--gate-magnitude 2" in verdict(cfg(pretrain=2000), 0.1, 0.87, 0.8)
+    assert "--pretrain 0" not in verdict(cfg(gate_magnitude=2.0, pretrain=0), 30.0, 0.02, 0.75)
     assert "--alpha 0.1" in verdict(cfg(alpha=0.5), 150.0, 0.3)
     assert "--alpha 0.01" in verdict(cfg(alpha=0.1), 150.0, 0.3)
     assert "--alpha" not in verdict(cfg(alpha=0.01), 150.0, 0.3)
