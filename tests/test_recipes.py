@@ -19,7 +19,8 @@ def test_recipe_settings_scale_with_the_run():
     assert d == {"spike": "sigmoid", "pretrain": 8_000, "pretrain_ramp": 4_000, "alpha_start": 0.1,
                  "alpha_hold": 8_000, "alpha_anneal": 6_000, "prior": "spike-slab", "rate_weight": 0.0,
                  "rate_target": None, "centre": False, "kl_warmup": 0, "encoder_scale": None, "c_ramp": None,
-                 "logvar_init": None, "spike_entropy": 0.0, "gate_magnitude": 0.0}
+                 "logvar_init": None, "spike_entropy": 0.0, "gate_magnitude": 0.0,
+                 "gate_gradient": False}
     # default-2: default-1 plus the aggregate spike-rate term and the centred input; default-3 its settings
     assert recipe_settings("default-3", 20_000, 0.01) == recipe_settings("default-2", 20_000, 0.01) == \
         {**d, "rate_weight": 3.0, "rate_target": 0.05, "centre": True}

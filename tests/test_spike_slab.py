@@ -111,3 +111,21 @@ def test_gate_magnitude_adds_the_slabs_magnitude_to_v_without_gradient_into_mu(s
     assert bool((gv != 0).any())
     plain = VAE(TrainConfig(dim=6, spike=spike), 10).family.from_heads((mu, logvar, v), cfg.replace(gate_magnitude=0.0))
     torch.testing.assert_close(plain.log_gamma, torch.clamp(v, max=0) if spike == "min" else torch.log(torch.sigmoid(v)))
+
+
+@pytest.mark.parametrize("spike", ["min", "sigmoid"])
+def test_gate_gradient_is_the_gates_own_gradient_into_mu(spike):
+    """--gate-gradient: the same log gamma, and its gradient into mu is d log gamma / d(v + s|mu|) * s sign(mu),
+    written out by hand (float64)."""
+    mu, v = rand(4, 6, seed=7).requires_grad_(), rand(4, 6, seed=8).requires_grad_()
+    logvar = rand(4, 6, seed=9)
+    cfg = TrainConfig(dim=6, spike=spike, gate_magnitude=0.7, gate_gradient=True)
+    q = VAE(cfg, 10).family.from_heads((mu, logvar, v), cfg)
+    shifted = (v + 0.7 * mu.abs()).detach()
+    want = torch.clamp(shifted, max=0) if spike == "min" else torch.log(torch.sigmoid(shifted))
+    torch.testing.assert_close(q.log_gamma, want, rtol=1e-12, atol=1e-14)
+    gmu, gv = torch.autograd.grad(q.log_gamma.sum(), (mu, v))
+    # d/du min(u, 0) = [u < 0]; d/du log sigmoid(u) = 1 - sigmoid(u)
+    outer = (shifted < 0).double() if spike == "min" else 1 - torch.sigmoid(shifted)
+    torch.testing.assert_close(gv, outer, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(gmu, outer * 0.7 * torch.sign(mu.detach()), rtol=1e-12, atol=1e-14)

@@ -7,7 +7,7 @@ import torch
 
 from vsc_kernels import SpikeSlab, SpikeSlabPrior, log_gamma_sigmoid, spike_slab, spike_slab_sample_scaled
 
-from vsc_cli.common.config import C_END, C_START, Choice, Float, Int, setting
+from vsc_cli.common.config import C_END, C_START, Choice, Flag, Float, Int, setting
 from vsc_cli.common.registry import PRIORS
 from vsc_cli.models.distributions import Posterior, register
 from vsc_cli.models.regularisers import AggregateRate, DecisiveSpike
@@ -77,6 +77,11 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
             "into mu), so that an element is as easily on for a negative value as for a positive one. 0 = off "
             "(the paper). Not in the paper.", Float(0, math.inf, hi_open=True), "beyond the paper", settable=True,
             recipe=True),
+        "gate_gradient": setting(
+            False, "With --gate-magnitude: let the gate's gradient reach mu too (the ELBO's own gradient for a gamma "
+            "that depends on |mu|), so that the spike's KL also shrinks the slab's mean of an element it switches "
+            "off. Off: mu learns from the slab's terms alone. Not in the paper.", Flag(), "beyond the paper",
+            settable=True, recipe=True),
     }
 
     def __init__(self, mu, logvar, v):
@@ -88,7 +93,8 @@ class SpikeSlabPosterior(SpikeSlab, Posterior):
         if cfg.get("gate_magnitude", 0.0):
             # a gate linear in the image is one-signed (on when w.x is large); a signed factor needs |w.x|, which
             # the slab's mean already is. Without gradient into mu, the slab still learns only from eq. 11's terms
-            v = v + cfg.gate_magnitude * mu.detach().abs()
+            # (--gate-gradient keeps the gate's own gradient into mu: an element's spike KL then shrinks |mu| too)
+            v = v + cfg.gate_magnitude * (mu if cfg.get("gate_gradient", False) else mu.detach()).abs()
         return cls(mu, logvar, v if cfg.spike == "min" else log_gamma_sigmoid(v))
 
     @classmethod
