@@ -30,6 +30,11 @@ def test_recipe_settings_scale_with_the_run():
     assert recipe_settings("default", 20_000, 0.01) == recipe_settings("default-4", 20_000, 0.01) == d4
     assert recipe_settings("default-4", 50_000, 0.01) == d4
     assert recipe_settings("default-4", 5_000, 0.01) == d4
+    # default-5: default-4 with the gate (its gradient kept) and 500 + 500 of spike pre-training, also fixed
+    d5 = {**d4, "gate_magnitude": 2.0, "gate_gradient": True, "pretrain": 500, "pretrain_ramp": 500}
+    assert recipe_settings("default-5", 20_000, 0.01) == recipe_settings("default-5", 5_000, 0.01) == d5
+    assert {k: recipe_settings("default-5", 1_000, 0.01)[k] for k in ("pretrain", "pretrain_ramp")} == \
+        {"pretrain": 100, "pretrain_ramp": 100}
     short = recipe_settings("default-4", 1_000, 0.01)  # a short try still leaves every phase, as default-3 did
     assert {k: short[k] for k in ("pretrain", "pretrain_ramp", "alpha_hold", "alpha_anneal", "c_ramp")} == \
         {"pretrain": 400, "pretrain_ramp": 200, "alpha_hold": 400, "alpha_anneal": 300, "c_ramp": 1_000}
